@@ -1,0 +1,168 @@
+"""The app factory: one aiohttp application, its resources as ``cleanup_ctx``, its routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import Clock, system_clock
+from bot.jobs import JobRunner
+from bot.mautic import MauticClient
+from bot.permissions import Permissions, SlackAudience
+from bot.services import Services
+from bot.settings import Settings
+from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", SessionFactory)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+SERVICES = web.AppKey("services", Services)
+BOLT = web.AppKey("bolt", AsyncApp)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs tests and benchmarks turn; production uses the defaults."""
+
+    clock: Clock = system_clock
+    job_poll_interval: float = 2.0
+    job_backoff_base: float = 2.0
+    start_scheduler: bool = True
+    migrate_on_start: bool | None = None  # None: only on SQLite, as documented
+
+
+def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Application:
+    tuning = tuning or Tuning()
+    settings.require_for_serve()
+    app = web.Application(client_max_size=max(settings.webhook_max_bytes, settings.slack_max_bytes))
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database(settings, tuning))
+    app.cleanup_ctx.append(_http_session)
+    app.cleanup_ctx.append(_services(tuning))
+    app.cleanup_ctx.append(_scheduler(tuning))
+
+    from handlers.routes import add_routes
+
+    add_routes(app)
+    return app
+
+
+def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        should_migrate = tuning.migrate_on_start if tuning.migrate_on_start is not None else settings.is_sqlite
+        if should_migrate:
+            await migrate(engine)
+        app[ENGINE] = engine
+        app[SESSIONS] = make_session_factory(engine)
+        yield
+        await engine.dispose()
+
+    return ctx
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    # One shared client session for Slack and Mautic; connection reuse matters for exports.
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), trust_env=False)
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+def build_slack_client(settings: Settings, http: aiohttp.ClientSession) -> AsyncWebClient:
+    assert settings.slack_bot_token is not None
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_base,
+        session=http,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            # Slack's chat.postMessage allows about one message per second per channel.
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def build_mautic_client(settings: Settings, http: aiohttp.ClientSession) -> MauticClient:
+    assert settings.mautic_base_url is not None
+    return MauticClient(
+        http,
+        settings.mautic_base_url,
+        username=settings.mautic_username,
+        password=settings.mautic_password.get_secret_value() if settings.mautic_password else None,
+        client_id=settings.mautic_client_id,
+        client_secret=(
+            settings.mautic_client_secret.get_secret_value() if settings.mautic_client_secret else None
+        ),
+        timeout=settings.mautic_timeout_seconds,
+    )
+
+
+def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        slack = build_slack_client(settings, app[HTTP])
+        runner = JobRunner(
+            app[SESSIONS], poll_interval=tuning.job_poll_interval, backoff_base=tuning.job_backoff_base
+        )
+        services = Services(
+            settings=settings,
+            engine=app[ENGINE],
+            sessions=app[SESSIONS],
+            http=app[HTTP],
+            slack=slack,
+            mautic=build_mautic_client(settings, app[HTTP]),
+            jobs=runner,
+            permissions=Permissions(
+                approvers=SlackAudience(settings.privacy_approvers, slack),
+                requesters=SlackAudience(settings.privacy_requesters, slack),
+            ),
+            clock=tuning.clock,
+        )
+        app[SERVICES] = services
+
+        from handlers.jobs import register_jobs
+        from handlers.slack import build_bolt_app
+
+        app[BOLT] = build_bolt_app(services)
+        register_jobs(runner, services)
+        runner.start(services)
+        yield
+        await runner.stop()
+
+    return ctx
+
+
+def _scheduler(tuning: Tuning):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        scheduler = AsyncIOScheduler(timezone=services.settings.digest_timezone)
+        services.scheduler = scheduler
+        if tuning.start_scheduler:
+            from handlers.jobs import schedule_jobs
+
+            schedule_jobs(scheduler, services)
+            scheduler.start()
+        yield
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    return ctx

@@ -1,0 +1,77 @@
+"""Block Kit builders: plain data in, message dicts out, no I/O. One builder per message kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Block = dict[str, Any]
+
+SECTION_TEXT_LIMIT = 3000
+MAX_BLOCKS = 50
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT_LIMIT)}}
+
+
+def context(*texts: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(t, 3000)} for t in texts]}
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": truncate(text, 150)}}
+
+
+def divider() -> Block:
+    return {"type": "divider"}
+
+
+def fields(pairs: list[tuple[str, str]]) -> Block:
+    return {
+        "type": "section",
+        "fields": [{"type": "mrkdwn", "text": truncate(f"*{k}*\n{v}", 2000)} for k, v in pairs[:10]],
+    }
+
+
+def button(
+    text: str, action_id: str, value: str, *, style: str | None = None, confirm: dict[str, Any] | None = None
+) -> Block:
+    element: Block = {
+        "type": "button",
+        "action_id": action_id,
+        "value": value,
+        "text": {"type": "plain_text", "text": truncate(text, 75)},
+    }
+    if style:
+        element["style"] = style
+    if confirm:
+        element["confirm"] = confirm
+    return element
+
+
+def confirm_dialog(title: str, text: str, confirm: str, *, danger: bool = False) -> dict[str, Any]:
+    dialog: dict[str, Any] = {
+        "title": {"type": "plain_text", "text": truncate(title, 100)},
+        "text": {"type": "mrkdwn", "text": truncate(text, 300)},
+        "confirm": {"type": "plain_text", "text": truncate(confirm, 30)},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    if danger:
+        dialog["style"] = "danger"
+    return dialog
+
+
+def actions(block_id: str, *elements: Block) -> Block:
+    return {"type": "actions", "block_id": block_id, "elements": list(elements)[:25]}
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cap_blocks(blocks: list[Block], *, what: str = "items") -> list[Block]:
+    """Keep a message within Slack's 50-block limit, saying how much was left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    kept = blocks[: MAX_BLOCKS - 1]
+    return [*kept, context(f"…and {len(blocks) - len(kept)} more {what} not shown.")]

@@ -1,0 +1,44 @@
+"""Help and refusal texts of the ``/privacy`` command."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from bot.blocks import context, header, section
+
+
+class _Documented(Protocol):
+    name: str
+    usage: str
+    example: str
+    summary: str
+    approvers_only: bool
+
+
+def help_message(subcommands: Sequence[_Documented]) -> dict[str, Any]:
+    lines = ["`/privacy help` — this list"]
+    for sub in subcommands:
+        who = " _(approvers)_" if sub.approvers_only else ""
+        lines.append(f"`/privacy {sub.usage}` — {sub.summary}{who}\n      e.g. `{sub.example}`")
+    return {
+        "text": "Privacy bot commands:\n" + "\n".join(lines),
+        "blocks": [
+            header("Privacy bot commands"),
+            section("\n".join(lines)),
+            context("Emails you type are never shown in the channel unmasked. Decisions are audited."),
+        ],
+    }
+
+
+def unknown_subcommand_message(name: str, subcommands: Sequence[_Documented]) -> dict[str, Any]:
+    message = help_message(subcommands)
+    intro = f"I don't know `/privacy {name}`. Here is what I can do:"
+    return {"text": intro + "\n" + message["text"], "blocks": [section(intro), *message["blocks"]]}
+
+
+def wrong_channel_text(channel_id: str) -> str:
+    return (
+        f"`/privacy` works only in <#{channel_id}>, so that requests and decisions stay where "
+        "the privacy team can see and audit them."
+    )

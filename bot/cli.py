@@ -1,0 +1,87 @@
+"""Sub-commands other than ``serve``: migrate, audit verify, check."""
+
+from __future__ import annotations
+
+import os
+
+import aiohttp
+
+from bot.settings import ConfigError, Settings
+from storage.db import make_engine, make_session_factory, unit_of_work
+from storage.ledger import verify
+from storage.migrate import current_heads, migrate
+
+
+async def run_migrate(settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        heads = await current_heads(engine)
+    finally:
+        await engine.dispose()
+    print(f"database schema is up to date ({', '.join(sorted(heads))})")
+    return 0
+
+
+async def run_audit_verify(settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        async with unit_of_work(make_session_factory(engine)) as session:
+            result = await verify(session)
+    finally:
+        await engine.dispose()
+    print(result.describe())
+    return 0 if result.ok else 1
+
+
+async def run_check(settings: Settings) -> int:
+    """One line per check; exit 1 if any failed."""
+    from bot.app import build_mautic_client, build_slack_client
+
+    ok = True
+
+    def report(name: str, passed: bool, detail: str) -> None:
+        nonlocal ok
+        ok = ok and passed
+        print(f"[{'ok' if passed else 'FAIL'}] {name}: {detail}")
+
+    try:
+        settings.require_for_serve()
+        report("settings", True, "all required settings present")
+    except ConfigError as exc:
+        report("settings", False, str(exc))
+        return 1
+    if os.environ.get("SLACK_CLIENT_ID") and os.environ.get("SLACK_CLIENT_SECRET"):
+        report("environment", False,
+               "SLACK_CLIENT_ID/SECRET are set: Bolt would switch to OAuth and drop the bot token")
+
+    engine = make_engine(settings.database_url)
+    try:
+        from storage.db import ping
+
+        await ping(engine)
+        report("database", True, "reachable")
+    except Exception as exc:
+        report("database", False, f"{type(exc).__name__}: {exc}")
+    finally:
+        await engine.dispose()
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+        try:
+            auth = await build_slack_client(settings, http).auth_test()
+            report("slack", True, f"auth.test ok as {auth.get('user')} in team {auth.get('team')}")
+        except Exception as exc:
+            report("slack", False, _reason(exc))
+        try:
+            await build_mautic_client(settings, http).ping()
+            report("mautic", True, f"authenticated API call to {settings.mautic_base_url} ok")
+        except Exception as exc:
+            report("mautic", False, _reason(exc))
+    return 0 if ok else 1
+
+
+def _reason(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if response is not None and hasattr(response, "get"):
+        return f"{type(exc).__name__}: {response.get('error')}"
+    return f"{type(exc).__name__}: {exc}"

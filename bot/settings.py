@@ -1,0 +1,197 @@
+"""The one place where configuration is read.
+
+Every setting comes from the environment (or an optional ``.env`` file) through pydantic-settings.
+The names are the public contract documented in the README; nothing else in the code reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+def parse_duration(value: object) -> timedelta:
+    """Accept ``7d``, ``12h``, ``90m``, ``30s`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected a duration such as 7d, 12h, 30m or a number of seconds")
+    amount, unit = match.groups()
+    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+
+
+def _split_commas(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    privacy_channel: str | None = None
+    privacy_approvers: CommaList = Field(default_factory=list)
+    privacy_requesters: CommaList = Field(default_factory=list)
+
+    # Mautic
+    mautic_base_url: str | None = None
+    mautic_username: str | None = None
+    mautic_password: SecretStr | None = None
+    mautic_client_id: str | None = None
+    mautic_client_secret: SecretStr | None = None
+    mautic_webhook_secret: SecretStr | None = None
+    mautic_timeout_seconds: float = 30.0
+
+    # Service
+    database_url: str = "sqlite:///./privacy-bot.db"
+    public_url: str | None = None
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
+    port: int = Field(default=3000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Keys the keyed subject hash and the export encryption; never logged, never stored.
+    bot_secret_key: SecretStr | None = None
+
+    # Webhook intake
+    webhook_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    slack_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Consent
+    consent_fields: CommaList = Field(
+        default_factory=lambda: ["consent", "gdpr_consent", "marketing_consent"]
+    )
+    privacy_policy_file: Path | None = None
+    reconsent_segment_id: int | None = None
+    alert_on_unsubscribe: bool = False
+    mask_emails: bool = True
+
+    # Data-subject requests
+    dsar_deadline: Literal["gdpr", "ccpa"] = "gdpr"
+    approval_ttl: timedelta = timedelta(days=7)
+    job_max_attempts: int = Field(default=5, ge=1)
+    export_link_ttl: timedelta = timedelta(days=7)
+    export_dir: Path = Path("./exports")
+    export_delivery: Literal["link", "slack"] = "link"
+
+    # Digests
+    digest_cron: str = "0 9 * * 1"
+    digest_timezone: str = "UTC"
+    retention_cron: str | None = None
+    compliance_cron: str | None = None
+    retention_days: int = Field(default=1095, ge=1)
+
+    @field_validator("privacy_approvers", "privacy_requesters", "consent_fields", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> list[str]:
+        return _split_commas(value)
+
+    @field_validator("privacy_approvers", "privacy_requesters")
+    @classmethod
+    def _slack_ids(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"[USW][A-Z0-9]{2,}", item):
+                raise ValueError(f"{item!r} is not a Slack user (U…) or user-group (S…) ID")
+        return value
+
+    @field_validator("privacy_channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
+            raise ValueError("expected a channel ID such as C0123ABCD (not a #name)")
+        return value
+
+    @field_validator("mautic_base_url", "public_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http(s):// URL")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("approval_ttl", "export_link_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
+            raise ValueError("expected sqlite:///path.db or postgresql://user@host/db")
+        return value
+
+    @model_validator(mode="after")
+    def _mautic_auth_pairs(self) -> Settings:
+        if bool(self.mautic_client_id) != bool(self.mautic_client_secret):
+            raise ValueError("MAUTIC_CLIENT_ID and MAUTIC_CLIENT_SECRET go together")
+        if bool(self.mautic_username) != bool(self.mautic_password):
+            raise ValueError("MAUTIC_USERNAME and MAUTIC_PASSWORD go together")
+        return self
+
+    @property
+    def slack_api_base(self) -> str:
+        return self.slack_api_url.rstrip("/") + "/"
+
+    @property
+    def external_url(self) -> str:
+        return self.public_url or f"http://localhost:{self.port}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require(self, *names: str) -> None:
+        """Stop with one line naming the first missing setting among ``names``."""
+        for name in names:
+            value = getattr(self, name)
+            if value in (None, "", []) or (
+                isinstance(value, SecretStr) and not value.get_secret_value().strip()
+            ):
+                raise ConfigError(f"{name.upper()} is required but not set")
+
+    def require_for_serve(self) -> None:
+        self.require(
+            "slack_bot_token",
+            "slack_signing_secret",
+            "privacy_channel",
+            "privacy_approvers",
+            "mautic_base_url",
+            "mautic_webhook_secret",
+            "bot_secret_key",
+        )
+        token = self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
+        if not token.startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning a validation failure into one ConfigError line per the contract."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None

@@ -1,0 +1,59 @@
+"""Slack edge: build the Bolt app and register every listener in one place."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import UserFacingError
+from bot.services import Services
+from handlers.slack import consent, digests, requests
+from handlers.slack.commands import register_privacy_command
+
+log = logging.getLogger(__name__)
+
+
+def build_bolt_app(services: Services) -> AsyncApp:
+    settings = services.settings
+    assert settings.slack_signing_secret is not None
+    bolt = AsyncApp(
+        client=services.slack,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        # aiohttp is a long-lived server: answer on ack() and keep working afterwards.
+        process_before_response=False,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    register_privacy_command(
+        bolt, services, [*requests.SUBCOMMANDS, *consent.SUBCOMMANDS, *digests.SUBCOMMANDS]
+    )
+    requests.register(bolt, services)
+    consent.register(bolt, services)
+    digests.register(bolt, services)
+    bolt.error(_on_error)
+    return bolt
+
+
+async def _on_error(error: Exception, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+    """The one place where listener errors become an ephemeral answer to the user who caused them."""
+    if isinstance(error, UserFacingError):
+        text = error.message
+    else:
+        ref = uuid.uuid4().hex[:8]
+        log.error("listener failed (ref %s): %s", ref, type(error).__name__, exc_info=error)
+        text = f"Something went wrong on my side (ref `{ref}`). Nothing was lost; please try again."
+    await tell_user(body, respond, client, text)
+
+
+async def tell_user(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, text: str) -> None:
+    if body.get("response_url") or body.get("response_urls"):
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+        return
+    user = (body.get("user") or {}).get("id") or body.get("user_id")
+    channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
+    if user and channel:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text)
