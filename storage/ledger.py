@@ -72,7 +72,8 @@ async def record(
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         # Serialise appenders so two transactions never chain onto the same predecessor.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LEDGER_LOCK_ID})
+        connection = await session.connection()
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LEDGER_LOCK_ID})
     last = (
         await session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1))  # type: ignore[attr-defined]
     ).first()

@@ -1,0 +1,150 @@
+"""The bot's real aiohttp service wired to the local stand-ins, for tests, the demo and benchmarks.
+
+``Sandbox`` starts a FakeSlack and a FakeMautic on loopback, seeds the privacy channel and its
+people, and runs the real application (``create_app``) on a real TCP port. Requests reach it
+signed exactly as Slack and Mautic sign them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.app import SERVICES, Tuning, create_app
+from bot.sandbox.mautic import FakeMautic, send_webhook
+from bot.sandbox.slack import FakeSlack, SlackUserAgent
+from bot.services import Services
+from bot.settings import Settings
+
+PRIVACY_CHANNEL = "C0PRIVACY"
+OTHER_CHANNEL = "C0RANDOM"
+DPO_GROUP = "S0DPO"
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    email: str
+
+
+# A small cast: a marketer who files requests, two approvers (one directly, one through the DPO
+# user group), and someone who may do neither.
+ALICE = Person("U0ALICE", "alice", "alice@acme.test")
+BOB = Person("U0BOB", "bob", "bob@acme.test")
+CAROL = Person("U0CAROL", "carol", "carol@acme.test")
+MALLORY = Person("U0MALLORY", "mallory", "mallory@acme.test")
+CAST = (ALICE, BOB, CAROL, MALLORY)
+
+
+@dataclass
+class Sandbox:
+    settings: Settings
+    slack: FakeSlack
+    mautic: FakeMautic
+    http: aiohttp.ClientSession
+    tuning: Tuning
+    runner: web.AppRunner | None = None
+    url: str = ""
+    user: SlackUserAgent = field(init=False)
+
+    @property
+    def app(self) -> web.Application:
+        assert self.runner is not None
+        return self.runner.app
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    @property
+    def channel(self) -> str:
+        return PRIVACY_CHANNEL
+
+    async def start_bot(self) -> None:
+        app = create_app(self.settings, self.tuning)
+        self.runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        secret = self.settings.slack_signing_secret
+        assert secret is not None
+        self.user = SlackUserAgent(self.http, f"{self.url}/slack/events", secret.get_secret_value(), self.slack)
+
+    async def stop_bot(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def restart_bot(self) -> None:
+        """Stop the service (as a deploy or crash would) and start it again on the same database."""
+        await self.stop_bot()
+        await self.start_bot()
+
+    async def command(self, user: Person, text: str, *, channel: str = PRIVACY_CHANNEL) -> Any:
+        return await self.user.command(user.id, channel, text)
+
+    async def webhook(self, payload: dict[str, Any] | bytes, *, secret: str | None = None) -> tuple[int, str]:
+        webhook_secret = self.settings.mautic_webhook_secret
+        assert webhook_secret is not None
+        return await send_webhook(
+            self.http, f"{self.url}/mautic/webhook", payload, secret or webhook_secret.get_secret_value()
+        )
+
+
+def sandbox_settings(
+    database_url: str, slack: FakeSlack, mautic: FakeMautic, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "slack_bot_token": slack.token,
+        "slack_signing_secret": "sandbox-signing-secret-" + secrets.token_hex(8),
+        "slack_api_url": slack.api_url,
+        "privacy_channel": PRIVACY_CHANNEL,
+        "privacy_approvers": [BOB.id, DPO_GROUP],
+        "mautic_base_url": mautic.base_url,
+        "mautic_username": mautic.username,
+        "mautic_password": mautic.password,
+        "mautic_webhook_secret": secrets.token_hex(32),
+        "database_url": database_url,
+        "bot_secret_key": secrets.token_hex(32),
+        "mautic_timeout_seconds": 10.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def seed_workspace(slack: FakeSlack) -> None:
+    for person in CAST:
+        slack.add_user(person.id, person.name, person.email)
+    slack.add_channel(PRIVACY_CHANNEL, "privacy-ops", members=[p.id for p in CAST])
+    slack.add_channel(OTHER_CHANNEL, "random", members=[p.id for p in CAST])
+    slack.add_usergroup(DPO_GROUP, [CAROL.id])
+
+
+@contextlib.asynccontextmanager
+async def sandbox(
+    database_url: str,
+    *,
+    tuning: Tuning | None = None,
+    start_bot: bool = True,
+    **settings_overrides: Any,
+) -> AsyncIterator[Sandbox]:
+    tuning = tuning or Tuning(job_poll_interval=0.2, job_backoff_base=0.05, start_scheduler=False)
+    async with FakeSlack() as slack, FakeMautic() as mautic, aiohttp.ClientSession() as http:
+        seed_workspace(slack)
+        settings = sandbox_settings(database_url, slack, mautic, **settings_overrides)
+        box = Sandbox(settings=settings, slack=slack, mautic=mautic, http=http, tuning=tuning)
+        if start_bot:
+            await box.start_bot()
+        try:
+            yield box
+        finally:
+            await box.stop_bot()

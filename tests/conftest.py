@@ -1,0 +1,104 @@
+"""Shared fixtures: a database per test (SQLite file, or a fresh PostgreSQL schema), and the bot's
+real service running against the Slack and Mautic stand-ins on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from bot.sandbox.harness import Sandbox
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_ENV_TO_CLEAR = (
+    "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
+    "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN",
+    "DATABASE_URL", "PRIVACY_CHANNEL", "PRIVACY_APPROVERS", "PRIVACY_REQUESTERS",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Proxies would send loopback traffic elsewhere; Slack OAuth variables make Bolt drop our token.
+    for name in _ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+
+
+_postgres_state: dict[str, str | None] = {}
+
+
+async def _postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used, or None when it answers. Checked once per session."""
+    if "reason" not in _postgres_state:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+            await conn.close()
+            _postgres_state["reason"] = None
+        except Exception as exc:
+            _postgres_state["reason"] = f"PostgreSQL at {POSTGRES_URL} unavailable ({type(exc).__name__})"
+    return _postgres_state["reason"]
+
+
+async def reset_postgres() -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+async def require_postgres() -> None:
+    reason = await _postgres_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("REQUIRE_POSTGRES"):
+        pytest.fail(f"{reason}; REQUIRE_POSTGRES is set, so the PostgreSQL tests must run")
+    pytest.skip(f"{reason}: set TEST_POSTGRES_URL to run the PostgreSQL tests")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every test that takes this runs on both backends."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bot.db'}"
+        return
+    await require_postgres()
+    await reset_postgres()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
+@pytest.fixture
+async def postgres_url() -> str:
+    await require_postgres()
+    await reset_postgres()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+async def box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """The real bot service on a fresh database, with Slack and Mautic stand-ins on loopback."""
+    from bot.sandbox.harness import sandbox
+
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as running:
+        yield running
+
+
+
+def test_tuning():  # type: ignore[no-untyped-def]
+    """Fast polling and backoff so tests wait milliseconds, not seconds, for durable jobs."""
+    from bot.app import Tuning
+
+    return Tuning(job_poll_interval=0.2, job_backoff_base=0.02, start_scheduler=False, migrate_on_start=True)
