@@ -1,0 +1,636 @@
+"""The one Mautic REST client (Mautic 5; facts in /work/shared/docs/mautic.md §2).
+
+One shared `aiohttp.ClientSession` is passed in. Basic or OAuth2 client_credentials auth; retries with
+exponential backoff + jitter on 5xx, 429 (Retry-After honoured) and transport errors. Mautic's loose
+typing (string totals, `[]` for empty maps, merged ids) is coerced here so callers never see it.
+
+Privacy: log lines carry method, path (ids only) and status — never query strings, bodies or error
+messages, which can contain email addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+BATCH_DELETE_CHUNK = 200  # Mautic's api_batch_max_limit; keeps the ?ids= URL short too
+_TOKEN_MARGIN_S = 60.0  # refresh the OAuth token this long before Mautic says it expires
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+class MauticError(Exception):
+    """Mautic refused the request (4xx or a malformed answer); retrying will not help."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        type: str | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.type = type
+        self.details = details
+
+    def __str__(self) -> str:
+        # The message can quote submitted values (emails); keep it out of default string forms
+        return f"Mautic error status={self.status} code={self.code} type={self.type}"
+
+
+class MauticNotFound(MauticError):
+    """404: the contact (or other item) does not exist."""
+
+
+class MauticAuthError(MauticError):
+    """Credentials rejected (401/403, invalid_client, API disabled)."""
+
+
+class MauticUnavailable(Exception):
+    """Mautic could not be reached or kept failing (5xx, 429, timeouts) after all retries."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+
+
+class ContactMerged(Exception):
+    """A PATCH merged the contact into another one; `survivor` is the contact that remains (§2.6)."""
+
+    def __init__(self, requested_id: int, survivor: Contact) -> None:
+        super().__init__(f"contact {requested_id} was merged into {survivor.id}")
+        self.requested_id = requested_id
+        self.survivor = survivor
+
+
+class _Transient(Exception):
+    def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _TokenRejected(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclass(frozen=True)
+class Where:
+    """One `where[i]` condition. `val` is a list of Where for andX/orX; lists for in/notIn."""
+
+    col: str
+    expr: str
+    val: str | int | datetime | Sequence[Where] | Sequence[str | int] | None = None
+
+
+def _fmt_val(val: Any) -> str:
+    if isinstance(val, datetime):
+        # leads.* datetime columns are stored as UTC 'Y-m-d H:i:s'
+        aware = val if val.tzinfo else val.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(val, bool):
+        return "1" if val else "0"
+    return str(val)
+
+
+def where_params(conditions: Iterable[Where], prefix: str = "where") -> list[tuple[str, str]]:
+    """Encode conditions as Mautic's bracketed query parameters."""
+    params: list[tuple[str, str]] = []
+    for i, cond in enumerate(conditions):
+        key = f"{prefix}[{i}]"
+        if cond.expr in ("andX", "orX"):
+            params.append((f"{key}[expr]", cond.expr))
+            items = cond.val if isinstance(cond.val, list | tuple) else []
+            nested = [c for c in items if isinstance(c, Where)]
+            params.extend(where_params(nested, f"{key}[val]"))
+            continue
+        params.append((f"{key}[col]", cond.col))
+        params.append((f"{key}[expr]", cond.expr))
+        if cond.val is None:
+            continue
+        if isinstance(cond.val, list | tuple):
+            params.append((f"{key}[val]", ",".join(_fmt_val(v) for v in cond.val)))  # `in` takes a comma string
+        else:
+            params.append((f"{key}[val]", _fmt_val(cond.val)))
+    return params
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _as_items(value: Any) -> list[Any]:
+    """Mautic sends maps keyed by id, or `[]` when empty; callers want a list either way."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list):
+        return value
+    return []
+
+
+def _to_int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def normalise_email(email: str) -> str:
+    """Exact-match key: trimmed and lower-cased. Not accent-folded: jörg@ and jorg@ are different people."""
+    return email.strip().lower()
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: int
+    email: str | None
+    firstname: str | None
+    lastname: str | None
+    last_active: datetime | None
+    date_added: datetime | None
+    date_identified: datetime | None
+    fields_all: dict[str, Any] = field(default_factory=dict)
+    dnc: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:  # no personal data in reprs that end up in logs or tracebacks
+        return f"Contact(id={self.id})"
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> Contact:
+        fields = raw.get("fields")
+        flat: dict[str, Any] = {}
+        if isinstance(fields, dict):
+            all_ = fields.get("all")
+            if isinstance(all_, dict):
+                flat = dict(all_)
+            else:  # webhook-shaped contact: rebuild the flat map from the groups
+                for group in fields.values():
+                    for alias, meta in (group.items() if isinstance(group, dict) else []):
+                        flat[alias] = meta.get("value") if isinstance(meta, dict) else meta
+
+        def text(key: str) -> str | None:
+            value = flat.get(key)
+            return str(value) if value not in (None, "") else None
+
+        dnc = raw.get("doNotContact")
+        return cls(
+            id=_to_int(raw.get("id")),
+            email=text("email"),
+            firstname=text("firstname"),
+            lastname=text("lastname"),
+            last_active=_parse_dt(raw.get("lastActive")),
+            date_added=_parse_dt(raw.get("dateAdded")),
+            date_identified=_parse_dt(raw.get("dateIdentified")),
+            fields_all=flat,
+            dnc=[d for d in _as_items(dnc) if isinstance(d, dict)],  # list, or rarely keyed by channel
+            raw=raw,
+        )
+
+    def dnc_reason(self, channel: str = "email") -> int | None:
+        for record in self.dnc:
+            if record.get("channel") == channel:
+                return _to_int(record.get("reason"), 0) or None
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Client
+
+
+class MauticClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if client_id and client_secret:
+            self._basic: str | None = None
+        elif username and password:
+            self._basic = aiohttp.encode_basic_auth(username, password)
+        else:
+            raise ValueError("MauticClient needs username+password or client_id+client_secret")
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._client_id, self._client_secret = client_id, client_secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._sleep = sleep
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+        self.version: str | None = None  # last seen Mautic-Version header
+
+    # ---- transport -------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        base = self._backoff_base * (2**attempt)
+        return base + random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
+
+    async def _auth_header(self) -> str:
+        if self._basic is not None:
+            return self._basic
+        async with self._token_lock:  # one token fetch for many concurrent callers
+            if self._token is None or time.monotonic() >= self._token_expires:
+                await self._fetch_token()
+            assert self._token is not None
+            return f"Bearer {self._token}"
+
+    async def _fetch_token(self) -> None:
+        data = {"grant_type": "client_credentials", "client_id": self._client_id or "",
+                "client_secret": self._client_secret or ""}
+        try:
+            async with self._session.post(
+                f"{self._base}/oauth/v2/token", data=data, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                body = await self._read_json(resp)
+                if resp.status >= 500 or resp.status == 429:
+                    raise _Transient("token endpoint", status=resp.status, retry_after=_retry_after(resp))
+                if resp.status != 200 or not isinstance(body, dict) or "access_token" not in body:
+                    err = _error_from(resp.status, body)
+                    raise MauticAuthError(err.message, status=resp.status, code=err.code, type=err.type)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise _Transient(type(exc).__name__) from exc
+        self._token = str(body["access_token"])
+        lifetime = float(_to_int(body.get("expires_in"), 3600))
+        self._token_expires = time.monotonic() + max(0.0, lifetime - _TOKEN_MARGIN_S)
+        log.info("mautic oauth token obtained, expires_in=%s", int(lifetime))
+
+    @staticmethod
+    async def _read_json(resp: aiohttp.ClientResponse) -> Any:
+        text = await resp.text()
+        if not text:
+            return None
+        try:
+            return await resp.json(content_type=None)
+        except ValueError:
+            return None
+
+    async def _attempt(
+        self, method: str, path: str, params: list[tuple[str, str]] | None, json_body: Any, form: Any
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": await self._auth_header(), "Accept": "application/json"}
+        try:
+            async with self._session.request(
+                method, self._base + path, params=params, json=json_body, data=form, headers=headers,
+                timeout=self._timeout, allow_redirects=False,
+            ) as resp:
+                self.version = resp.headers.get("Mautic-Version", self.version)
+                body = await self._read_json(resp)
+                status = resp.status
+                if status == 429 or status >= 500:
+                    raise _Transient(f"http {status}", status=status, retry_after=_retry_after(resp))
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise _Transient(type(exc).__name__) from exc
+        if status == 401 and self._basic is None and _error_from(status, body).type == "invalid_grant":
+            raise _TokenRejected()
+        return status, body
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json_body: Any = None,
+        form: Any = None,
+        none_on_404: bool = False,
+    ) -> Any:
+        """Send with retries; return the parsed JSON body (None for 404 when `none_on_404`)."""
+        attempt = 0
+        refreshed = False
+        while True:
+            try:
+                status, body = await self._attempt(method, path, params, json_body, form)
+            except _TokenRejected:
+                if refreshed:
+                    raise MauticAuthError("access token rejected after refresh", status=401,
+                                          type="invalid_grant") from None
+                refreshed = True  # expired/revoked token: fetch a new one once
+                self._token = None
+                log.info("mautic token rejected, refreshing: %s %s", method, path)
+                continue
+            except _Transient as exc:
+                if attempt >= self._max_retries:
+                    log.warning("mautic unavailable after %d attempts: %s %s (%s)", attempt + 1, method, path, exc)
+                    raise MauticUnavailable(
+                        f"Mautic unavailable: {exc}", status=exc.status, attempts=attempt + 1
+                    ) from exc
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+                log.info("mautic %s %s failed (%s); retry %d in %.2fs", method, path, exc, attempt + 1, delay)
+                await self._sleep(delay)
+                attempt += 1
+                continue
+            log.debug("mautic %s %s -> %d", method, path, status)
+            if 200 <= status < 300:
+                if body is None or not isinstance(body, dict | list):
+                    raise MauticError("Mautic answered without a JSON body", status=status, type="bad_response")
+                return body
+            err = _error_from(status, body)
+            if status == 404:
+                if none_on_404:
+                    return None
+                raise MauticNotFound(err.message, status=status, code=err.code, type=err.type,
+                                     details=err.details)
+            log.warning("mautic %s %s -> %d type=%s", method, path, status, err.type)
+            if 300 <= status < 400:  # usually a redirect to /s/login: the API or Basic auth is off
+                raise MauticAuthError("Mautic redirected the API call (API or Basic auth disabled?)",
+                                      status=status, type="redirect")
+            cls = MauticAuthError if status in (401, 403) else MauticError
+            raise cls(err.message, status=status, code=err.code, type=err.type, details=err.details)
+
+    # ---- contacts --------------------------------------------------------------------------------
+
+    async def ping(self) -> str | None:
+        """One cheap authenticated call (for `bot check`); returns the Mautic version if sent."""
+        await self._request("GET", "/api/contacts", params=[
+            ("limit", "1"), ("minimal", "1"), ("orderBy", "id"), ("orderByDir", "ASC")])
+        return self.version
+
+    async def get_contact(self, contact_id: int) -> Contact | None:
+        """The contact, or None if it does not exist or was merged into another one (§2.6)."""
+        body = await self._request("GET", f"/api/contacts/{int(contact_id)}", none_on_404=True)
+        if body is None:
+            return None
+        raw = body.get("contact") if isinstance(body, dict) else None
+        if not isinstance(raw, dict):
+            raise MauticError("unexpected contact response", type="bad_response")
+        contact = Contact.from_api(raw)
+        if contact.id != int(contact_id):
+            log.info("mautic contact %d was merged into %d", contact_id, contact.id)
+            return None
+        return contact
+
+    async def find_contacts_by_email(self, email: str) -> list[Contact]:
+        """Contacts whose email equals `email` (case-insensitive), never prefix matches (§2.4)."""
+        wanted = normalise_email(email)
+        if not wanted:
+            return []
+        found = []
+        async for contact in self.iter_contacts([Where("email", "eq", wanted)], page_size=100, minimal=False):
+            # the collation also folds accents; keep only true matches
+            if contact.email is not None and normalise_email(contact.email) == wanted:
+                found.append(contact)
+        return found
+
+    async def count_contacts(self, where: Sequence[Where] = ()) -> int:
+        params = [*where_params(where), ("limit", "1"), ("minimal", "1"), ("orderBy", "id"),
+                  ("orderByDir", "ASC")]
+        body = await self._request("GET", "/api/contacts", params=params)
+        return _to_int(body.get("total") if isinstance(body, dict) else None)
+
+    async def iter_contacts(
+        self, where: Sequence[Where] = (), *, page_size: int = 500, minimal: bool = True
+    ) -> AsyncIterator[Contact]:
+        """Every matching contact in id order, paged by `id > last` (stable under deletes)."""
+        if page_size < 1:
+            raise ValueError("page_size must be positive (limit=0 would mean 'everything')")
+        last = 0
+        while True:
+            conditions = [*where, Where("id", "gt", last)]
+            params = [*where_params(conditions), ("limit", str(page_size)), ("orderBy", "id"),
+                      ("orderByDir", "ASC")]
+            if minimal:
+                params.append(("minimal", "1"))
+            body = await self._request("GET", "/api/contacts", params=params)
+            page = [Contact.from_api(c) for c in _as_items(body.get("contacts")) if isinstance(c, dict)]
+            page.sort(key=lambda c: c.id)
+            if not page:
+                return
+            if page[-1].id <= last:
+                raise MauticError("contact paging did not advance", type="bad_response")
+            for contact in page:
+                yield contact
+            last = page[-1].id
+            # `total` counts what is left after `last`'s page started; equal → nothing more
+            if _to_int(body.get("total"), len(page) + 1) <= len(page):
+                return
+
+    async def patch_contact(
+        self, contact_id: int, fields: dict[str, Any], *, overwrite_with_blank: bool
+    ) -> Contact:
+        """PATCH fields; blanks only clear values with overwrite_with_blank. Raises ContactMerged (§2.6)."""
+        body = {**fields, "overwriteWithBlank": bool(overwrite_with_blank)}
+        data = await self._request("PATCH", f"/api/contacts/{int(contact_id)}/edit", json_body=body)
+        contact = Contact.from_api(data.get("contact") or {})
+        if contact.id != int(contact_id):
+            log.warning("mautic PATCH of contact %d merged it into %d", contact_id, contact.id)
+            raise ContactMerged(int(contact_id), contact)
+        return contact
+
+    async def delete_contact(self, contact_id: int) -> bool:
+        """Delete one contact; False if it was already gone."""
+        body = await self._request("DELETE", f"/api/contacts/{int(contact_id)}/delete", none_on_404=True)
+        return body is not None
+
+    async def batch_delete(self, ids: Sequence[int]) -> tuple[list[int], dict[int, str]]:
+        """Delete many; returns (deleted ids, {id: reason} for the ones Mautic refused or lacked)."""
+        deleted: list[int] = []
+        failed: dict[int, str] = {}
+        for start in range(0, len(ids), BATCH_DELETE_CHUNK):
+            chunk = [int(i) for i in ids[start:start + BATCH_DELETE_CHUNK]]
+            body = await self._request("DELETE", "/api/contacts/batch/delete",
+                                       params=[("ids", ",".join(map(str, chunk)))])
+            errors = body.get("errors") if isinstance(body, dict) else None
+            error_items = errors.items() if isinstance(errors, dict) else enumerate(errors or [])
+            for index, err in error_items:  # keyed by position in the request
+                pos = _to_int(index, -1)
+                if 0 <= pos < len(chunk):
+                    failed[chunk[pos]] = str(err.get("message", "error")) if isinstance(err, dict) else str(err)
+            returned = {_to_int(c.get("id")) for c in _as_items(body.get("contacts")) if isinstance(c, dict)}
+            for cid in chunk:
+                if cid in returned and cid not in failed:
+                    deleted.append(cid)
+                elif cid not in failed:
+                    failed[cid] = "not reported as deleted"
+        return deleted, failed
+
+    # ---- contact sub-resources (DSAR export) -----------------------------------------------------
+
+    async def iter_activity(self, contact_id: int, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        """All timeline events, oldest first, one page at a time (ascending so new events can't shift pages)."""
+        page = 1
+        while True:
+            params = [("page", str(page)), ("limit", str(page_size)), ("order[0]", "timestamp"),
+                      ("order[1]", "ASC")]
+            body = await self._request("GET", f"/api/contacts/{int(contact_id)}/activity", params=params)
+            events = [e for e in _as_items(body.get("events")) if isinstance(e, dict)]
+            for event in events:
+                yield event
+            if not events or page >= _to_int(body.get("maxPages"), page):
+                return
+            page += 1
+
+    async def _paged_list(self, path: str, key: str, page_size: int = 100) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            body = await self._request("GET", path, params=[("start", str(start)), ("limit", str(page_size))])
+            page = [i for i in _as_items(body.get(key)) if isinstance(i, dict)]
+            items.extend(page)
+            start += len(page)
+            if not page or start >= _to_int(body.get("total"), start):
+                return items
+
+    async def _list(self, path: str, key: str) -> list[dict[str, Any]]:
+        body = await self._request("GET", path)
+        return [i for i in _as_items(body.get(key)) if isinstance(i, dict)]
+
+    async def get_notes(self, contact_id: int) -> list[dict[str, Any]]:
+        return await self._paged_list(f"/api/contacts/{int(contact_id)}/notes", "notes")
+
+    async def get_segments(self, contact_id: int) -> list[dict[str, Any]]:
+        return await self._list(f"/api/contacts/{int(contact_id)}/segments", "lists")  # root is `lists`
+
+    async def get_campaigns(self, contact_id: int) -> list[dict[str, Any]]:
+        return await self._list(f"/api/contacts/{int(contact_id)}/campaigns", "campaigns")
+
+    async def get_companies(self, contact_id: int) -> list[dict[str, Any]]:
+        return await self._list(f"/api/contacts/{int(contact_id)}/companies", "companies")
+
+    async def get_devices(self, contact_id: int) -> list[dict[str, Any]]:
+        return await self._list(f"/api/contacts/{int(contact_id)}/devices", "devices")
+
+    async def get_stats(self, table: str, where: Sequence[Where], *, page_size: int = 500) -> list[dict[str, Any]]:
+        """Raw rows of a stats table (e.g. email_stats by lead_id) for a DSAR bundle."""
+        rows: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            params = [*where_params(where), ("start", str(start)), ("limit", str(page_size))]
+            body = await self._request("GET", f"/api/stats/{table}", params=params)
+            page = [r for r in _as_items(body.get("stats")) if isinstance(r, dict)]
+            rows.extend(page)
+            start += len(page)
+            if len(page) < page_size or start >= _to_int(body.get("total"), start):
+                return rows
+
+    # ---- DNC and segments ------------------------------------------------------------------------
+
+    async def add_dnc(
+        self,
+        contact_id: int,
+        channel: str = "email",
+        reason: int = 3,
+        comments: str | None = None,
+        channel_id: int | None = None,
+    ) -> Contact:
+        """Add Do-Not-Contact. Reason 1=unsubscribed, 2=bounced, 3=manual; Mautic never downgrades a 1."""
+        if int(reason) == 0:
+            raise ValueError("DNC reason must be non-zero (0 means contactable)")
+        body: dict[str, Any] = {"reason": int(reason)}
+        if comments is not None:
+            body["comments"] = comments
+        if channel_id is not None:
+            body["channelId"] = channel_id
+        data = await self._request("POST", f"/api/contacts/{int(contact_id)}/dnc/{channel}/add", json_body=body)
+        return Contact.from_api(data.get("contact") or {})
+
+    async def remove_dnc(self, contact_id: int, channel: str = "email") -> bool:
+        """Remove Do-Not-Contact; returns whether a record existed."""
+        data = await self._request("POST", f"/api/contacts/{int(contact_id)}/dnc/{channel}/remove", json_body={})
+        return bool(data.get("recordFound"))
+
+    async def add_to_segment(self, segment_id: int, contact_id: int) -> bool:
+        data = await self._request("POST", f"/api/segments/{int(segment_id)}/contact/{int(contact_id)}/add",
+                                   json_body={})
+        return bool(_to_int(data.get("success")))
+
+    # ---- forms -----------------------------------------------------------------------------------
+
+    async def list_forms(self) -> list[dict[str, Any]]:
+        return await self._paged_list("/api/forms", "forms")
+
+    async def get_form(self, form_id: int) -> dict[str, Any] | None:
+        body = await self._request("GET", f"/api/forms/{int(form_id)}", none_on_404=True)
+        form = body.get("form") if isinstance(body, dict) else None
+        return form if isinstance(form, dict) else None
+
+    async def get_form_submissions(self, form_id: int, contact_id: int) -> list[dict[str, Any]]:
+        body = await self._request(
+            "GET", f"/api/forms/{int(form_id)}/submissions/contact/{int(contact_id)}", none_on_404=True
+        )
+        if body is None:
+            return []
+        return [s for s in _as_items(body.get("submissions")) if isinstance(s, dict)]
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+@dataclass(frozen=True)
+class _ParsedError:
+    message: str
+    code: int | None
+    type: str | None
+    details: Any
+
+
+def _error_from(status: int, body: Any) -> _ParsedError:
+    """Read `{"errors":[{code,message,details,type}]}` (list or index-keyed map) or legacy `{"error":…}`."""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        first = _as_items(errors)[0] if _as_items(errors) else None
+        if first is None and "error" in body:  # legacy shapes
+            legacy = body["error"]
+            first = legacy if isinstance(legacy, dict) else {"message": str(legacy),
+                                                             "type": body.get("error")}
+        if isinstance(first, dict):
+            code = first.get("code")
+            return _ParsedError(
+                message=str(first.get("message") or f"HTTP {status}"),
+                code=_to_int(code, status) if code is not None else status,
+                type=str(first["type"]) if first.get("type") else None,
+                details=first.get("details"),
+            )
+    return _ParsedError(message=f"HTTP {status}", code=status, type=None, details=None)
