@@ -68,11 +68,25 @@ class JobRunner:
     _task: asyncio.Task[None] | None = None
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _services: Services | None = None
+    # Outcomes ("done", "retry", "failed") per job id, with a condition so callers (tests, the demo,
+    # benchmarks) can wait for a job to settle instead of polling the table.
+    outcomes: dict[int, list[str]] = field(default_factory=dict)
+    _settled: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def register(self, kind: str, handler: JobHandler, *, on_failed: FailureHook | None = None) -> None:
         self.handlers[kind] = handler
         if on_failed is not None:
             self.failure_hooks[kind] = on_failed
+
+    async def wait_for(self, job_id: int, outcome: str = "done", *, timeout: float = 10.0) -> None:
+        """Wait until job ``job_id`` has reached ``outcome`` in this runner."""
+        async with asyncio.timeout(timeout), self._settled:
+            await self._settled.wait_for(lambda: outcome in self.outcomes.get(job_id, []))
+
+    async def _settle(self, job_id: int, outcome: str) -> None:
+        async with self._settled:
+            self.outcomes.setdefault(job_id, []).append(outcome)
+            self._settled.notify_all()
 
     def notify(self) -> None:
         """Wake the loop now: a job was just enqueued in this process."""
@@ -136,10 +150,12 @@ class JobRunner:
             raise
         except PermanentJobError as exc:
             await self._fail(run, str(exc) or type(exc).__name__)
+            await self._settle(run.id, "failed")
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if run.attempt >= run.max_attempts:
                 await self._fail(run, error)
+                await self._settle(run.id, "failed")
             else:
                 delay = min(self.backoff_cap, self.backoff_base * 2 ** (run.attempt - 1))
                 delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
@@ -150,9 +166,11 @@ class JobRunner:
                         session, run.id, run.attempt, error=error,
                         at=self._services.clock() + timedelta(seconds=delay) if self._services else None,  # type: ignore[arg-type]
                     )
+                await self._settle(run.id, "retry")
         else:
             async with unit_of_work(self.sessions) as session:
                 await queue.finish(session, run.id, run.attempt)
+            await self._settle(run.id, "done")
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -44,13 +44,6 @@ async def _job(sessions: Any, job_id: int) -> Job:
         return job
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait for a condition the runner will make true; the runner is polled, the test is not timed."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.01)
-
-
 async def test_retries_then_succeeds(db_url: str) -> None:
     engine, sessions = await _setup(db_url)
     attempts: list[int] = []
@@ -66,15 +59,14 @@ async def test_retries_then_succeeds(db_url: str) -> None:
     runner.register("flaky", flaky)
     job_id = await _enqueue(sessions, "flaky", {"x": 1}, max_attempts=5)
     runner.start(services)
-    await asyncio.wait_for(done.wait(), 5)
-    await _until(lambda: _state_is(sessions, job_id, JobState.DONE))
+    await runner.wait_for(job_id, "done", timeout=5)
     await runner.stop()
+    job = await _job(sessions, job_id)
     await engine.dispose()
+    assert done.is_set()
     assert attempts == [1, 2, 3]
-
-
-async def _state_is(sessions: Any, job_id: int, state: str) -> bool:
-    return (await _job(sessions, job_id)).state == state
+    assert runner.outcomes[job_id] == ["retry", "retry", "done"]
+    assert (job.state, job.attempts) == (JobState.DONE, 3)
 
 
 async def test_exhausted_and_permanent_failures_call_the_hook_once(db_url: str) -> None:
@@ -170,20 +162,26 @@ async def test_two_runners_on_one_database_run_each_job_once(db_url: str) -> Non
     runner_b, services_b = _runner(sessions_b)
     for runner in (runner_a, runner_b):
         runner.register("work", work)
-    for i in range(n):
-        await _enqueue(sessions, "work", {"n": i})
+    ids = [await _enqueue(sessions, "work", {"n": i}) for i in range(n)]
     runner_a.start(services_a)
     runner_b.start(services_b)
     await asyncio.wait_for(all_done.wait(), 10)
 
-    async def all_finished() -> bool:
-        async with unit_of_work(sessions) as session:
-            states = (await session.exec(select(Job.state))).all()
-        return all(state == JobState.DONE for state in states)
+    async def settled(job_id: int) -> None:
+        # Whichever runner claimed the job reports it; the other never sees it.
+        waits = [asyncio.create_task(r.wait_for(job_id, timeout=10)) for r in (runner_a, runner_b)]
+        finished, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*finished)
 
-    await _until(all_finished)
+    await asyncio.gather(*(settled(job_id) for job_id in ids))
+    async with unit_of_work(sessions) as session:
+        states = (await session.exec(select(Job.state))).all()
     await runner_a.stop()
     await runner_b.stop()
     await engine_b.dispose()
     await engine.dispose()
     assert sorted(ran) == list(range(n))
+    assert set(states) == {JobState.DONE}
+    assert len(runner_a.outcomes) + len(runner_b.outcomes) == n

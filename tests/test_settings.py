@@ -31,7 +31,7 @@ def test_defaults_match_the_documented_contract() -> None:
     settings = load_settings(_env_file=None)
     assert settings.slack_api_url == "https://slack.com/api"
     assert settings.database_url == "sqlite:///./privacy-bot.db"
-    assert (settings.host, settings.port) == ("0.0.0.0", 3000)
+    assert (settings.host, settings.port) == ("0.0.0.0", 3000)  # noqa: S104
     assert settings.external_url == "http://localhost:3000"
     assert settings.webhook_max_bytes == 5 * 1024 * 1024
     assert settings.consent_fields == ["consent", "gdpr_consent", "marketing_consent"]
@@ -61,7 +61,7 @@ def test_malformed_setting_names_itself(monkeypatch: pytest.MonkeyPatch, env: di
 
 def test_serve_requires_each_setting_by_name() -> None:
     settings = load_settings(_env_file=None, slack_bot_token="xoxb-1", slack_signing_secret="s")
-    with pytest.raises(ConfigError, match="^PRIVACY_CHANNEL is required"):
+    with pytest.raises(ConfigError, match=r"^PRIVACY_CHANNEL is required"):
         settings.require_for_serve()
     bad_token = load_settings(
         _env_file=None, slack_bot_token="xoxp-user", slack_signing_secret="s", privacy_channel="C0PRIV",
