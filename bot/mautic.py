@@ -247,12 +247,12 @@ class MauticClient:
         backoff_base: float = 0.5,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if client_id and client_secret:
-            self._basic: str | None = None
-        elif username and password:
-            self._basic = aiohttp.encode_basic_auth(username, password)
-        else:
-            raise ValueError("MauticClient needs username+password or client_id+client_secret")
+        # OAuth2 wins when both are configured; with neither, calls fail with MauticAuthError
+        # (not here, so the app can still start and `bot check` can say what is missing).
+        self._oauth = bool(client_id and client_secret)
+        self._basic: str | None = (
+            aiohttp.encode_basic_auth(username, password) if not self._oauth and username and password else None
+        )
         self._session = session
         self._base = base_url.rstrip("/")
         self._client_id, self._client_secret = client_id, client_secret
@@ -274,6 +274,8 @@ class MauticClient:
     async def _auth_header(self) -> str:
         if self._basic is not None:
             return self._basic
+        if not self._oauth:
+            raise MauticAuthError("no Mautic credentials configured", type="not_configured")
         async with self._token_lock:  # one token fetch for many concurrent callers
             if self._token is None or time.monotonic() >= self._token_expires:
                 await self._fetch_token()
@@ -326,7 +328,7 @@ class MauticClient:
                     raise _Transient(f"http {status}", status=status, retry_after=_retry_after(resp))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise _Transient(type(exc).__name__) from exc
-        if status == 401 and self._basic is None and _error_from(status, body).type == "invalid_grant":
+        if status == 401 and self._oauth and _error_from(status, body).type == "invalid_grant":
             raise _TokenRejected()
         return status, body
 
