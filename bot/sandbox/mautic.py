@@ -616,7 +616,7 @@ class FakeMautic:
         return data
 
     async def wait_for(
-        self, method: str, path_prefix: str, count: int = 1, timeout: float = 5.0  # noqa: ASYNC109
+        self, method: str, path_prefix: str, count: int = 1, timeout: float = 5.0
     ) -> list[RecordedCall]:
         """Wait (by condition, not polling) until `count` matching calls were received."""
         if self._cond is None:
