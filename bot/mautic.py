@@ -420,6 +420,7 @@ class MauticClient:
         return found
 
     async def count_contacts(self, where: Sequence[Where] = ()) -> int:
+        """Matching contacts (one limit=1 call). Real Mautic caches list totals for 5 s (§2.4)."""
         params = [*where_params(where), ("limit", "1"), ("minimal", "1"), ("orderBy", "id"),
                   ("orderByDir", "ASC")]
         body = await self._request("GET", "/api/contacts", params=params)
