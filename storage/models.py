@@ -5,5 +5,6 @@ Each feature keeps its tables in its own module; add the import here.
 
 from storage.jobs import Job
 from storage.ledger import AuditEntry
+from storage.requests import ErasedSubject, ExportLink, PrivacyRequest, RequestDecision  # noqa: F401
 
 __all__ = ["AuditEntry", "Job"]

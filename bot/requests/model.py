@@ -1,0 +1,143 @@
+"""Request kinds, states and the state machine: a transitions table and one pure ``transition()``.
+
+The table is the whole truth about which action may move a request from which state; storage
+enforces the same table with guarded ``UPDATE … WHERE state = …`` so two clicks or two replicas
+cannot both win.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestKind(StrEnum):
+    ACCESS = "access"  # Art. 15 (and 20: the package is machine-readable)
+    ERASURE = "erasure"  # Art. 17
+    RECTIFICATION = "rectification"  # Art. 16
+
+    @property
+    def title(self) -> str:
+        return {
+            RequestKind.ACCESS: "Access request (DSAR)",
+            RequestKind.ERASURE: "Erasure request",
+            RequestKind.RECTIFICATION: "Rectification request",
+        }[self]
+
+    @property
+    def article(self) -> str:
+        return {
+            RequestKind.ACCESS: "GDPR Art. 15 and 20",
+            RequestKind.ERASURE: "GDPR Art. 17",
+            RequestKind.RECTIFICATION: "GDPR Art. 16",
+        }[self]
+
+
+class RequestState(StrEnum):
+    FILED = "filed"
+    VERIFIED = "verified"
+    APPROVED = "approved"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    LAPSED = "lapsed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in TERMINAL
+
+    @property
+    def label(self) -> str:
+        return {
+            RequestState.FILED: "Waiting for identity verification",
+            RequestState.VERIFIED: "Identity verified, waiting for approval",
+            RequestState.APPROVED: "Approved, queued for execution",
+            RequestState.RUNNING: "Running",
+            RequestState.DONE: "Done",
+            RequestState.FAILED: "Failed",
+            RequestState.REJECTED: "Rejected",
+            RequestState.LAPSED: "Approval lapsed",
+        }[self]
+
+
+TERMINAL = frozenset({RequestState.DONE, RequestState.REJECTED, RequestState.LAPSED})
+
+
+class Action(StrEnum):
+    VERIFY = "verify"
+    APPROVE = "approve"
+    REJECT = "reject"
+    EXTEND = "extend"
+    START = "start"  # the job begins executing
+    COMPLETE = "complete"
+    FAIL = "fail"  # the job gave up after JOB_MAX_ATTEMPTS
+    RETRY = "retry"  # an approver asks for another run of a failed request
+    LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran
+
+
+S, A = RequestState, Action
+
+# (state, action) → next state. Extend keeps the state: it only moves the due date.
+TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
+    (S.FILED, A.VERIFY): S.VERIFIED,
+    (S.FILED, A.REJECT): S.REJECTED,
+    (S.FILED, A.EXTEND): S.FILED,
+    (S.VERIFIED, A.APPROVE): S.APPROVED,
+    (S.VERIFIED, A.REJECT): S.REJECTED,
+    (S.VERIFIED, A.EXTEND): S.VERIFIED,
+    (S.APPROVED, A.EXTEND): S.APPROVED,
+    (S.APPROVED, A.START): S.RUNNING,
+    (S.APPROVED, A.LAPSE): S.LAPSED,
+    (S.RUNNING, A.START): S.RUNNING,  # a resumed job after a restart
+    (S.RUNNING, A.COMPLETE): S.DONE,
+    (S.RUNNING, A.FAIL): S.FAILED,
+    (S.APPROVED, A.FAIL): S.FAILED,  # the job could not even start (e.g. Mautic down throughout)
+    (S.FAILED, A.RETRY): S.APPROVED,
+}
+
+# Actions a person takes by clicking; the rest are taken by the bot's own jobs.
+HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+# Actions that need a privacy approver who did not file the request (four eyes).
+APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+
+
+class TransitionError(Exception):
+    """The action is not allowed in the request's current state; the message says why."""
+
+    def __init__(self, state: RequestState, action: Action, message: str) -> None:
+        super().__init__(message)
+        self.state = state
+        self.action = action
+        self.message = message
+
+
+def allowed_from(action: Action) -> frozenset[RequestState]:
+    """Every state from which ``action`` is allowed (what a guarded UPDATE must match)."""
+    return frozenset(state for (state, act) in TRANSITIONS if act == action)
+
+
+def transition(state: RequestState | str, action: Action | str) -> RequestState:
+    """The next state, or TransitionError with a sentence a person can act on."""
+    state, action = RequestState(state), Action(action)
+    nxt = TRANSITIONS.get((state, action))
+    if nxt is not None:
+        return nxt
+    raise TransitionError(state, action, _why_not(state, action))
+
+
+def _why_not(state: RequestState, action: Action) -> str:
+    if state in TERMINAL:
+        return f"This request is already {state.value}; nothing more can be decided on it."
+    if action is A.APPROVE and state is S.FILED:
+        return "Identity has not been verified yet. Verify the requester's identity first, then approve."
+    if action is A.APPROVE and state in (S.APPROVED, S.RUNNING):
+        return "This request was already approved; it runs once."
+    if action is A.VERIFY and state is not S.FILED:
+        return "Identity was already verified for this request."
+    if action is A.RETRY:
+        return "Only a failed request can be retried."
+    if action is A.REJECT:
+        return "Only a pending request (not yet approved) can be rejected."
+    if action is A.EXTEND:
+        return "Only a pending or approved request that has not started can be extended."
+    return f"`{action.value}` is not possible while the request is {state.value}."

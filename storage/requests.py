@@ -1,0 +1,222 @@
+"""Data-subject requests: the request rows, their decisions, export links.
+
+State changes go through :func:`guarded_update`, an ``UPDATE … WHERE id = … AND state = …`` whose
+row count tells whether this caller won; two approvers, a double click or two replicas can never
+both move the same request. The pure rules (which action is allowed from which state) live in
+``bot.requests.model``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Column, Date, or_, update
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.erasures import ErasedSubject
+from storage.types import JSONType, UTCDateTime
+
+OPEN_STATES = ("filed", "verified", "approved", "running", "failed")
+
+
+class PrivacyRequest(SQLModel, table=True):
+    __tablename__ = "privacy_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    state: str = Field(max_length=16, index=True)
+    regime: str = Field(max_length=8)
+    subject_hash: str = Field(max_length=64, index=True)
+    # The clear address lives here only while the request needs it; terminal states and erasure clear it.
+    subject_email: str | None = Field(default=None, max_length=320)
+    subject_masked: str = Field(max_length=320)
+    note: str | None = Field(default=None, max_length=500)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    filed_by: str = Field(max_length=32)
+    channel: str = Field(max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    due_date: date = Field(sa_column=Column(Date(), nullable=False))
+    original_due_date: date = Field(sa_column=Column(Date(), nullable=False))
+    extended_by: str | None = Field(default=None, max_length=32)
+    extended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    extension_reason: str | None = Field(default=None, max_length=1000)
+    verified_by: str | None = Field(default=None, max_length=32)
+    verified_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    approved_by: str | None = Field(default=None, max_length=32)
+    approved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    rejected_by: str | None = Field(default=None, max_length=32)
+    rejected_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    reject_reason: str | None = Field(default=None, max_length=1000)
+    contacts_found: list[int] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    failure: str | None = Field(default=None, max_length=1000)
+    runs: int = 0
+    pii_messages: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    last_reminded_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class RequestDecision(SQLModel, table=True):
+    """Every click on a request, accepted or refused: the request's own history for `/privacy status`."""
+
+    __tablename__ = "request_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="privacy_requests.id", index=True)
+    actor: str = Field(max_length=32)
+    action: str = Field(max_length=16)
+    outcome: str = Field(max_length=16)  # accepted | refused
+    reason: str | None = Field(default=None, max_length=1000)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ExportLink(SQLModel, table=True):
+    """An expiring download of an access package. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "export_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="privacy_requests.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    path: str = Field(max_length=1000)
+    size: int = 0
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    downloads: int = 0
+    last_download_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+__all__ = ["ErasedSubject", "ExportLink", "PrivacyRequest", "RequestDecision"]
+
+
+async def add_request(session: AsyncSession, request: PrivacyRequest) -> PrivacyRequest:
+    session.add(request)
+    await session.flush()
+    return request
+
+
+async def get_request(session: AsyncSession, request_id: int) -> PrivacyRequest | None:
+    # populate_existing: a guarded UPDATE earlier in this session must show in the object returned.
+    query = select(PrivacyRequest).where(PrivacyRequest.id == request_id).execution_options(populate_existing=True)
+    return (await session.exec(query)).first()
+
+
+async def guarded_update(
+    session: AsyncSession, request_id: int, *, expected_state: str, values: dict[str, Any],
+    extra_guard: Any = None,
+) -> bool:
+    """Apply ``values`` only if the request is still in ``expected_state``; True if this caller won."""
+    query = update(PrivacyRequest).where(
+        col(PrivacyRequest.id) == request_id, col(PrivacyRequest.state) == expected_state
+    )
+    if extra_guard is not None:
+        query = query.where(extra_guard)
+    result = await session.exec(query.values(**values))  # type: ignore[call-overload]
+    return bool(result.rowcount)
+
+
+async def set_fields(session: AsyncSession, request_id: int, values: dict[str, Any]) -> None:
+    """Unguarded bookkeeping (message ts, contacts found, result) that never changes the state."""
+    await session.exec(update(PrivacyRequest).where(col(PrivacyRequest.id) == request_id).values(**values))  # type: ignore[call-overload]
+
+
+async def add_decision(
+    session: AsyncSession, *, request_id: int, actor: str, action: str, outcome: str, at: datetime,
+    reason: str | None = None,
+) -> None:
+    session.add(RequestDecision(request_id=request_id, actor=actor, action=action, outcome=outcome,
+                                reason=reason, at=at))
+    await session.flush()
+
+
+async def decisions_for(session: AsyncSession, request_id: int) -> list[RequestDecision]:
+    query = select(RequestDecision).where(RequestDecision.request_id == request_id).order_by(col(RequestDecision.id))
+    return list((await session.exec(query)).all())
+
+
+async def open_requests(session: AsyncSession) -> list[PrivacyRequest]:
+    query = (select(PrivacyRequest).where(col(PrivacyRequest.state).in_(OPEN_STATES))
+             .order_by(col(PrivacyRequest.due_date), col(PrivacyRequest.id)))
+    return list((await session.exec(query)).all())
+
+
+async def stale_approvals(session: AsyncSession, older_than: datetime) -> list[PrivacyRequest]:
+    query = select(PrivacyRequest).where(
+        col(PrivacyRequest.state) == "approved", col(PrivacyRequest.approved_at) < older_than
+    )
+    return list((await session.exec(query)).all())
+
+
+async def requests_for_subject(session: AsyncSession, subject_hash: str) -> list[PrivacyRequest]:
+    query = select(PrivacyRequest).where(PrivacyRequest.subject_hash == subject_hash).order_by(col(PrivacyRequest.id))
+    return list((await session.exec(query)).all())
+
+
+async def mark_reminded(session: AsyncSession, request_id: int, today: date) -> bool:
+    """Claim today's re-announcement of one request; False if it was already announced today."""
+    result = await session.exec(  # type: ignore[call-overload]
+        update(PrivacyRequest)
+        .where(col(PrivacyRequest.id) == request_id,
+               or_(col(PrivacyRequest.last_reminded_on).is_(None), col(PrivacyRequest.last_reminded_on) < today))
+        .values(last_reminded_on=today)
+    )
+    return bool(result.rowcount)
+
+
+async def add_export_link(session: AsyncSession, link: ExportLink) -> ExportLink:
+    session.add(link)
+    await session.flush()
+    return link
+
+
+async def export_link_by_hash(session: AsyncSession, token_hash: str) -> ExportLink | None:
+    return (await session.exec(select(ExportLink).where(ExportLink.token_hash == token_hash))).first()
+
+
+async def count_download(session: AsyncSession, link_id: int, now: datetime) -> bool:
+    """Count one download if the link is still valid at ``now``; False when it expired or was revoked."""
+    result = await session.exec(  # type: ignore[call-overload]
+        update(ExportLink)
+        .where(col(ExportLink.id) == link_id, col(ExportLink.revoked_at).is_(None), col(ExportLink.expires_at) > now)
+        .values(downloads=col(ExportLink.downloads) + 1, last_download_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def links_for_requests(session: AsyncSession, request_ids: list[int]) -> list[ExportLink]:
+    if not request_ids:
+        return []
+    query = select(ExportLink).where(col(ExportLink.request_id).in_(request_ids))
+    return list((await session.exec(query)).all())
+
+
+async def expired_links_with_files(session: AsyncSession, now: datetime) -> list[ExportLink]:
+    """Links past their expiry (or revoked) whose package file may still be on disk."""
+    query = select(ExportLink).where(
+        or_(col(ExportLink.expires_at) <= now, col(ExportLink.revoked_at).is_not(None)), col(ExportLink.path) != ""
+    )
+    return list((await session.exec(query)).all())
+
+
+async def forget_link_file(session: AsyncSession, link_id: int, *, revoke_at: datetime | None = None) -> None:
+    values: dict[str, Any] = {"path": ""}
+    if revoke_at is not None:
+        values["revoked_at"] = revoke_at
+    await session.exec(update(ExportLink).where(col(ExportLink.id) == link_id).values(**values))  # type: ignore[call-overload]
+
+
+async def purge_subject_requests(session: AsyncSession, subject_hash: str) -> list[int]:
+    """Drop what the requests about one subject hold beyond the keyed hash, ids, dates and decisions."""
+    rows = await requests_for_subject(session, subject_hash)
+    ids = [r.id for r in rows if r.id is not None]
+    if ids:
+        await session.exec(  # type: ignore[call-overload]
+            update(PrivacyRequest).where(col(PrivacyRequest.id).in_(ids))
+            .values(subject_email=None, subject_masked="(erased subject)", note=None, changes={})
+        )
+    return ids
