@@ -1,0 +1,163 @@
+"""Mautic form audit: does a form that collects an email ask for consent the way GDPR requires?
+
+GDPR Recital 32: "Silence, pre-ticked boxes or inactivity should not … constitute consent." So the
+consent box of a form is checked rather than assumed. A form is flagged when it collects an email and
+
+* has no consent field at all (``missing``),
+* its consent field is pre-checked / pre-filled by default (``prechecked``), or
+* its consent field is optional, so the form can be sent without an answer (``optional``).
+
+A consent field is a form field whose alias, or the contact field it maps to (``leadField`` in the API,
+``mappedField`` in Mautic 5.1+), is one of the configured consent field aliases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+_NOT_SET = {"", "0", "no", "false", "off", "n"}
+_CHOICE_TYPES = {"checkboxgrp", "radiogrp", "select", "boolean", "yesno", "checkbox"}
+
+
+class Problem(StrEnum):
+    MISSING = "missing"
+    PRECHECKED = "prechecked"
+    OPTIONAL = "optional"
+
+
+PROBLEM_TEXT = {
+    Problem.MISSING: "collects an email but has no consent field",
+    Problem.PRECHECKED: "consent box is pre-checked by default (Recital 32: not consent)",
+    Problem.OPTIONAL: "consent field is optional",
+}
+
+
+@dataclass(frozen=True)
+class FormFinding:
+    form_id: int
+    name: str
+    problems: tuple[Problem, ...]
+    consent_field: str | None = None
+
+    def describe(self) -> str:
+        return "; ".join(PROBLEM_TEXT[p] for p in self.problems)
+
+
+def _mapped(field: Mapping[str, Any]) -> str | None:
+    for key in ("leadField", "mappedField"):
+        value = field.get(key)
+        if isinstance(value, str) and value:
+            return value.lower()
+    return None
+
+
+def collects_email(fields: Sequence[Mapping[str, Any]]) -> bool:
+    return any(
+        str(f.get("type", "")).lower() == "email" or _mapped(f) == "email" or str(f.get("alias", "")).lower() == "email"
+        for f in fields
+    )
+
+
+def is_consent_field(field: Mapping[str, Any], aliases: Iterable[str]) -> bool:
+    wanted = {a.lower() for a in aliases}
+    return str(field.get("alias", "")).lower() in wanted or (_mapped(field) or "") in wanted
+
+
+def _truthy(value: Any) -> bool:
+    if value is None or value is False:
+        return False
+    if isinstance(value, list | tuple):
+        return any(_truthy(v) for v in value)
+    if isinstance(value, int | float):
+        return value != 0
+    return str(value).strip().lower() not in _NOT_SET
+
+
+def _option_preselected(properties: Any) -> bool:
+    """Some Mautic option lists carry their own default flag per option."""
+    if not isinstance(properties, Mapping):
+        return False
+    lists = [properties.get("optionlist"), properties.get("list")]
+    for container in lists:
+        options = container.get("list") if isinstance(container, Mapping) else container
+        for option in options if isinstance(options, list) else []:
+            if isinstance(option, Mapping) and any(_truthy(option.get(k)) for k in ("default", "checked", "selected")):
+                return True
+    return False
+
+
+def is_prechecked(field: Mapping[str, Any]) -> bool:
+    """Checked or filled in before the visitor does anything: a default value or a pre-selected option.
+
+    A hidden field that fills the consent field counts too: the visitor never even sees the box.
+    """
+    return _truthy(field.get("defaultValue")) or _option_preselected(field.get("properties"))
+
+
+def audit_form(form: Mapping[str, Any], consent_aliases: Iterable[str]) -> FormFinding | None:
+    """The form's problems, or None when it is fine or does not collect an email."""
+    fields = [f for f in form.get("fields") or [] if isinstance(f, Mapping)]
+    if isinstance(form.get("fields"), Mapping):  # Mautic may key fields by id
+        fields = [f for f in form["fields"].values() if isinstance(f, Mapping)]
+    if not collects_email(fields):
+        return None
+    aliases = list(consent_aliases)
+    consent = [f for f in fields if is_consent_field(f, aliases)]
+    form_id = int(form.get("id") or 0)
+    name = str(form.get("name") or f"form {form_id}")
+    if not consent:
+        return FormFinding(form_id, name, (Problem.MISSING,))
+    problems: list[Problem] = []
+    if any(is_prechecked(f) for f in consent):
+        problems.append(Problem.PRECHECKED)
+    if not any(bool(f.get("isRequired")) for f in consent):
+        problems.append(Problem.OPTIONAL)
+    if not problems:
+        return None
+    return FormFinding(form_id, name, tuple(problems), str(consent[0].get("alias") or ""))
+
+
+@dataclass(frozen=True)
+class FormAudit:
+    forms_checked: int
+    collecting_email: int
+    findings: list[FormFinding]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def audit_forms(forms: Iterable[Mapping[str, Any]], consent_aliases: Iterable[str]) -> FormAudit:
+    aliases = list(consent_aliases)
+    checked = 0
+    with_email = 0
+    findings: list[FormFinding] = []
+    for form in forms:
+        checked += 1
+        fields = form.get("fields") or []
+        field_list = list(fields.values()) if isinstance(fields, Mapping) else list(fields)
+        if collects_email([f for f in field_list if isinstance(f, Mapping)]):
+            with_email += 1
+        finding = audit_form(form, aliases)
+        if finding is not None:
+            findings.append(finding)
+    findings.sort(key=lambda f: (Problem.MISSING not in f.problems, Problem.PRECHECKED not in f.problems, f.name))
+    return FormAudit(checked, with_email, findings)
+
+
+def consent_aliases(configured: Iterable[str]) -> list[str]:
+    """The configured consent field aliases, plus the consent feature's own list when it exposes one."""
+    aliases = [a.strip().lower() for a in configured if a.strip()]
+    try:
+        from bot import consent as consent_rules  # the consent feature may not exist yet
+    except ImportError:
+        return aliases
+    extra = getattr(consent_rules, "CONSENT_FIELD_ALIASES", None)
+    for alias in extra if isinstance(extra, list | tuple | set | frozenset) else []:
+        if str(alias).lower() not in aliases:
+            aliases.append(str(alias).lower())
+    return aliases
