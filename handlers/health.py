@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from bot.app import ENGINE
+from bot.app import SERVICES
 from storage.db import ping
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 async def healthz(request: web.Request) -> web.Response:
     try:
-        await asyncio.wait_for(ping(request.app[ENGINE]), timeout=2.0)
+        await asyncio.wait_for(ping(request.app[SERVICES].engine), timeout=2.0)
     except Exception as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)

@@ -102,3 +102,6 @@ def test_tuning():  # type: ignore[no-untyped-def]
     from bot.app import Tuning
 
     return Tuning(job_poll_interval=0.2, job_backoff_base=0.02, start_scheduler=False, migrate_on_start=True)
+
+
+test_tuning.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test, when imported by name

@@ -69,7 +69,7 @@ class Sandbox:
 
     async def start_bot(self) -> None:
         app = create_app(self.settings, self.tuning)
-        self.runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self.runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()

@@ -1,0 +1,148 @@
+"""The service over real HTTP: signed Slack requests, refusals of bad input, /privacy help,
+the channel rule, the health check — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.sandbox.harness import ALICE, MALLORY, OTHER_CHANNEL, Sandbox, sandbox
+from bot.sandbox.slack import sign_slack_request
+from tests.conftest import test_tuning
+
+
+def _command_form(box: Sandbox, text: str, *, channel: str | None = None) -> str:
+    return urlencode({
+        "command": "/privacy", "text": text, "team_id": "T0001", "user_id": ALICE.id,
+        "channel_id": channel or box.channel, "response_url": box.slack.response_url(),
+        "trigger_id": box.slack.trigger_id(ALICE.id), "api_app_id": "A0PRIVACY",
+    })
+
+
+def _secret(box: Sandbox) -> str:
+    assert box.settings.slack_signing_secret is not None
+    return box.settings.slack_signing_secret.get_secret_value()
+
+
+async def test_help_lists_subcommands_with_examples(box: Sandbox) -> None:
+    for text in ("help", "", "  HELP  "):
+        result = await box.command(ALICE, text)
+        assert result.status == 200
+        assert "Privacy bot commands" in result.text
+        assert "/privacy help" in result.text
+    # Every sub-command a feature registered appears with its usage and an example.
+    from handlers.slack import consent, digests, requests
+
+    for sub in [*requests.SUBCOMMANDS, *consent.SUBCOMMANDS, *digests.SUBCOMMANDS]:
+        assert f"/privacy {sub.usage}" in result.text
+        assert sub.example in result.text
+
+
+async def test_unknown_subcommand_answers_with_help(box: Sandbox) -> None:
+    result = await box.command(ALICE, "dsr jane@example.com")
+    assert result.status == 200
+    assert "I don't know `/privacy dsr`" in result.text
+    assert "Privacy bot commands" in result.text
+    assert box.slack.messages(box.channel) == []  # nothing was posted to the channel
+
+
+async def test_commands_outside_the_privacy_channel_are_refused(box: Sandbox) -> None:
+    result = await box.command(MALLORY, "help", channel=OTHER_CHANNEL)
+    assert result.status == 200
+    assert f"works only in <#{box.channel}>" in result.text
+
+
+async def test_the_word_payload_in_a_command_is_not_lost(box: Sandbox) -> None:
+    # bolt-python parses any form body containing "payload" as an interaction and drops it
+    # (shared/docs/slack.md §1.12); without the workaround this is a 404 "unhandled request".
+    result = await box.command(ALICE, "payload check")
+    assert result.status == 200
+    assert "I don't know `/privacy payload`" in result.text
+
+
+async def test_signer_matches_slack_sdk(box: Sandbox) -> None:
+    body = _command_form(box, "help")
+    headers = sign_slack_request(body, _secret(box), timestamp=1_700_000_000)
+    expected = SignatureVerifier(_secret(box)).generate_signature(timestamp="1700000000", body=body)
+    assert headers["X-Slack-Signature"] == expected
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["wrong secret", "tampered body", "no headers", "stale timestamp", "future timestamp"],
+)
+async def test_badly_signed_slack_requests_get_401(box: Sandbox, tamper: str) -> None:
+    body = _command_form(box, "help")
+    now = int(time.time())
+    headers = {
+        "wrong secret": sign_slack_request(body, "not-the-secret"),
+        "tampered body": sign_slack_request(body.replace("help", "erase"), _secret(box)),
+        "no headers": {},
+        "stale timestamp": sign_slack_request(body, _secret(box), timestamp=now - 301),
+        "future timestamp": sign_slack_request(body, _secret(box), timestamp=now + 301),
+    }[tamper]
+    result = await box.user.post_raw(body, headers=headers)
+    assert result.status == 401
+    assert box.slack.calls_to("auth.test") == []  # refused before any work
+
+
+async def test_oversized_slack_body_gets_413(box: Sandbox) -> None:
+    body = _command_form(box, "help " + "x" * (box.settings.slack_max_bytes + 10))
+    result = await box.user.post_raw(body, headers=sign_slack_request(body, _secret(box)))
+    assert result.status == 413
+
+
+async def test_oversized_webhook_body_gets_413(box: Sandbox) -> None:
+    body = b'{"mautic.form_on_submit": [' + b" " * box.settings.webhook_max_bytes + b"]}"
+    status, _ = await box.webhook(body)
+    assert status == 413
+
+
+async def test_unknown_routes_get_404(box: Sandbox) -> None:
+    for method, path in (("GET", "/nope"), ("POST", "/slack/other"), ("GET", "/slack/events")):
+        async with box.http.request(method, f"{box.url}{path}") as response:
+            assert response.status in (404, 405)
+            if path != "/slack/events":
+                assert response.status == 404
+
+
+async def test_url_verification_handshake(box: Sandbox) -> None:
+    body = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"})
+    result = await box.user.post_raw(body, "application/json", headers=sign_slack_request(body, _secret(box)))
+    assert result.status == 200
+    assert json.loads(result.text) == {"challenge": "c-123"}
+
+
+async def test_healthz_reports_the_database(box: Sandbox) -> None:
+    async with box.http.get(f"{box.url}/healthz") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok", "database": "ok"}
+    # Point the service at a database that cannot answer: the health check must say so.
+    from storage.db import make_engine
+
+    working, box.services.engine = box.services.engine, make_engine("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        async with box.http.get(f"{box.url}/healthz") as response:
+            assert response.status == 503
+            assert (await response.json())["database"] == "down"
+    finally:
+        await box.services.engine.dispose()
+        box.services.engine = working
+
+
+async def test_requesters_setting_is_respected_by_permissions(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with sandbox(sqlite_url, tuning=test_tuning(), privacy_requesters=[ALICE.id],
+                       export_dir=tmp_path / "e") as box:
+        permissions = box.services.permissions
+        assert await permissions.may_file(ALICE.id)
+        assert not await permissions.may_file(MALLORY.id)
+        assert await permissions.is_approver("U0BOB")
+        assert await permissions.is_approver("U0CAROL")  # through the S0DPO user group
+        assert not await permissions.is_approver(ALICE.id)
+        assert len(box.slack.calls_to("usergroups.users.list")) == 1  # cached after one lookup
+        assert await permissions.is_approver("U0CAROL")
+        assert len(box.slack.calls_to("usergroups.users.list")) == 1
