@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     reconsent_segment_id: int | None = None
     alert_on_unsubscribe: bool = False
     mask_emails: bool = True
+    # Gaps (and other findings) of one kind and form within this window fold into the first alert.
+    consent_burst_window: timedelta = timedelta(minutes=10)
 
     # Data-subject requests
     dsar_deadline: Literal["gdpr", "ccpa"] = "gdpr"
@@ -130,7 +132,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/") if value is not None else None
 
-    @field_validator("approval_ttl", "export_link_ttl", mode="before")
+    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
