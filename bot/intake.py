@@ -1,0 +1,318 @@
+"""Mautic webhook envelopes → plain events with stable dedupe keys (pure: bytes in, data out).
+
+Mautic sends ``{"<type>": [event, ...], ...}`` (queue mode: up to 10 events across types per POST),
+the "Send Test Payload" shape (``{"<type>": {single object}, "timestamp": "<now>"}``) and types we do
+not know. Events carry no id and may arrive twice, so each gets a dedupe key derived from its type,
+timestamp, contact id and a hash of its canonical content (shared/docs/mautic.md §1.2, §1.6, §1.7).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from bot.privacy import EMAIL_IN_TEXT, normalise_email, subject_hash
+
+FORM_SUBMIT = "mautic.form_on_submit"
+SUBSCRIPTION_CHANGED = "mautic.lead_channel_subscription_changed"
+EMAIL_SEND = "mautic.email_on_send"
+CONTACT_DELETED = "mautic.lead_post_delete"
+CONTACT_IDENTIFIED = "mautic.lead_post_save_new"
+DEAD_LETTER = "(dead-letter)"
+
+# Every key core Mautic 5.x registers (mautic.md §1.1); anything else is stored and ignored.
+KNOWN_TYPES = frozenset({
+    "mautic.lead_post_save_new", "mautic.lead_post_save_update", "mautic.lead_points_change",
+    "mautic.lead_post_delete", "mautic.lead_channel_subscription_changed", "mautic.lead_company_change",
+    "mautic.lead_list_change", "mautic.company_post_save", "mautic.company_post_delete",
+    "mautic.form_on_submit", "mautic.email_on_send", "mautic.email_on_open", "mautic.page_on_hit",
+    "mautic.sms_on_send",
+})
+# Types this bot acts on; the rest are recorded for the digest and otherwise left alone.
+ACTED_ON = frozenset({FORM_SUBMIT, SUBSCRIPTION_CHANGED, EMAIL_SEND, CONTACT_DELETED, CONTACT_IDENTIFIED})
+
+
+def signature_ok(raw: bytes, header: str | None, secret: str) -> bool:
+    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)); compared in constant time."""
+    if not header or not secret:
+        return False
+    expected = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest())
+    return hmac.compare_digest(expected, header.strip().encode("ascii", "replace"))
+
+
+class Disposition(StrEnum):
+    ACT = "act"  # a type this bot processes
+    RECORD = "record"  # a known type the bot only records
+    UNKNOWN = "unknown"  # not a core Mautic type: stored, ignored
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """One event of a delivery, with what the inbox needs to store, join and deduplicate it."""
+
+    type: str
+    payload: dict[str, Any]
+    occurred_at: datetime | None
+    contact_id: int | None
+    email: str | None
+    dedupe_key: str
+    disposition: Disposition
+
+    def subject_hash(self, key: str) -> str | None:
+        return subject_hash(key, self.email) if self.email else None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed delivery. ``dead_letter`` holds why a signed body could not be read as events."""
+
+    events: list[InboundEvent] = field(default_factory=list)
+    shape: str = "delivery"  # "delivery", "test" (Send Test Payload) or "dead-letter"
+    dead_letter: str | None = None
+    body_hash: str = ""
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Mautic's ``'c'`` dates carry an offset that may be the sender's local zone: keep it, then go UTC."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # Mautic stores naive dates in UTC
+    return parsed.astimezone(UTC)
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str).encode()
+
+
+def dedupe_key(event_type: str, timestamp: str, contact_id: int | None, payload: Mapping[str, Any]) -> str:
+    """Stable per event: the same event delivered twice hashes alike; any differing byte of content does not."""
+    content = hashlib.sha256(canonical(payload)).hexdigest()
+    head = f"{event_type}|{timestamp}|{contact_id if contact_id is not None else '-'}|{content}"
+    return hashlib.sha256(head.encode()).hexdigest()
+
+
+def parse_envelope(raw: bytes) -> Envelope:
+    """Every shape Mautic sends, or a dead letter (never an exception) for a body we cannot read."""
+    body_hash = hashlib.sha256(raw).hexdigest()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Envelope(shape="dead-letter", dead_letter=f"not valid JSON ({type(exc).__name__})",
+                        body_hash=body_hash)
+    if not isinstance(data, dict):
+        return Envelope(shape="dead-letter", dead_letter=f"JSON {type(data).__name__}, expected an object",
+                        body_hash=body_hash)
+    top_timestamp = data.get("timestamp") if isinstance(data.get("timestamp"), str) else None
+    shape = "test" if top_timestamp is not None else "delivery"
+    events = [event for key, value in data.items() if not (key == "timestamp" and isinstance(value, str))
+              for event in _events_of(str(key), value, top_timestamp)]
+    return Envelope(events=events, shape=shape, body_hash=body_hash)
+
+
+def _events_of(event_type: str, value: Any, top_timestamp: str | None) -> Iterator[InboundEvent]:
+    # Real deliveries send lists; Send Test Payload sends single objects for form/email/page types.
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        payload = item if isinstance(item, dict) else {"value": item}
+        yield build_event(event_type, payload, top_timestamp)
+
+
+def build_event(event_type: str, payload: dict[str, Any], fallback_timestamp: str | None = None) -> InboundEvent:
+    raw_ts = payload.get("timestamp") if isinstance(payload.get("timestamp"), str) else fallback_timestamp
+    contact_id, email = contact_of(event_type, payload)
+    if event_type in ACTED_ON:
+        disposition = Disposition.ACT
+    elif event_type in KNOWN_TYPES:
+        disposition = Disposition.RECORD
+    else:
+        disposition = Disposition.UNKNOWN
+    return InboundEvent(
+        type=event_type,
+        payload=payload,
+        occurred_at=parse_timestamp(raw_ts),
+        contact_id=contact_id,
+        email=email,
+        dedupe_key=dedupe_key(event_type, raw_ts or "", contact_id, payload),
+        disposition=disposition,
+    )
+
+
+# ---- reading the shapes ---------------------------------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def field_value(contact: Mapping[str, Any], alias: str) -> Any:
+    """A contact field's value from webhook (``fields.core.<alias>.value``) or API (``fields.all``) shape."""
+    fields = _dict(contact.get("fields"))
+    flat = _dict(fields.get("all"))
+    if alias in flat:
+        return flat[alias]
+    for group in fields.values():
+        entry = _dict(group).get(alias)
+        if isinstance(entry, dict):
+            return entry.get("value")
+    return None
+
+
+def _email(value: Any) -> str | None:
+    if isinstance(value, str) and "@" in value and value.strip():
+        return normalise_email(value)
+    return None
+
+
+def contact_of(event_type: str, payload: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The Mautic contact id and email an event is about, wherever this type keeps them."""
+    if event_type == FORM_SUBMIT:
+        submission = _dict(payload.get("submission"))
+        lead = _dict(submission.get("lead"))
+        results = _dict(submission.get("results"))
+        return as_int(lead.get("id")), _email(field_value(lead, "email")) or _email(results.get("email"))
+    if event_type == CONTACT_DELETED:
+        # Doctrine has nulled contact.id by then; the top-level id is the deleted one (mautic.md §1.3).
+        contact = _dict(payload.get("contact"))
+        return as_int(payload.get("id")), _email(field_value(contact, "email"))
+    if event_type == "mautic.email_on_open":
+        stat = _dict(payload.get("stat"))
+        lead = _dict(stat.get("lead"))
+        return as_int(lead.get("id")), _email(stat.get("emailAddress")) or _email(field_value(lead, "email"))
+    if event_type == "mautic.page_on_hit":
+        lead = _dict(_dict(payload.get("hit")).get("lead"))
+        return as_int(lead.get("id")), _email(field_value(lead, "email"))
+    contact = _dict(payload.get("contact"))
+    if contact:
+        return as_int(contact.get("id")), _email(field_value(contact, "email"))
+    return None, None
+
+
+def emails_in(raw: bytes) -> list[str]:
+    """Addresses in a body we could not parse, so erasure can still find the dead letter."""
+    text = raw.decode("utf-8", "replace")
+    return sorted({normalise_email(m.group(0)) for m in EMAIL_IN_TEXT.finditer(text)})
+
+
+# ---- typed views of the events the bot acts on ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormSubmission:
+    submission_id: int | None
+    form_id: int | None
+    form_name: str
+    form_alias: str
+    contact_id: int | None
+    email: str | None
+    results: dict[str, Any]
+    submitted_at: datetime | None
+    source_ip: str | None
+
+
+def form_submission(payload: Mapping[str, Any], fallback_at: datetime | None = None) -> FormSubmission:
+    submission = _dict(payload.get("submission"))
+    form = _dict(submission.get("form"))
+    lead = _dict(submission.get("lead"))
+    results = _dict(submission.get("results"))  # empty results arrive as [] (mautic.md §1.2)
+    ip = _dict(submission.get("ipAddress"))
+    ip_text = ip.get("ipAddress") or ip.get("ip")
+    return FormSubmission(
+        submission_id=as_int(submission.get("id")),
+        form_id=as_int(form.get("id")),
+        form_name=str(form.get("name") or "(unnamed form)"),
+        form_alias=str(form.get("alias") or ""),
+        contact_id=as_int(lead.get("id")),
+        email=_email(field_value(lead, "email")) or _email(results.get("email")),
+        results=results,
+        submitted_at=parse_timestamp(submission.get("dateSubmitted")) or fallback_at,
+        source_ip=str(ip_text) if isinstance(ip_text, str) and ip_text else None,
+    )
+
+
+CONTACTABLE = "contactable"
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    contact_id: int | None
+    channel: str
+    old_status: str
+    new_status: str
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.new_status != CONTACTABLE
+
+    @property
+    def restored(self) -> bool:
+        return self.new_status == CONTACTABLE and self.old_status != CONTACTABLE
+
+
+def subscription_change(payload: Mapping[str, Any]) -> SubscriptionChange:
+    contact = _dict(payload.get("contact"))
+    return SubscriptionChange(
+        contact_id=as_int(contact.get("id")),
+        channel=str(payload.get("channel") or "email"),
+        old_status=str(payload.get("old_status") or CONTACTABLE),
+        new_status=str(payload.get("new_status") or CONTACTABLE),
+    )
+
+
+@dataclass(frozen=True)
+class EmailSend:
+    email_id: int | None
+    email_name: str
+    subject: str
+
+
+def email_send(payload: Mapping[str, Any]) -> EmailSend:
+    email = _dict(payload.get("email"))
+    return EmailSend(
+        email_id=as_int(email.get("id")),
+        email_name=str(email.get("name") or payload.get("subject") or "(unnamed email)"),
+        subject=str(payload.get("subject") or email.get("subject") or ""),
+    )
+
+
+def summary(event: InboundEvent) -> dict[str, Any]:
+    """What the inbox keeps once an event is processed: ids and types, no personal data."""
+    out: dict[str, Any] = {"type": event.type}
+    if event.type == FORM_SUBMIT:
+        sub = form_submission(event.payload)
+        out.update(form_id=sub.form_id, submission_id=sub.submission_id)
+    elif event.type == SUBSCRIPTION_CHANGED:
+        change = subscription_change(event.payload)
+        out.update(channel=change.channel, old_status=change.old_status, new_status=change.new_status)
+    elif event.type == EMAIL_SEND:
+        out.update(email_id=email_send(event.payload).email_id)
+    if event.contact_id is not None:
+        out["contact_id"] = event.contact_id
+    return out

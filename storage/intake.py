@@ -1,0 +1,481 @@
+"""Tables and queries of the webhook intake: the durable inbox, consent evidence, alerts, withdrawals.
+
+Personal data kept here: the clear email only in ``consent_records.email`` (evidence, until erasure)
+and in an inbox row's ``payload`` until that event is processed (then replaced by a PII-free summary);
+everything else joins on the keyed subject hash. :func:`purge_subject` removes all of it on erasure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    and_,
+    cast,
+    delete,
+    func,
+    or_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.erasures import is_erased
+from storage.types import JSONType, UTCDateTime
+
+
+class InboxState(StrEnum):
+    PENDING = "pending"  # committed, not yet processed
+    DONE = "done"
+    FAILED = "failed"  # processing raised; kept with the error class for a person to look at
+    DEAD = "dead"  # a signed body we could not read as events (dead letter)
+
+
+class AlertState(StrEnum):
+    OPEN = "open"  # waiting for a decision
+    DECIDED = "decided"
+    INFO = "info"  # a report without buttons (dead letter, unsubscribe notice)
+
+
+class AlertKind(StrEnum):
+    CONSENT_GAP = "consent_gap"
+    RESUBSCRIBED = "resubscribed_without_consent"
+    SENT_AFTER_WITHDRAWAL = "sent_after_withdrawal"
+    ERASED_REENTERED = "erased_subject_reentered"
+    UNSUBSCRIBE = "unsubscribe"
+    DEAD_LETTER = "dead_letter"
+
+
+class InboxEvent(SQLModel, table=True):
+    __tablename__ = "intake_inbox"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_intake_inbox_dedupe_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=64)
+    event_type: str = Field(max_length=100, index=True)
+    state: str = Field(default=InboxState.PENDING, max_length=16, index=True)
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    occurred_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    processed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    contact_id: int | None = Field(default=None, index=True)
+    subject_hash: str | None = Field(default=None, max_length=64, index=True)
+    # Dead letters: every address found in the unreadable body, hashed, so erasure can find them.
+    subject_hashes: str | None = Field(default=None, sa_column=Column(String(4000), nullable=True))
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    raw_body: bytes | None = Field(default=None, sa_column=Column(LargeBinary(), nullable=True))
+    note: str | None = Field(default=None, max_length=200)
+
+
+class ConsentRecord(SQLModel, table=True):
+    """Evidence of what a form submission said about consent."""
+
+    __tablename__ = "consent_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    inbox_id: int | None = None
+    contact_id: int | None = Field(default=None, index=True)
+    subject_hash: str | None = Field(default=None, max_length=64, index=True)
+    email: str | None = Field(default=None, max_length=320)
+    form_id: int | None = None
+    form_name: str = Field(default="", max_length=255)
+    form_alias: str = Field(default="", max_length=255)
+    submission_id: int | None = None
+    fields: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    given: bool = False
+    exempt: bool = False
+    source_ip: str | None = Field(default=None, max_length=64)
+    submitted_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ConsentAlert(SQLModel, table=True):
+    """A finding posted to the privacy channel; its state changes only by guarded updates."""
+
+    __tablename__ = "consent_alerts"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_consent_alerts_dedupe_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40, index=True)
+    state: str = Field(default=AlertState.OPEN, max_length=16, index=True)
+    dedupe_key: str = Field(max_length=120)
+    burst_key: str = Field(max_length=120, index=True)
+    burst_of: int | None = Field(default=None, index=True)  # the lead alert this one is folded into
+    folded_count: int = 0
+    contact_id: int | None = None
+    subject_hash: str | None = Field(default=None, max_length=64, index=True)
+    email_display: str | None = Field(default=None, max_length=320)
+    form_id: int | None = None
+    title: str = Field(default="", max_length=255)
+    missing: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    inbox_id: int | None = None
+    consent_record_id: int | None = None
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    channel_id: str | None = Field(default=None, max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    decision: str | None = Field(default=None, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    reason: str | None = Field(default=None, max_length=500)
+    outcome: str | None = Field(default=None, max_length=500)
+    outcome_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class Withdrawal(SQLModel, table=True):
+    """A channel's consent withdrawn in Mautic (DNC added), and when it was lifted again."""
+
+    __tablename__ = "consent_withdrawals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    inbox_id: int | None = None
+    contact_id: int | None = Field(default=None, index=True)
+    subject_hash: str | None = Field(default=None, max_length=64, index=True)
+    channel: str = Field(default="email", max_length=32)
+    old_status: str = Field(default="contactable", max_length=32)
+    new_status: str = Field(max_length=32)
+    withdrawn_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    restored_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+Index("ix_consent_alerts_burst_lookup", ConsentAlert.burst_key, ConsentAlert.created_at)  # type: ignore[arg-type]
+
+
+# ---- inbox -------------------------------------------------------------------------------------------
+
+
+async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """One multi-row INSERT that skips rows whose dedupe key is already stored; returns the new ids."""
+    if not rows:
+        return []
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
+    )
+    result = await session.execute(statement)
+    return [row[0] for row in result.all()]
+
+
+async def claim_pending(session: AsyncSession, ids: Sequence[int]) -> list[InboxEvent]:
+    """Rows of ``ids`` still pending, locked so a second worker skips them (PostgreSQL) or waits (SQLite)."""
+    query = (
+        select(InboxEvent)
+        .where(col(InboxEvent.id).in_(list(ids)), col(InboxEvent.state) == InboxState.PENDING)
+        .order_by(col(InboxEvent.id))
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.exec(query)).all())
+
+
+async def pending_ids(session: AsyncSession, *, older_than: datetime, limit: int = 500) -> list[int]:
+    query = (
+        select(InboxEvent.id)
+        .where(col(InboxEvent.state) == InboxState.PENDING, col(InboxEvent.received_at) < older_than)
+        .order_by(col(InboxEvent.id))
+        .limit(limit)
+    )
+    return [i for i in (await session.exec(query)).all() if i is not None]
+
+
+async def sends_after(session: AsyncSession, contact_id: int, since: datetime) -> list[InboxEvent]:
+    """Email sends to this contact already processed whose time is after ``since``."""
+    query = select(InboxEvent).where(
+        col(InboxEvent.event_type) == "mautic.email_on_send",
+        col(InboxEvent.contact_id) == contact_id,
+        col(InboxEvent.state) == InboxState.DONE,
+        col(InboxEvent.occurred_at) > since,
+    )
+    return list((await session.exec(query)).all())
+
+
+# ---- consent records and withdrawals ----------------------------------------------------------------
+
+
+def _subject_or_contact(model: Any, subject: str | None, contact_id: int | None) -> Any:
+    conditions = []
+    if subject:
+        conditions.append(col(model.subject_hash) == subject)
+    if contact_id is not None:
+        conditions.append(col(model.contact_id) == contact_id)
+    return or_(*conditions) if conditions else col(model.id) == -1
+
+
+async def open_withdrawal(
+    session: AsyncSession, *, subject: str | None, contact_id: int | None, channel: str, before: datetime | None = None
+) -> Withdrawal | None:
+    """The latest withdrawal for this person and channel that has not been lifted."""
+    query = select(Withdrawal).where(
+        _subject_or_contact(Withdrawal, subject, contact_id),
+        col(Withdrawal.channel) == channel,
+        col(Withdrawal.restored_at).is_(None),
+    )
+    if before is not None:
+        query = query.where(col(Withdrawal.withdrawn_at) <= before)
+    query = query.order_by(col(Withdrawal.withdrawn_at).desc(), col(Withdrawal.id).desc()).limit(1)
+    return (await session.exec(query)).first()
+
+
+async def consent_given_since(
+    session: AsyncSession, *, subject: str | None, contact_id: int | None, since: datetime | None
+) -> ConsentRecord | None:
+    query = select(ConsentRecord).where(
+        _subject_or_contact(ConsentRecord, subject, contact_id), col(ConsentRecord.given).is_(True)
+    )
+    if since is not None:
+        query = query.where(col(ConsentRecord.submitted_at) > since)
+    return (await session.exec(query.order_by(col(ConsentRecord.submitted_at).desc()).limit(1))).first()
+
+
+async def consent_history(session: AsyncSession, subject: str, *, limit: int = 50) -> dict[str, list[Any]]:
+    """What ``/privacy consent`` shows: records, withdrawals and alerts about one subject, newest first."""
+    records = (await session.exec(
+        select(ConsentRecord).where(col(ConsentRecord.subject_hash) == subject)
+        .order_by(col(ConsentRecord.submitted_at).desc()).limit(limit)
+    )).all()
+    withdrawals = (await session.exec(
+        select(Withdrawal).where(col(Withdrawal.subject_hash) == subject)
+        .order_by(col(Withdrawal.withdrawn_at).desc()).limit(limit)
+    )).all()
+    alerts = (await session.exec(
+        select(ConsentAlert).where(col(ConsentAlert.subject_hash) == subject)
+        .order_by(col(ConsentAlert.created_at).desc()).limit(limit)
+    )).all()
+    return {"records": list(records), "withdrawals": list(withdrawals), "alerts": list(alerts)}
+
+
+# ---- alerts ------------------------------------------------------------------------------------------
+
+
+async def find_burst_lead(session: AsyncSession, burst_key: str, since: datetime) -> ConsentAlert | None:
+    """The alert new findings of this burst fold into: the newest lead still open (or info) in the window."""
+    query = (
+        select(ConsentAlert)
+        .where(
+            col(ConsentAlert.burst_key) == burst_key,
+            col(ConsentAlert.burst_of).is_(None),
+            col(ConsentAlert.state).in_([AlertState.OPEN, AlertState.INFO]),
+            col(ConsentAlert.created_at) >= since,
+        )
+        .order_by(col(ConsentAlert.created_at).desc(), col(ConsentAlert.id).desc())
+        .limit(1)
+    )
+    return (await session.exec(query)).first()
+
+
+async def bump_folded(session: AsyncSession, lead_id: int) -> None:
+    await session.exec(  # type: ignore[call-overload]
+        update(ConsentAlert).where(col(ConsentAlert.id) == lead_id)
+        .values(folded_count=ConsentAlert.folded_count + 1)
+    )
+
+
+async def get_alert(session: AsyncSession, alert_id: int) -> ConsentAlert | None:
+    return await session.get(ConsentAlert, alert_id)
+
+
+async def burst_members(session: AsyncSession, lead_id: int) -> list[ConsentAlert]:
+    query = select(ConsentAlert).where(
+        or_(col(ConsentAlert.id) == lead_id, col(ConsentAlert.burst_of) == lead_id)
+    ).order_by(col(ConsentAlert.id))
+    return list((await session.exec(query)).all())
+
+
+async def decide(
+    session: AsyncSession, lead_id: int, *, decision: str, user_id: str, at: datetime, reason: str | None = None
+) -> int:
+    """Guarded transition open → decided for the alert and the findings folded into it.
+
+    Returns how many alerts changed; 0 means someone else decided first (or it was never open).
+    The lead row is updated first and alone, so two concurrent deciders cannot both win.
+    """
+    values = {"state": AlertState.DECIDED, "decision": decision, "decided_by": user_id, "decided_at": at,
+              "reason": reason}
+    lead = await session.exec(  # type: ignore[call-overload]
+        update(ConsentAlert)
+        .where(col(ConsentAlert.id) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
+        .values(**values)
+    )
+    if not lead.rowcount:
+        return 0
+    folded = await session.exec(  # type: ignore[call-overload]
+        update(ConsentAlert)
+        .where(col(ConsentAlert.burst_of) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
+        .values(**values)
+    )
+    return 1 + int(folded.rowcount or 0)
+
+
+async def set_message(session: AsyncSession, alert_id: int, channel_id: str, ts: str) -> bool:
+    result = await session.exec(  # type: ignore[call-overload]
+        update(ConsentAlert)
+        .where(col(ConsentAlert.id) == alert_id, col(ConsentAlert.message_ts).is_(None))
+        .values(channel_id=channel_id, message_ts=ts)
+    )
+    return bool(result.rowcount)
+
+
+async def set_outcome(session: AsyncSession, lead_id: int, outcome: str, at: datetime) -> bool:
+    result = await session.exec(  # type: ignore[call-overload]
+        update(ConsentAlert)
+        .where(or_(col(ConsentAlert.id) == lead_id, col(ConsentAlert.burst_of) == lead_id),
+               col(ConsentAlert.outcome).is_(None))
+        .values(outcome=outcome[:500], outcome_at=at)
+    )
+    return bool(result.rowcount)
+
+
+# ---- for other features: erasure, access packages, digests -----------------------------------------
+
+
+async def is_erased_subject(session: AsyncSession, subject: str) -> bool:
+    """Was this subject erased by a data-subject request before? (the requests feature keeps the hashes)"""
+    return await is_erased(session, subject)
+
+
+async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
+    """Erasure: delete or anonymise every row about this subject, in the caller's transaction.
+
+    Consent records and withdrawals are deleted; inbox rows (raw payloads included) are deleted;
+    alerts lose their personal fields but keep their decision trail (the ledger refers to them).
+    """
+    like = f"%{subject_hash}%"
+    counts: dict[str, int] = {}
+    result = await session.exec(  # type: ignore[call-overload]
+        delete(InboxEvent).where(
+            or_(col(InboxEvent.subject_hash) == subject_hash, col(InboxEvent.subject_hashes).like(like))
+        )
+    )
+    counts["inbox_events"] = int(result.rowcount or 0)
+    result = await session.exec(  # type: ignore[call-overload]
+        delete(ConsentRecord).where(col(ConsentRecord.subject_hash) == subject_hash)
+    )
+    counts["consent_records"] = int(result.rowcount or 0)
+    result = await session.exec(  # type: ignore[call-overload]
+        delete(Withdrawal).where(col(Withdrawal.subject_hash) == subject_hash)
+    )
+    counts["withdrawals"] = int(result.rowcount or 0)
+    result = await session.exec(  # type: ignore[call-overload]
+        update(ConsentAlert)
+        .where(col(ConsentAlert.subject_hash) == subject_hash)
+        .values(subject_hash=None, email_display="(erased)", contact_id=None, details={})
+    )
+    counts["alerts_anonymised"] = int(result.rowcount or 0)
+    return counts
+
+
+def _record_dict(record: ConsentRecord) -> dict[str, Any]:
+    return {
+        "form_id": record.form_id, "form_name": record.form_name, "form_alias": record.form_alias,
+        "submission_id": record.submission_id, "contact_id": record.contact_id, "email": record.email,
+        "consent_given": record.given, "exempt_form": record.exempt, "fields": record.fields,
+        "values": record.values, "source_ip": record.source_ip,
+        "submitted_at": record.submitted_at.isoformat(), "recorded_at": record.recorded_at.isoformat(),
+    }
+
+
+async def subject_records(session: AsyncSession, subject_hash: str) -> dict[str, Any]:
+    """Everything intake holds about a subject, as plain JSON-able data for an access package."""
+    history = await consent_history(session, subject_hash, limit=10_000)
+    inbox = (await session.exec(
+        select(InboxEvent).where(
+            or_(col(InboxEvent.subject_hash) == subject_hash, col(InboxEvent.subject_hashes).like(f"%{subject_hash}%"))
+        ).order_by(col(InboxEvent.id))
+    )).all()
+    return {
+        "consent_records": [_record_dict(r) for r in history["records"]],
+        "withdrawals": [
+            {"channel": w.channel, "old_status": w.old_status, "new_status": w.new_status,
+             "contact_id": w.contact_id, "withdrawn_at": w.withdrawn_at.isoformat(),
+             "restored_at": w.restored_at.isoformat() if w.restored_at else None}
+            for w in history["withdrawals"]
+        ],
+        "alerts": [
+            {"id": a.id, "kind": a.kind, "state": a.state, "title": a.title, "missing": a.missing,
+             "created_at": a.created_at.isoformat(), "decision": a.decision, "reason": a.reason,
+             "decided_at": a.decided_at.isoformat() if a.decided_at else None, "outcome": a.outcome}
+            for a in history["alerts"]
+        ],
+        "webhook_events": [
+            {"type": e.event_type, "state": e.state, "received_at": e.received_at.isoformat(),
+             "occurred_at": e.occurred_at.isoformat() if e.occurred_at else None, "contact_id": e.contact_id,
+             "payload": e.payload}
+            for e in inbox
+        ],
+    }
+
+
+async def compliance_counts(session: AsyncSession, since: datetime, until: datetime) -> dict[str, Any]:
+    """Figures for the compliance digest over ``[since, until)``; no personal data."""
+    in_window = and_(col(ConsentRecord.submitted_at) >= since, col(ConsentRecord.submitted_at) < until)
+    rows = (await session.exec(
+        select(
+            ConsentRecord.form_id, ConsentRecord.form_name, func.count(),
+            func.sum(cast(col(ConsentRecord.given), Integer)),
+            func.sum(cast(col(ConsentRecord.exempt), Integer)),
+        ).where(in_window).group_by(col(ConsentRecord.form_id), col(ConsentRecord.form_name))
+    )).all()
+    forms: dict[Any, dict[str, Any]] = {}
+    for form_id, form_name, total, given, exempt in rows:
+        entry = forms.setdefault(form_id, {"form_id": form_id, "form_name": form_name, "submissions": 0,
+                                           "with_consent": 0, "exempt": 0})
+        entry["submissions"] += int(total)
+        entry["with_consent"] += int(given or 0)
+        entry["exempt"] += int(exempt or 0)
+    for entry in forms.values():
+        judged = entry["submissions"] - entry["exempt"]
+        entry["consent_share"] = round(entry["with_consent"] / judged, 4) if judged else None
+
+    async def count(query: Any) -> int:
+        return int((await session.exec(query)).one() or 0)
+
+    alert_window = and_(col(ConsentAlert.created_at) >= since, col(ConsentAlert.created_at) < until)
+
+    def alerts_of(kind: AlertKind) -> Any:
+        return select(func.count()).select_from(ConsentAlert).where(alert_window, col(ConsentAlert.kind) == kind)
+
+    gaps_open = await count(alerts_of(AlertKind.CONSENT_GAP).where(col(ConsentAlert.state) == AlertState.OPEN))
+    gaps_resolved = await count(
+        alerts_of(AlertKind.CONSENT_GAP).where(col(ConsentAlert.state) == AlertState.DECIDED)
+    )
+    withdrawals = await count(
+        select(func.count()).select_from(Withdrawal)
+        .where(col(Withdrawal.withdrawn_at) >= since, col(Withdrawal.withdrawn_at) < until)
+    )
+    unsubscribes = await count(
+        select(func.count()).select_from(Withdrawal)
+        .where(col(Withdrawal.withdrawn_at) >= since, col(Withdrawal.withdrawn_at) < until,
+               col(Withdrawal.new_status) == "unsubscribed")
+    )
+    return {
+        "forms": sorted(forms.values(), key=lambda f: (-f["submissions"], str(f["form_name"]))),
+        "submissions": sum(f["submissions"] for f in forms.values()),
+        "gaps_open": gaps_open,
+        "gaps_resolved": gaps_resolved,
+        "unsubscribes": unsubscribes,
+        "withdrawals": withdrawals,
+        "sends_after_withdrawal": await count(alerts_of(AlertKind.SENT_AFTER_WITHDRAWAL)),
+        "resubscriptions_without_consent": await count(alerts_of(AlertKind.RESUBSCRIBED)),
+        "erased_subjects_reentered": await count(alerts_of(AlertKind.ERASED_REENTERED)),
+        "dead_letters": await count(
+            select(func.count()).select_from(InboxEvent)
+            .where(col(InboxEvent.state) == InboxState.DEAD, col(InboxEvent.received_at) >= since,
+                   col(InboxEvent.received_at) < until)
+        ),
+    }
+
+
+def burst_since(now: datetime, window: timedelta) -> datetime:
+    return now - window
