@@ -50,17 +50,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from aiohttp import web
-
-    from bot.app import create_app
     from bot.logs import configure_logging
 
     configure_logging(settings.log_level)
-    app = create_app(settings)
-    # run_app handles SIGTERM/SIGINT: it stops accepting, lets requests finish, then runs cleanup_ctx.
-    web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=20, print=None,
-                access_log=None)
+    asyncio.run(_serve(settings))
     return 0
+
+
+async def _serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop accepting, let requests finish and close resources."""
+    import logging
+    import signal
+
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    log = logging.getLogger("bot.serve")
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=20)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    log.info("listening", extra={"host": settings.host, "port": settings.port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    log.info("stopped")
 
 
 if __name__ == "__main__":
