@@ -9,11 +9,14 @@ from bot.blocks import context, header, section
 
 
 class _Documented(Protocol):
-    name: str
-    usage: str
-    example: str
-    summary: str
-    approvers_only: bool
+    @property
+    def usage(self) -> str: ...
+    @property
+    def example(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def approvers_only(self) -> bool: ...
 
 
 def help_message(subcommands: Sequence[_Documented]) -> dict[str, Any]:

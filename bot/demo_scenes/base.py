@@ -49,8 +49,7 @@ class Narrator:
 
         responses = self.box.slack.responses
         for response in responses[self._responses_seen:]:
-            payload = response.json if hasattr(response, "json") else response
-            self.private(who, render_message(payload))
+            self.private(who, render_message(response.json))
         self._responses_seen = len(responses)
 
     def show_channel(self) -> None:
