@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     from bot.logs import configure_logging
 
+    settings.require_for_serve()  # a missing setting is one line on stderr, before any log output
     configure_logging(settings.log_level)
     asyncio.run(_serve(settings))
     return 0

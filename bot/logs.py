@@ -38,3 +38,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log would print query strings; keep it at warnings.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Alembic narrates every plugin and revision at INFO; migrations report their own result.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
