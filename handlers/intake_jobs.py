@@ -1,19 +1,541 @@
-"""Durable job kinds and cron entries of the intake feature."""
+"""Durable job kinds of the intake feature: work off the inbox, post and refresh alerts, apply decisions.
+
+``intake.process`` takes the inbox rows one webhook committed and, in one transaction, turns each
+pending row into its effects (consent record, withdrawal, alert, ledger entries) and marks it done.
+Rows are claimed by state, so a redelivered job or a second replica cannot process a row twice, and a
+job left behind by a crash or restart runs when the service is back. Slack and Mautic calls are
+separate jobs enqueued in that same transaction.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import text, update
+from sqlmodel import col
+
+from bot import intake
+from bot.blocks.consent import AlertView, alert_message, decision_thread_text
+from bot.consent import ConsentPolicy, evaluate, load_policy
+from bot.jobs import JobRun, PermanentJobError, RetryableJobError
+from bot.mautic import MauticAuthError, MauticError, MauticNotFound
+from bot.privacy import mask_email
+from storage import intake as store
+from storage import jobs as job_queue
+from storage import ledger
+from storage.db import unit_of_work
+from storage.intake import AlertKind, AlertState, ConsentAlert, ConsentRecord, InboxEvent, InboxState, Withdrawal
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
     from bot.jobs import JobRunner
     from bot.services import Services
 
+log = logging.getLogger(__name__)
+
+PROCESS = "intake.process"
+POST_ALERT = "intake.post_alert"
+REFRESH_ALERT = "intake.refresh_alert"
+APPLY_DECISION = "intake.apply_decision"
+SWEEP = "intake.sweep"
+
+ACTOR = "mautic-webhook"
+POLICY_KEY = "consent_policy"
+# Folded findings refresh the lead message at most once per this many seconds (chat.update budget).
+REFRESH_BUCKET_SECONDS = 3
+RETRY_AFTER_CAP_SECONDS = 30.0
+
 
 def register(runner: JobRunner, services: Services) -> None:
-    """Register this feature's job kinds: runner.register(kind, handler, on_failed=...)."""
+    """Register this feature's job kinds; a bad policy file stops start-up with a one-line reason."""
+    settings = services.settings
+    services.extras[POLICY_KEY] = load_policy(settings.privacy_policy_file, settings.consent_fields)
+    runner.register(PROCESS, process_inbox)
+    runner.register(POST_ALERT, post_alert)
+    runner.register(REFRESH_ALERT, refresh_alert)
+    runner.register(APPLY_DECISION, apply_decision, on_failed=decision_failed)
+    runner.register(SWEEP, sweep_inbox)
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:
-    """Add this feature's cron entries (stable ids, replace_existing, coalesce)."""
+    """Every few minutes, give rows whose process job failed for good another job (none are lost)."""
+
+    async def enqueue_sweep() -> None:
+        async with unit_of_work(services.sessions) as session:
+            bucket = int(services.clock().timestamp() // 300)
+            await job_queue.enqueue(session, SWEEP, {}, dedupe_key=f"{SWEEP}:{bucket}", max_attempts=1)
+        services.jobs.notify()
+
+    scheduler.add_job(enqueue_sweep, "interval", minutes=5, id="intake-sweep", replace_existing=True,
+                      coalesce=True, max_instances=1)
+
+
+def process_max_attempts(services: Services) -> int:
+    return max(services.settings.job_max_attempts, 5)
+
+
+def policy_of(services: Services) -> ConsentPolicy:
+    policy = services.extras.get(POLICY_KEY)
+    if policy is None:
+        policy = load_policy(services.settings.privacy_policy_file, services.settings.consent_fields)
+        services.extras[POLICY_KEY] = policy
+    return policy
+
+
+# ---- processing the inbox -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    """Plain copy of an inbox row, so a rolled-back savepoint cannot expire what we read."""
+
+    id: int
+    type: str
+    payload: dict[str, Any]
+    occurred_at: datetime | None
+    contact_id: int | None
+    subject: str | None
+    raw_size: int
+    note: str | None
+
+
+async def process_inbox(run: JobRun) -> None:
+    services = run.services
+    ids = [int(i) for i in run.payload.get("ids", [])]
+    async with unit_of_work(services.sessions) as session:
+        claimed = await store.claim_pending(session, ids)
+        rows = [
+            _Row(r.id or 0, r.event_type, dict(r.payload or {}), r.occurred_at, r.contact_id, r.subject_hash,
+                 len(r.raw_body or b""), r.note)
+            for r in claimed
+        ]
+        # Mautic groups a delivery by type, losing the order between types; time order restores it.
+        rows.sort(key=lambda r: (r.occurred_at is None, r.occurred_at or datetime.min, r.id))
+        for row in rows:
+            now = services.clock()
+            try:
+                async with session.begin_nested():
+                    state, kept = await _apply(session, services, row)
+                await _mark(session, row.id, state=state, payload=kept, at=now)
+            except Exception as exc:
+                # One poisonous event must not hold back the rest of the delivery.
+                log.exception("intake: processing inbox row %s (%s) failed", row.id, row.type)
+                await _mark(session, row.id, state=InboxState.FAILED, payload=row.payload, at=now,
+                            note=type(exc).__name__)
+    services.jobs.notify()
+
+
+async def _mark(session: AsyncSession, row_id: int, *, state: InboxState, payload: dict[str, Any] | None,
+                at: datetime, note: str | None = None) -> None:
+    values: dict[str, Any] = {"state": state, "processed_at": at, "payload": payload}
+    if note is not None:
+        values["note"] = note
+    await session.exec(update(InboxEvent).where(col(InboxEvent.id) == row_id).values(**values))  # type: ignore[call-overload]
+
+
+async def _apply(session: AsyncSession, services: Services, row: _Row) -> tuple[InboxState, dict[str, Any] | None]:
+    """Effects of one event; returns the row's final state and what to keep of its payload."""
+    if row.type == intake.DEAD_LETTER:
+        await _dead_letter(session, services, row)
+        return InboxState.DEAD, None
+    event = intake.InboundEvent(row.type, row.payload, row.occurred_at, row.contact_id,
+                                _email_of(row), "", intake.Disposition.ACT)
+    if row.type == intake.FORM_SUBMIT:
+        await _form_submitted(session, services, row, event)
+    elif row.type == intake.SUBSCRIPTION_CHANGED:
+        await _subscription_changed(session, services, row, event)
+    elif row.type == intake.EMAIL_SEND:
+        await _email_sent(session, services, row, event)
+    elif row.type == intake.CONTACT_DELETED:
+        # Also fires for the losing side of a merge: recorded, never treated as an erasure.
+        await ledger.record(session, actor=ACTOR, action="mautic.contact_deleted", subject=_contact_ref(row),
+                            details={"inbox": row.id, "note": "deleted or merged in Mautic; not an erasure"})
+    elif row.type == intake.CONTACT_IDENTIFIED:
+        await _check_erased(session, services, row, event, via="contact identified in Mautic")
+    elif row.type not in intake.KNOWN_TYPES:
+        return InboxState.DONE, row.payload  # stored as received, for whoever adds support for it
+    # Once processed, keep ids and types only: the payload's personal data is not needed any more.
+    return InboxState.DONE, intake.summary(event)
+
+
+def _email_of(row: _Row) -> str | None:
+    return intake.contact_of(row.type, row.payload)[1]
+
+
+def _subject_ref(row: _Row) -> str | None:
+    if row.subject:
+        return f"subject:{row.subject[:16]}"
+    return _contact_ref(row)
+
+
+def _contact_ref(row: _Row) -> str | None:
+    return f"contact:{row.contact_id}" if row.contact_id is not None else None
+
+
+def _display(services: Services, email: str | None) -> str | None:
+    if not email:
+        return None
+    return mask_email(email) if services.settings.mask_emails else email
+
+
+async def _form_submitted(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent) -> None:
+    policy = policy_of(services)
+    sub = intake.form_submission(row.payload, fallback_at=row.occurred_at)
+    verdict = evaluate(policy, sub.form_id, sub.form_alias, sub.results)
+    now = services.clock()
+    record = ConsentRecord(
+        inbox_id=row.id, contact_id=sub.contact_id, subject_hash=row.subject, email=sub.email,
+        form_id=sub.form_id, form_name=sub.form_name[:255], form_alias=sub.form_alias[:255],
+        submission_id=sub.submission_id, fields=list(verdict.fields),
+        values={k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
+                for k, v in verdict.values.items()},
+        given=verdict.given, exempt=verdict.exempt,
+        source_ip=sub.source_ip if policy.store_source_ip else None,
+        submitted_at=sub.submitted_at or now, recorded_at=now,
+    )
+    session.add(record)
+    await session.flush()
+    await _check_erased(session, services, row, event, via=f"form {sub.form_name}")
+    if not verdict.gap:
+        return
+    await raise_alert(
+        session, services, row,
+        kind=AlertKind.CONSENT_GAP, burst_key=f"form:{sub.form_id if sub.form_id is not None else sub.form_alias}",
+        dedupe_key=f"gap:{row.id}", contact_id=sub.contact_id, email=sub.email, title=sub.form_name,
+        missing=list(verdict.missing), consent_record_id=record.id,
+        details={"form_id": sub.form_id, "form_alias": sub.form_alias, "missing_text": verdict.describe_missing(),
+                 "submitted_at": (sub.submitted_at or now).isoformat(), "submission_id": sub.submission_id},
+        ledger_action="consent.gap_detected",
+        ledger_details={"form_id": sub.form_id, "missing": list(verdict.missing), "consent_record": record.id},
+    )
+
+
+async def _check_erased(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent,
+                        *, via: str) -> None:
+    if not row.subject or not await store.is_erased_subject(session, row.subject):
+        return
+    await raise_alert(
+        session, services, row, kind=AlertKind.ERASED_REENTERED, burst_key=f"erased:{row.subject[:16]}",
+        dedupe_key=f"erased:{row.id}", contact_id=row.contact_id, email=event.email, title=via,
+        details={"via": via}, ledger_action="consent.erased_subject_reentered", ledger_details={"via_type": row.type},
+    )
+
+
+async def _subscription_changed(session: AsyncSession, services: Services, row: _Row,
+                                event: intake.InboundEvent) -> None:
+    change = intake.subscription_change(row.payload)
+    now = services.clock()
+    at = row.occurred_at or now
+    if change.withdrawn:
+        withdrawal = Withdrawal(
+            inbox_id=row.id, contact_id=change.contact_id, subject_hash=row.subject, channel=change.channel[:32],
+            old_status=change.old_status[:32], new_status=change.new_status[:32], withdrawn_at=at, recorded_at=now,
+        )
+        session.add(withdrawal)
+        await session.flush()
+        await ledger.record(session, actor=ACTOR, action="consent.withdrawn", subject=_subject_ref(row),
+                            details={"channel": change.channel, "status": change.new_status,
+                                     "withdrawal": withdrawal.id, "contact": change.contact_id})
+        if change.channel == "email" and change.contact_id is not None:
+            # A send processed before this (late) withdrawal arrived still counts.
+            for send in await store.sends_after(session, change.contact_id, at):
+                await _flag_send(session, services, row, event, withdrawal, send.occurred_at or at,
+                                 dict(send.payload or {}), dedupe=f"sent:{send.id}")
+        if services.settings.alert_on_unsubscribe:
+            await raise_alert(
+                session, services, row, kind=AlertKind.UNSUBSCRIBE, burst_key="unsubscribe",
+                dedupe_key=f"unsub:{row.id}", contact_id=change.contact_id, email=event.email,
+                title=change.channel, state=AlertState.INFO,
+                details={"channel": change.channel, "new_status": change.new_status, "withdrawn_at": at.isoformat()},
+            )
+        return
+    if not change.restored:
+        return
+    open_w = await store.open_withdrawal(session, subject=row.subject, contact_id=change.contact_id,
+                                         channel=change.channel)
+    if open_w is not None:
+        open_w.restored_at = at
+        session.add(open_w)
+    since = open_w.withdrawn_at if open_w is not None else None
+    newer = await store.consent_given_since(session, subject=row.subject, contact_id=change.contact_id, since=since)
+    # With no withdrawal on record, any consent record we hold clears it; none at all is flagged.
+    flagged = newer is None
+    await ledger.record(session, actor=ACTOR, action="consent.resubscribed", subject=_subject_ref(row),
+                        details={"channel": change.channel, "from": change.old_status, "flagged": flagged,
+                                 "withdrawal": open_w.id if open_w else None,
+                                 "consent_record": newer.id if newer else None})
+    if flagged:
+        withdrawn_text = (f"{_when(open_w.withdrawn_at)} (`{open_w.new_status}`)" if open_w
+                          else f"not on record (was `{change.old_status}`)")
+        await raise_alert(
+            session, services, row, kind=AlertKind.RESUBSCRIBED, burst_key=f"resub:{change.channel}",
+            dedupe_key=f"resub:{row.id}", contact_id=change.contact_id, email=event.email, title=change.channel,
+            details={"channel": change.channel, "withdrawn_text": withdrawn_text, "changed_at": at.isoformat()},
+            ledger_action="consent.resubscribed_without_consent", ledger_details={"channel": change.channel},
+        )
+
+
+async def _email_sent(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent) -> None:
+    at = row.occurred_at or services.clock()
+    withdrawal = await store.open_withdrawal(session, subject=row.subject, contact_id=row.contact_id,
+                                             channel="email", before=at)
+    if withdrawal is not None:
+        await _flag_send(session, services, row, event, withdrawal, at, row.payload, dedupe=f"sent:{row.id}")
+
+
+async def _flag_send(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent,
+                     withdrawal: Withdrawal, sent_at: datetime, send_payload: dict[str, Any], *, dedupe: str) -> None:
+    email = intake.email_send(send_payload) if "email" in send_payload else None
+    email_id = email.email_id if email else send_payload.get("email_id")
+    name = email.email_name if email else f"email #{email_id}"
+    await raise_alert(
+        session, services, row, kind=AlertKind.SENT_AFTER_WITHDRAWAL, burst_key=f"email:{email_id}",
+        dedupe_key=dedupe, contact_id=row.contact_id or withdrawal.contact_id, email=event.email, title=name,
+        details={"email_id": email_id, "sent_at": sent_at.isoformat(),
+                 "withdrawn_text": f"{_when(withdrawal.withdrawn_at)} (`{withdrawal.new_status}`)"},
+        ledger_action="consent.sent_after_withdrawal",
+        ledger_details={"email_id": email_id, "withdrawal": withdrawal.id},
+    )
+
+
+async def _dead_letter(session: AsyncSession, services: Services, row: _Row) -> None:
+    await ledger.record(session, actor=ACTOR, action="intake.dead_letter", subject=f"inbox:{row.id}",
+                        details={"bytes": row.raw_size, "problem": row.note})
+    await raise_alert(
+        session, services, row, kind=AlertKind.DEAD_LETTER, burst_key="dead_letter", dedupe_key=f"dead:{row.id}",
+        contact_id=None, email=None, title="dead letter", state=AlertState.INFO,
+        details={"problem": row.note, "bytes": row.raw_size, "inbox_id": row.id},
+    )
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def raise_alert(
+    session: AsyncSession, services: Services, row: _Row, *, kind: AlertKind, burst_key: str, dedupe_key: str,
+    contact_id: int | None, email: str | None, title: str, details: dict[str, Any],
+    missing: list[str] | None = None, consent_record_id: int | None = None, state: AlertState = AlertState.OPEN,
+    ledger_action: str | None = None, ledger_details: dict[str, Any] | None = None,
+) -> ConsentAlert:
+    """Store a finding; the first of a burst is posted, the rest fold into it (count on its message)."""
+    now = services.clock()
+    await _lock_burst(session, burst_key)
+    lead = await store.find_burst_lead(session, burst_key, now - services.settings.consent_burst_window)
+    alert = ConsentAlert(
+        kind=kind, state=state, dedupe_key=dedupe_key[:120], burst_key=burst_key[:120],
+        burst_of=lead.id if lead else None, contact_id=contact_id, subject_hash=row.subject,
+        email_display=_display(services, email), form_id=details.get("form_id"), title=title[:255],
+        missing=missing or [], details=details, inbox_id=row.id, consent_record_id=consent_record_id,
+        created_at=now,
+    )
+    session.add(alert)
+    await session.flush()
+    if ledger_action:
+        await ledger.record(session, actor=ACTOR, action=ledger_action, subject=_subject_ref(row),
+                            details={"alert": alert.id, "folded_into": lead.id if lead else None,
+                                     **(ledger_details or {})})
+    if lead is None:
+        await job_queue.enqueue(session, POST_ALERT, {"alert_id": alert.id}, dedupe_key=f"{POST_ALERT}:{alert.id}",
+                                max_attempts=8)
+    else:
+        assert lead.id is not None
+        await store.bump_folded(session, lead.id)
+        # Debounce: every fold within one bucket shares one chat.update that runs after the bucket ends.
+        due = math.ceil(now.timestamp() / REFRESH_BUCKET_SECONDS) * REFRESH_BUCKET_SECONDS + 1
+        await job_queue.enqueue(
+            session, REFRESH_ALERT, {"alert_id": lead.id}, dedupe_key=f"{REFRESH_ALERT}:{lead.id}:{due}",
+            run_after=datetime.fromtimestamp(due, tz=now.tzinfo), max_attempts=8,
+        )
+    return alert
+
+
+async def _lock_burst(session: AsyncSession, burst_key: str) -> None:
+    # Two replicas processing the same burst must agree on one lead (SQLite has one writer anyway).
+    if session.get_bind().dialect.name == "postgresql":
+        connection = await session.connection()
+        await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "burst:" + burst_key})
+
+
+async def sweep_inbox(run: JobRun) -> None:
+    """Rows left pending with no live job (their job failed for good) get a fresh process job."""
+    services = run.services
+    async with unit_of_work(services.sessions) as session:
+        ids = await store.pending_ids(session, older_than=services.clock() - timedelta(minutes=10))
+        if ids:
+            await job_queue.enqueue(session, PROCESS, {"ids": ids}, max_attempts=process_max_attempts(services))
+    if ids:
+        services.jobs.notify()
+
+
+# ---- Slack side: posting and refreshing alerts ---------------------------------------------------------
+
+
+def alert_view(alert: ConsentAlert, services: Services) -> AlertView:
+    settings = services.settings
+    url = (f"{settings.mautic_base_url}/s/contacts/view/{alert.contact_id}"
+           if settings.mautic_base_url and alert.contact_id is not None else None)
+    assert alert.id is not None
+    return AlertView(
+        id=alert.id, kind=alert.kind, state=alert.state, title=alert.title, email_display=alert.email_display,
+        contact_url=url, contact_id=alert.contact_id, created_at=alert.created_at,
+        missing_text=str(alert.details.get("missing_text", "")), details=dict(alert.details),
+        folded_count=alert.folded_count,
+        reconsent_available=settings.reconsent_segment_id is not None and alert.contact_id is not None,
+        decision=alert.decision, decided_by=alert.decided_by, decided_at=alert.decided_at, reason=alert.reason,
+        outcome=alert.outcome,
+    )
+
+
+async def slack_call(method: Any, **kwargs: Any) -> Any:
+    """One Web API call; a 429 that outlasted the client's own retries waits Retry-After once more,
+    then hands the job back to the runner's backoff."""
+    for attempt in range(2):
+        try:
+            return await method(**kwargs)
+        except SlackApiError as exc:
+            status = getattr(exc.response, "status_code", None)
+            if status == 429 and attempt == 0:
+                retry_after = float((exc.response.headers or {}).get("Retry-After", 1) or 1)
+                await asyncio.sleep(min(retry_after, RETRY_AFTER_CAP_SECONDS))
+                continue
+            if status == 429 or (status or 0) >= 500:
+                raise RetryableJobError(f"Slack {status}") from exc
+            raise
+    raise RetryableJobError("Slack rate limit")
+
+
+async def post_alert(run: JobRun) -> None:
+    services = run.services
+    alert_id = int(run.payload["alert_id"])
+    async with unit_of_work(services.sessions) as session:
+        alert = await store.get_alert(session, alert_id)
+    if alert is None or alert.message_ts is not None:
+        return
+    channel = services.settings.privacy_channel
+    message = alert_message(alert_view(alert, services))
+    response = await slack_call(services.slack.chat_postMessage, channel=channel, text=message["text"],
+                                blocks=message["blocks"], unfurl_links=False, unfurl_media=False)
+    async with unit_of_work(services.sessions) as session:
+        await store.set_message(session, alert_id, str(response["channel"]), str(response["ts"]))
+        fresh = await store.get_alert(session, alert_id)
+    if fresh is not None and fresh.folded_count != alert.folded_count:
+        # Folds that landed while we posted: show the count now rather than wait for their refresh.
+        await _update_message(services, fresh)
+
+
+async def refresh_alert(run: JobRun) -> None:
+    async with unit_of_work(run.services.sessions) as session:
+        alert = await store.get_alert(session, int(run.payload["alert_id"]))
+    if alert is not None and alert.message_ts is not None:
+        await _update_message(run.services, alert)
+
+
+async def _update_message(services: Services, alert: ConsentAlert) -> None:
+    message = alert_message(alert_view(alert, services))
+    await slack_call(services.slack.chat_update, channel=alert.channel_id, ts=alert.message_ts,
+                     text=message["text"], blocks=message["blocks"])
+
+
+# ---- applying a decision ------------------------------------------------------------------------------
+
+
+async def apply_decision(run: JobRun) -> None:
+    services = run.services
+    alert_id = int(run.payload["alert_id"])
+    async with unit_of_work(services.sessions) as session:
+        lead = await store.get_alert(session, alert_id)
+        members = [m for m in await store.burst_members(session, alert_id)
+                   if lead is not None and m.decision == lead.decision and m.decided_at == lead.decided_at]
+    if lead is None or lead.state != AlertState.DECIDED:
+        raise PermanentJobError(f"alert {alert_id} is not decided")
+    progress = dict(run.progress)
+    if lead.outcome is None:
+        outcome, counts = await _run_in_mautic(run, lead, members, progress)
+        async with unit_of_work(services.sessions) as session:
+            if await store.set_outcome(session, alert_id, outcome, services.clock()):
+                await ledger.record(session, actor="privacy-bot", action="consent.decision_applied",
+                                    subject=f"alert:{alert_id}", details={"decision": lead.decision, **counts})
+            lead = await store.get_alert(session, alert_id) or lead
+    await _tell_thread_and_update(run, lead, len(members), progress)
+
+
+async def _run_in_mautic(run: JobRun, lead: ConsentAlert, members: list[ConsentAlert],
+                         progress: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    services = run.services
+    contacts = sorted({m.contact_id for m in members if m.contact_id is not None})
+    done: list[int] = list(progress.get("done", []))
+    missing: list[int] = list(progress.get("missing", []))
+    failed: list[int] = list(progress.get("failed", []))
+    if lead.decision == "dismiss":
+        return "No change in Mautic (dismissed).", {"contacts": len(contacts)}
+    segment = services.settings.reconsent_segment_id
+    if lead.decision == "reconsent" and segment is None:
+        raise PermanentJobError("RECONSENT_SEGMENT_ID is not set")
+    for contact_id in contacts:
+        if contact_id in done or contact_id in missing or contact_id in failed:
+            continue
+        try:
+            if lead.decision == "dnc":
+                await services.mautic.add_dnc(
+                    contact_id, "email", reason=3,
+                    comments=f"privacy-bot: consent alert #{lead.id} ({lead.kind}) decided by Slack user "
+                             f"{lead.decided_by}",
+                )
+            else:
+                assert segment is not None
+                await services.mautic.add_to_segment(segment, contact_id)
+            done.append(contact_id)
+        except MauticNotFound:
+            missing.append(contact_id)  # deleted or merged away since the alert
+        except MauticAuthError:
+            raise
+        except MauticError as exc:
+            log.warning("intake: Mautic refused %s for a contact of alert %s: %s", lead.decision, lead.id,
+                        type(exc).__name__)
+            failed.append(contact_id)
+        progress.update(done=done, missing=missing, failed=failed)
+        await run.checkpoint(progress)
+    what = "Do-Not-Contact (email, reason manual) added" if lead.decision == "dnc" else \
+        f"added to re-consent segment #{segment}"
+    outcome = f"Mautic: {what} for {len(done)} contact{'s' if len(done) != 1 else ''}"
+    if missing:
+        outcome += f"; {len(missing)} no longer in Mautic (deleted or merged)"
+    if failed:
+        outcome += f"; {len(failed)} refused by Mautic"
+    return outcome + ".", {"contacts": len(contacts), "done": len(done), "not_found": len(missing),
+                           "refused": len(failed)}
+
+
+async def _tell_thread_and_update(run: JobRun, lead: ConsentAlert, members: int, progress: dict[str, Any]) -> None:
+    services = run.services
+    view = alert_view(lead, services)
+    if not progress.get("thread") and lead.message_ts:
+        await slack_call(services.slack.chat_postMessage, channel=lead.channel_id, thread_ts=lead.message_ts,
+                         text=decision_thread_text(view, members))
+        progress["thread"] = True
+        await run.checkpoint(progress)
+    if lead.message_ts:
+        await _update_message(services, lead)
+
+
+async def decision_failed(run: JobRun, error: str) -> None:
+    services = run.services
+    alert_id = int(run.payload["alert_id"])
+    outcome = f"Failed in Mautic after {run.attempt} attempts ({error.split(':', 1)[0]}); retry from Mautic."
+    async with unit_of_work(services.sessions) as session:
+        if await store.set_outcome(session, alert_id, outcome, services.clock()):
+            await ledger.record(session, actor="privacy-bot", action="consent.decision_failed",
+                                subject=f"alert:{alert_id}", details={"error": error.split(":", 1)[0]})
+        lead = await store.get_alert(session, alert_id)
+        members = len(await store.burst_members(session, alert_id))
+    if lead is not None:
+        await _tell_thread_and_update(run, lead, members, dict(run.progress))

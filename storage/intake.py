@@ -26,6 +26,7 @@ from sqlalchemy import (
     or_,
     update,
 )
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -165,7 +166,7 @@ async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     statement = (
         insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
     )
-    result = await session.execute(statement)
+    result = await session.exec(statement)  # type: ignore[call-overload]
     return [row[0] for row in result.all()]
 
 
@@ -420,9 +421,9 @@ async def subject_records(session: AsyncSession, subject_hash: str) -> dict[str,
 async def compliance_counts(session: AsyncSession, since: datetime, until: datetime) -> dict[str, Any]:
     """Figures for the compliance digest over ``[since, until)``; no personal data."""
     in_window = and_(col(ConsentRecord.submitted_at) >= since, col(ConsentRecord.submitted_at) < until)
-    rows = (await session.exec(
-        select(
-            ConsentRecord.form_id, ConsentRecord.form_name, func.count(),
+    rows = (await session.exec(  # type: ignore[call-overload]
+        sa_select(
+            col(ConsentRecord.form_id), col(ConsentRecord.form_name), func.count(),
             func.sum(cast(col(ConsentRecord.given), Integer)),
             func.sum(cast(col(ConsentRecord.exempt), Integer)),
         ).where(in_window).group_by(col(ConsentRecord.form_id), col(ConsentRecord.form_name))
