@@ -97,6 +97,19 @@ class Settings(BaseSettings):
     export_link_ttl: timedelta = timedelta(days=7)
     export_dir: Path = Path("./exports")
     export_delivery: Literal["link", "slack"] = "link"
+    # Custom Mautic field aliases `/privacy rectify` may change, besides the stock contact fields.
+    rectify_fields: CommaList = Field(default_factory=list)
+    # Named in the access package's summary.html (Art. 15); the rest of its policy text comes from the
+    # `access_summary` section of PRIVACY_POLICY_FILE, else built-in defaults.
+    privacy_controller: str | None = None
+    privacy_contact: str | None = None
+    # When due-soon and overdue requests are re-announced in their threads (cron, DIGEST_TIMEZONE).
+    requests_reminder_cron: str = "0 8 * * *"
+
+    @field_validator("rectify_fields", mode="before")
+    @classmethod
+    def _rectify_fields(cls, value: object) -> list[str]:
+        return [v.lower() for v in _split_commas(value)]
 
     # Digests
     digest_cron: str = "0 9 * * 1"

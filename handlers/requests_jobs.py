@@ -1,8 +1,22 @@
-"""Durable job kinds and cron entries of the requests feature."""
+"""Durable job kinds and cron entries of the requests feature.
+
+``requests.announce`` posts a filed request and looks up its Mautic contacts; ``requests.execute`` runs
+an approved request (access package, erasure, rectification), retried with backoff while Mautic answers
+5xx/429 or times out, and marked failed with a Retry button after JOB_MAX_ATTEMPTS; ``requests.daily``
+lapses stale approvals, re-announces due-soon/overdue requests and removes expired package files.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.requests import execution
+from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB
+from storage import jobs as queue
+from storage.db import unit_of_work
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -10,10 +24,37 @@ if TYPE_CHECKING:
     from bot.jobs import JobRunner
     from bot.services import Services
 
+log = logging.getLogger(__name__)
+
 
 def register(runner: JobRunner, services: Services) -> None:
-    """Register this feature's job kinds: runner.register(kind, handler, on_failed=...)."""
+    runner.register(ANNOUNCE_JOB, execution.announce, on_failed=execution.announce_failed)
+    runner.register(EXECUTE_JOB, execution.execute, on_failed=execution.execute_failed)
+    runner.register(DAILY_JOB, execution.daily)
+
+
+async def enqueue_daily(services: Services) -> bool:
+    """Queue today's sweep once, however many replicas' schedulers fire."""
+    day = services.clock().date().isoformat()
+    async with unit_of_work(services.sessions) as session:
+        job = await queue.enqueue(session, DAILY_JOB, {"day": day}, dedupe_key=f"requests:daily:{day}",
+                                  max_attempts=services.settings.job_max_attempts)
+    services.jobs.notify()
+    return job is not None
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:
-    """Add this feature's cron entries (stable ids, replace_existing, coalesce)."""
+    async def tick() -> None:
+        try:
+            await enqueue_daily(services)
+        except Exception:
+            log.exception("could not queue the daily requests sweep")
+
+    scheduler.add_job(
+        tick,
+        CronTrigger.from_crontab(services.settings.requests_reminder_cron, timezone=services.settings.digest_timezone),
+        id="requests-daily",
+        replace_existing=True,
+        coalesce=True,
+        misfire_grace_time=3600,
+    )

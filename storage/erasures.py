@@ -23,7 +23,8 @@ class ErasedSubject(SQLModel, table=True):
 
 async def is_erased(session: AsyncSession, subject_hash: str) -> bool:
     """True when a data subject with this keyed hash was erased by an erasure request."""
-    row = (await session.exec(select(ErasedSubject.subject_hash).where(ErasedSubject.subject_hash == subject_hash))).first()
+    query = select(ErasedSubject.subject_hash).where(ErasedSubject.subject_hash == subject_hash)
+    row = (await session.exec(query)).first()
     return row is not None
 
 

@@ -16,7 +16,7 @@ class RequestKind(StrEnum):
     RECTIFICATION = "rectification"  # Art. 16
 
     @property
-    def title(self) -> str:
+    def heading(self) -> str:
         return {
             RequestKind.ACCESS: "Access request (DSAR)",
             RequestKind.ERASURE: "Erasure request",

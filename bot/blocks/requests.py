@@ -1,0 +1,394 @@
+"""Block Kit builders of the data-subject-request feature: the request message in every state, its
+thread replies, the reject/extend modals, and the `/privacy requests` and `/privacy status` answers.
+
+Pure: data in, dicts out. Subjects appear masked only; button values carry the request id only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from bot.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, header, section, truncate
+from bot.privacy import mask_email
+from bot.requests.deadlines import Urgency, countdown, deadline_label, extended_due_date, extension_label
+from bot.requests.model import RequestKind, RequestState
+from bot.requests.view import RequestInfo
+
+# Shared with handlers/slack/requests.py so the builders and the listeners agree on one constant.
+VERIFY = "request_verify"
+APPROVE = "request_approve"
+REJECT = "request_reject"
+EXTEND = "request_extend"
+RETRY = "request_retry"
+REJECT_VIEW = "request_reject_modal"
+EXTEND_VIEW = "request_extend_modal"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+REASON_MAX = 1000
+
+_STATE_ICON = {
+    RequestState.FILED: "🕓",
+    RequestState.VERIFIED: "🪪",
+    RequestState.APPROVED: "✅",
+    RequestState.RUNNING: "⚙️",
+    RequestState.DONE: "✔️",
+    RequestState.FAILED: "❗",
+    RequestState.REJECTED: "⛔",
+    RequestState.LAPSED: "⌛",
+}
+
+
+def _day(moment: datetime | date | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if isinstance(moment, datetime) else moment.isoformat()
+
+
+def _who(user: str | None) -> str:
+    return f"<@{user}>" if user else "the bot"
+
+
+def due_text(info: RequestInfo, today: date) -> str:
+    text = f"{info.due_date.isoformat()} ({deadline_label(info.regime)}"  # type: ignore[arg-type]
+    text += ", extended)" if info.extended_at else ")"
+    if info.state.is_open:
+        text += f" — {countdown(info.due_date, today).text}"
+    return text
+
+
+def contacts_text(info: RequestInfo) -> str:
+    found = info.contacts_found
+    if found is None:
+        return "looking up exact email matches in Mautic…"
+    if not found:
+        return "none found: no Mautic contact has exactly this address"
+    ids = ", ".join(f"#{i}" for i in found[:20]) + (" …" if len(found) > 20 else "")
+    return f"{len(found)} ({ids})"
+
+
+def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
+    """The request's one message in the privacy channel, as it should look in its current state."""
+    icon = _STATE_ICON[info.state]
+    title = f"{info.kind.heading} #{info.id}"
+    pairs = [
+        ("Type", f"{info.kind.heading} ({info.kind.article})"),
+        ("Subject", info.subject_masked),
+        ("Filed by", _who(info.filed_by)),
+        ("Received", _day(info.received_at)),
+        ("Legal due date", due_text(info, today)),
+        ("Mautic contacts", contacts_text(info)),
+        ("State", f"{icon} {info.state.label}"),
+    ]
+    if info.kind is RequestKind.RECTIFICATION and info.changed_fields:
+        pairs.append(("Fields to correct", ", ".join(f"`{f}`" for f in info.changed_fields)))
+    blocks: list[Block] = [header(title), fields(pairs)]
+    if info.note:
+        blocks.append(context(f"Note: {truncate(info.note, 500)}"))
+    history = decision_lines(info)
+    if history:
+        blocks.append(context(*history[:10]))
+    buttons = _buttons(info)
+    if buttons:
+        # A new block_id per state so clients redraw the buttons after each update (slack.md §2.6).
+        blocks.append(actions(f"request-{info.id}-{info.state.value}-{'x' if info.extended_at else 'o'}", *buttons))
+    text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
+    return {"text": text, "blocks": cap_blocks(blocks)}
+
+
+def decision_lines(info: RequestInfo) -> list[str]:
+    lines = []
+    if info.verified_by:
+        lines.append(f"🪪 Identity verified by {_who(info.verified_by)} on {_day(info.verified_at)}")
+    if info.extended_by:
+        reason = truncate(info.extension_reason or "", 300)
+        lines.append(f"⏳ Extended by {_who(info.extended_by)} on {_day(info.extended_at)} "
+                     f"(original due {info.original_due_date.isoformat()}): {reason}")
+    if info.approved_by:
+        lines.append(f"✅ Approved by {_who(info.approved_by)} on {_day(info.approved_at)}")
+    if info.rejected_by:
+        lines.append(f"⛔ Rejected by {_who(info.rejected_by)} on {_day(info.rejected_at)}: "
+                     f"{truncate(info.reject_reason or '', 300)}")
+    if info.state is RequestState.FAILED and info.failure:
+        lines.append(f"❗ {truncate(info.failure, 300)}")
+    if info.state is RequestState.LAPSED:
+        lines.append("⌛ The approval lapsed before the request ran; file it again if it is still wanted.")
+    if info.completed_at:
+        lines.append(f"✔️ Completed on {_day(info.completed_at)}")
+    return lines
+
+
+def _buttons(info: RequestInfo) -> list[Block]:
+    value = str(info.id)
+    state = info.state
+    out: list[Block] = []
+    if state is RequestState.FILED:
+        out.append(button("Identity verified", VERIFY, value))
+    if state in (RequestState.FILED, RequestState.VERIFIED):
+        if info.kind is RequestKind.ERASURE:
+            confirm = confirm_dialog(
+                f"Erase request #{info.id}?",
+                f"This deletes every Mautic contact with the address {info.subject_masked} and purges the "
+                "bot's own records. It cannot be undone.",
+                "Erase",
+                danger=True,
+            )
+            out.append(button("Approve erasure", APPROVE, value, style="danger", confirm=confirm))
+        else:
+            out.append(button("Approve", APPROVE, value, style="primary"))
+        out.append(button("Reject", REJECT, value))
+    if state in (RequestState.FILED, RequestState.VERIFIED, RequestState.APPROVED) and not info.extended_at:
+        out.append(button("Extend", EXTEND, value))
+    if state is RequestState.FAILED:
+        out.append(button("Retry", RETRY, value, style="primary"))
+    return out
+
+
+# ---- thread replies ------------------------------------------------------------------------------
+
+
+def reply(text: str, *, more: Sequence[str] = ()) -> dict[str, Any]:
+    blocks: list[Block] = [section(text)]
+    if more:
+        blocks.append(context(*more[:10]))
+    return {"text": truncate(text, 3000), "blocks": blocks}
+
+
+def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | None = None) -> dict[str, Any]:
+    who = _who(actor)
+    if action == "verify":
+        return reply(f"🪪 {who} attested that the requester's identity is verified.")
+    if action == "approve":
+        return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
+    if action == "reject":
+        return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {truncate(reason or '', 1000)}",
+                     more=["Art. 12(4): tell the requester this reason and that they may complain to a "
+                           "supervisory authority, within one month of receipt."])
+    if action == "extend":
+        return reply(f"⏳ {who} extended request #{info.id} by {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
+                     f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
+                     f">*Reason:* {truncate(reason or '', 1000)}",
+                     more=["Tell the requester about the extension and its reasons before the original due date."])
+    if action == "retry":
+        return reply(f"🔁 {who} asked for another run of request #{info.id}.")
+    return reply(f"{who}: {action}")
+
+
+def contacts_reply(info: RequestInfo) -> dict[str, Any]:
+    found = info.contacts_found or ()
+    if not found:
+        return reply("🔎 No Mautic contact has exactly this email address. That is a valid outcome: "
+                     + {RequestKind.ACCESS: "the answer to the requester is that we hold no marketing record, "
+                                            "plus what the bot itself holds.",
+                        RequestKind.ERASURE: "there is nothing to delete in Mautic; the bot still purges its own "
+                                             "records when the request is approved.",
+                        RequestKind.RECTIFICATION: "there is nothing to correct in Mautic."}[info.kind])
+    return reply(f"🔎 Mautic contacts with exactly this email address: *{len(found)}* — "
+                 + ", ".join(f"#{i}" for i in found[:50]))
+
+
+def lookup_failed_reply() -> dict[str, Any]:
+    return reply("⚠️ Mautic could not be reached to look up contacts; the lookup runs again when the "
+                 "request is executed.")
+
+
+def progress_reply(text: str) -> dict[str, Any]:
+    return reply(f"⚙️ Working: {text}")
+
+
+def access_done_reply(
+    info: RequestInfo, *, link: str | None, expires: datetime | None, counts: dict[str, Any], uploaded: bool
+) -> dict[str, Any]:
+    contacts = counts.get("contacts", [])
+    lines = [f"contact #{c['id']}: " + (
+        "no longer in Mautic" if not c.get("found", True) else
+        f"{c['fields']} fields, {c['dnc']} DNC, {c['segments']} segments, {c['campaigns']} campaigns, "
+        f"{c['companies']} companies, {c['notes']} notes, {c['timeline']:,} timeline events")
+        for c in contacts]
+    bot_items = counts.get("bot_items", {})
+    held = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in bot_items.items()) or "nothing"
+    if uploaded:
+        where = "The package is attached to this thread."
+    else:
+        where = (f"Download (valid until {_day(expires)}, every download is audited):\n{link}")
+    return reply(
+        f"📦 Access package for request #{info.id} is ready: `data.json` (complete, machine-readable) and "
+        f"`summary.html` (purposes, categories, recipients, retention, source and rights).\n{where}",
+        more=[*(lines or ["no Mautic contact matched"]), f"Held by the bot: {held}",
+              "Send it to the requester over a channel you trust; do not forward it in Slack."],
+    )
+
+
+def erasure_done_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dict[str, Any],
+                       redacted: int) -> dict[str, Any]:
+    gone = ", ".join(f"#{i}" for i in deleted) or "none (no contact matched)"
+    purged_text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in purged.items()) or "nothing held"
+    return reply(
+        f"🧹 Erasure #{info.id} done. Deleted in Mautic and confirmed gone: {gone}.\n"
+        f"The bot's own store was purged ({purged_text}); it keeps only a keyed hash of the address, the "
+        f"request id and the dates. {redacted} earlier bot message(s) in Slack were redacted.",
+    )
+
+
+def leftovers_reply(leftovers: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """What Mautic keeps after a contact delete (shared/docs/mautic.md §3.7), and how to purge it."""
+    counted = []
+    for cid, counts in leftovers.items():
+        parts = [f"{n} {table.replace('_', ' ')} row(s)" for table, n in counts.items() if n]
+        if parts:
+            counted.append(f"contact #{cid}: " + ", ".join(parts))
+    found = ("Counted before the delete: " + "; ".join(counted) + ".") if counted else \
+        "The stats API showed no email or form rows for these contacts before the delete."
+    return reply(_LEFTOVER_ADVICE + found)
+
+
+_LEFTOVER_ADVICE = (
+    "⚠️ *What Mautic still holds after a contact delete* — the API cannot remove these; an admin must:\n"
+    "• *Email stats* (`email_stats`): rows keep `email_address` with `lead_id` emptied. Delete them in the "
+    "database (`DELETE FROM email_stats WHERE email_address = …`) or with a housekeeping plugin.\n"
+    "• *Form results* (`form_submissions`, `form_results_*`): submitted values stay. Delete the person's "
+    "rows under Forms → Results for each form.\n"
+    "• *Page hits and asset downloads*: kept with `lead_id` emptied (IP, URL, user agent); purge by IP or date.\n"
+    "• *Audit log* (`audit_log`): the delete entry records the name or address. It ages out with "
+    "`bin/console mautic:maintenance:cleanup --gdpr`, or delete the rows for these contact ids.\n"
+    "• *Webhook queue and logs* (`webhook_queue`, `webhook_logs.note`) and Mautic's log files may hold the "
+    "payload; clear failed-delivery logs and rotate logs.\n"
+)
+
+
+def rectification_reply(info: RequestInfo, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Before/after per contact. Field names and values are shown so approvers can check the correction
+    took; email values are masked because the channel must never show a clear address."""
+    if not rows:
+        return reply(f"✏️ Rectification #{info.id}: no Mautic contact has this address, so nothing was changed.")
+    lines = []
+    for row in rows:
+        lines.append(f"*Contact #{row['id']}*")
+        for change in row["changes"]:
+            ok = "✅" if change["applied"] else "⚠️ not applied"
+            lines.append(f"• `{change['field']}`: {_shown(change['field'], change['before'])} → "
+                         f"{_shown(change['field'], change['after'])} {ok}")
+    return reply(f"✏️ Rectification #{info.id} applied and read back from Mautic:\n" + "\n".join(lines))
+
+
+def _shown(field_name: str, value: Any) -> str:
+    if value in (None, ""):
+        return "_(empty)_"
+    text = str(value)
+    if field_name == "email" or "@" in text:
+        return mask_email(text)
+    return f"“{truncate(text, 200)}”"
+
+
+def failed_reply(info: RequestInfo, error: str, attempts: int) -> dict[str, Any]:
+    return reply(f"❗ Request #{info.id} failed after {attempts} attempt(s): {truncate(error, 500)}\n"
+                 "Fix the cause, then press *Retry* on the request message.")
+
+
+def lapsed_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]:
+    return reply(f"⌛ The approval of request #{info.id} lapsed: it was not executed within {ttl_days:g} days "
+                 "(APPROVAL_TTL). File the request again if it is still wanted.")
+
+
+def reminder_reply(info: RequestInfo, today: date) -> dict[str, Any]:
+    left = countdown(info.due_date, today)
+    icon = "🚨" if left.urgency is Urgency.OVERDUE else "⏰"
+    return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}); "
+                 f"state: {info.state.label}.")
+
+
+def redacted_notice(request_id: int | None = None) -> dict[str, Any]:
+    what = f" (erasure request #{request_id})" if request_id else ""
+    return {"text": f"🔒 Redacted: this message concerned a data subject who has since been erased{what}.",
+            "blocks": [context(f"🔒 Redacted: this message concerned a data subject who has since been erased{what}.")]}
+
+
+# ---- modals --------------------------------------------------------------------------------------
+
+
+def _reason_input(label: str, placeholder: str) -> Block:
+    return {
+        "type": "input",
+        "block_id": REASON_BLOCK,
+        "label": {"type": "plain_text", "text": label},
+        "element": {
+            "type": "plain_text_input",
+            "action_id": REASON_INPUT,
+            "multiline": True,
+            "min_length": 3,
+            "max_length": REASON_MAX,
+            "placeholder": {"type": "plain_text", "text": placeholder},
+        },
+    }
+
+
+def reject_modal(info: RequestInfo) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": REJECT_VIEW,
+        "private_metadata": str(info.id),
+        "title": {"type": "plain_text", "text": f"Reject request #{info.id}"[:24]},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(f"{info.kind.heading} for {info.subject_masked}. GDPR Art. 12(4) requires telling the "
+                    "requester why, so a reason is required. It is recorded in the audit ledger."),
+            _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
+        ],
+    }
+
+
+def extend_modal(info: RequestInfo) -> dict[str, Any]:
+    new_due = extended_due_date(info.original_due_date, info.regime)  # type: ignore[arg-type]
+    return {
+        "type": "modal",
+        "callback_id": EXTEND_VIEW,
+        "private_metadata": str(info.id),
+        "title": {"type": "plain_text", "text": f"Extend request #{info.id}"[:24]},
+        "submit": {"type": "plain_text", "text": "Extend"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(f"The due date moves from *{info.original_due_date.isoformat()}* to *{new_due.isoformat()}* "
+                    f"({extension_label(info.regime)}). This is possible once, and the requester must be told "  # type: ignore[arg-type]
+                    "the reasons before the original due date."),
+            _reason_input("Reason (complexity or number of requests)", "e.g. 14 linked contacts across two brands"),
+        ],
+    }
+
+
+# ---- answers to /privacy requests and /privacy status ---------------------------------------------
+
+
+def requests_list(infos: Sequence[RequestInfo], *, today: date) -> dict[str, Any]:
+    if not infos:
+        return {"text": "No open data-subject requests.", "blocks": [section("No open data-subject requests. 🎉")]}
+    lines = []
+    overdue = soon = 0
+    for info in infos:
+        left = countdown(info.due_date, today)
+        mark = {Urgency.OVERDUE: "🚨 OVERDUE", Urgency.DUE_SOON: "⏰ due soon", Urgency.ON_TIME: ""}[left.urgency]
+        overdue += left.urgency is Urgency.OVERDUE
+        soon += left.urgency is Urgency.DUE_SOON
+        days = f"{left.days_left} day(s) left" if left.days_left >= 0 else f"{-left.days_left} day(s) late"
+        lines.append(f"*#{info.id}* {info.kind.heading} · {info.subject_masked} · {info.state.label} · "
+                     f"due {info.due_date.isoformat()} · {days} {mark}".rstrip())
+    summary = f"{len(infos)} open request(s): {overdue} overdue, {soon} due soon (≤ 5 days)."
+    blocks: list[Block] = [header("Open data-subject requests"), section(summary)]
+    for start in range(0, len(lines), 10):
+        blocks.append(section("\n".join(lines[start:start + 10])))
+    blocks.append(context("`/privacy status <id>` shows one request with its history."))
+    return {"text": summary + "\n" + "\n".join(lines), "blocks": cap_blocks(blocks, what="requests")}
+
+
+def request_status(info: RequestInfo, history: Sequence[tuple[datetime, str, str, str, str | None]], *,
+                   today: date) -> dict[str, Any]:
+    """``history`` rows: (at, actor, action, outcome, reason)."""
+    message = request_message(info, today=today)
+    blocks = [b for b in message["blocks"] if b.get("type") != "actions"]
+    if history:
+        lines = [f"{_day(at)} · {_who(actor)} · {action}" + ("" if outcome == "accepted" else " (refused)")
+                 + (f": {truncate(reason, 200)}" if reason else "")
+                 for at, actor, action, outcome, reason in history[-15:]]
+        blocks.append(section("*History*\n" + "\n".join(lines)))
+    return {"text": message["text"], "blocks": cap_blocks(blocks)}

@@ -1,0 +1,219 @@
+"""Filing requests and deciding on them: the rules, applied in one transaction each.
+
+Every decision is checked (permission, four eyes, state) before it is written; the write itself is a
+guarded UPDATE, so when two people (or two replicas) click at once exactly one wins and the other gets
+the same explanation as any refused click. Refusals are audited too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import Conflict, NotPermitted
+from bot.privacy import mask_email, subject_hash
+from bot.requests.commands import ParsedRequest
+from bot.requests.deadlines import due_date, extended_due_date, extension_refusal
+from bot.requests.model import APPROVER_ACTIONS, Action, RequestState, TransitionError, transition
+from bot.requests.view import RequestInfo, info_from_row
+from storage import jobs as queue
+from storage import ledger
+from storage import requests as store
+from storage.db import unit_of_work
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+ANNOUNCE_JOB = "requests.announce"
+EXECUTE_JOB = "requests.execute"
+DAILY_JOB = "requests.daily"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a click led to: accepted (the request moved) or refused, with the sentence to show."""
+
+    accepted: bool
+    message: str
+    info: RequestInfo | None = None
+
+
+async def file_request(services: Services, *, user_id: str, channel_id: str, parsed: ParsedRequest) -> RequestInfo:
+    """Store the request, its audit entry and the job that announces it, in one transaction."""
+    now = services.clock()
+    regime = services.settings.dsar_deadline
+    due = due_date(now.date(), regime)
+    async with unit_of_work(services.sessions) as session:
+        row = await store.add_request(session, store.PrivacyRequest(
+            kind=parsed.kind.value,
+            state=RequestState.FILED.value,
+            regime=regime,
+            subject_hash=subject_hash(services.hash_key, parsed.email),
+            subject_email=parsed.email,
+            subject_masked=mask_email(parsed.email),
+            note=parsed.note,
+            changes=dict(parsed.changes),
+            filed_by=user_id,
+            channel=channel_id,
+            received_at=now,
+            due_date=due,
+            original_due_date=due,
+            updated_at=now,
+        ))
+        assert row.id is not None
+        await store.add_decision(session, request_id=row.id, actor=user_id, action="file", outcome="accepted", at=now)
+        await ledger.record(session, actor=user_id, action="request.filed", subject=f"request:{row.id}", at=now,
+                            details={"kind": parsed.kind.value, "regime": regime, "due_date": due.isoformat(),
+                                     "subject": f"subject:{row.subject_hash[:16]}",
+                                     "fields": sorted(parsed.changes)})
+        await queue.enqueue(session, ANNOUNCE_JOB, {"request_id": row.id}, dedupe_key=f"request:{row.id}:announce",
+                            max_attempts=services.settings.job_max_attempts)
+        info = info_from_row(row)
+    services.jobs.notify()
+    return info
+
+
+async def load(services: Services, request_id: int) -> RequestInfo | None:
+    async with unit_of_work(services.sessions) as session:
+        row = await store.get_request(session, request_id)
+        return info_from_row(row) if row is not None else None
+
+
+async def open_requests(services: Services) -> list[RequestInfo]:
+    async with unit_of_work(services.sessions) as session:
+        return [info_from_row(r) for r in await store.open_requests(session)]
+
+
+async def history(services: Services, request_id: int) -> list[tuple[datetime, str, str, str, str | None]]:
+    async with unit_of_work(services.sessions) as session:
+        return [(d.at, d.actor, d.action, d.outcome, d.reason) for d in await store.decisions_for(session, request_id)]
+
+
+async def check_may_act(services: Services, request_id: int, actor: str, action: Action) -> RequestInfo:
+    """Everything a click must pass before a modal opens or a decision is written; raises with the reason."""
+    info = await load(services, request_id)
+    if info is None:
+        raise Conflict(f"Request #{request_id} does not exist.")
+    if action in APPROVER_ACTIONS:
+        if not await services.permissions.is_approver(actor):
+            raise NotPermitted(f"Only privacy approvers may {action.value} data-subject requests.")
+        if actor == info.filed_by:
+            raise NotPermitted(f"You filed request #{info.id}, so someone else must {action.value} it (four eyes).")
+    elif action is Action.VERIFY and not (
+        await services.permissions.may_file(actor) or await services.permissions.is_approver(actor)
+    ):
+        raise NotPermitted("Only privacy requesters and approvers may attest a requester's identity.")
+    try:
+        transition(info.state, action)
+    except TransitionError as exc:
+        raise Conflict(_with_who(exc.message, info)) from None
+    if action is Action.EXTEND:
+        refusal = extension_refusal(already_extended=info.extended_at is not None,
+                                    original_due=info.original_due_date, today=services.clock().date())
+        if refusal:
+            raise Conflict(refusal)
+    return info
+
+
+def _with_who(message: str, info: RequestInfo) -> str:
+    if info.state in (RequestState.APPROVED, RequestState.RUNNING, RequestState.DONE) and info.approved_by:
+        return f"{message} (approved by <@{info.approved_by}>)"
+    if info.state is RequestState.REJECTED and info.rejected_by:
+        return f"{message} (rejected by <@{info.rejected_by}>)"
+    return message
+
+
+async def record_refusal(services: Services, request_id: int, actor: str, action: Action, why: str) -> None:
+    """A refused click leaves a trace: a decision row and an audit entry (no personal data)."""
+    now = services.clock()
+    async with unit_of_work(services.sessions) as session:
+        exists = await store.get_request(session, request_id) is not None
+        if exists:
+            await store.add_decision(session, request_id=request_id, actor=actor, action=action.value,
+                                     outcome="refused", reason=why[:1000], at=now)
+        await ledger.record(session, actor=actor, action="request.refused", subject=f"request:{request_id}", at=now,
+                            details={"attempted": action.value, "why": why[:300]})
+
+
+async def decide(
+    services: Services, request_id: int, actor: str, action: Action, *, reason: str | None = None
+) -> Outcome:
+    """Apply one human decision; a refusal is recorded and returned, never raised."""
+    try:
+        info = await check_may_act(services, request_id, actor, action)
+    except (NotPermitted, Conflict) as exc:
+        await record_refusal(services, request_id, actor, action, exc.message)
+        return Outcome(False, exc.message)
+    now = services.clock()
+    values: dict[str, Any] = {"state": transition(info.state, action).value, "updated_at": now}
+    extra_guard = None
+    enqueue_run = False
+    if action is Action.VERIFY:
+        values.update(verified_by=actor, verified_at=now)
+    elif action is Action.APPROVE:
+        values.update(approved_by=actor, approved_at=now, runs=1)
+        enqueue_run = True
+    elif action is Action.REJECT:
+        # A rejected request needs no address any more; the reason stays (Art. 12(4), CCPA §7101).
+        values.update(rejected_by=actor, rejected_at=now, reject_reason=reason, subject_email=None, changes={},
+                      completed_at=now)
+    elif action is Action.EXTEND:
+        values.update(extended_by=actor, extended_at=now, extension_reason=reason,
+                      due_date=extended_due_date(info.original_due_date, info.regime))  # type: ignore[arg-type]
+        extra_guard = store.PrivacyRequest.extended_at.is_(None)  # type: ignore[union-attr]
+    elif action is Action.RETRY:
+        # A retry re-confirms the approval, so the APPROVAL_TTL clock starts again.
+        values.update(approved_at=now, failure=None)
+        enqueue_run = True
+    async with unit_of_work(services.sessions) as session:
+        won = await store.guarded_update(session, request_id, expected_state=info.state.value, values=values,
+                                         extra_guard=extra_guard)
+        if won:
+            row = await store.get_request(session, request_id)
+            assert row is not None
+            if action is Action.RETRY:
+                row.runs += 1
+                session.add(row)
+            await store.add_decision(session, request_id=request_id, actor=actor, action=action.value,
+                                     outcome="accepted", reason=reason, at=now)
+            details: dict[str, Any] = {"from": info.state.value, "to": values["state"], "kind": info.kind.value}
+            if reason:
+                details["reason"] = reason
+            if action is Action.EXTEND:
+                details["due_date"] = values["due_date"].isoformat()
+            await ledger.record(session, actor=actor, action=f"request.{action.value}", subject=info.ref,
+                                details=details, at=now)
+            if enqueue_run:
+                # The dedupe key names the run, so a replayed click can never queue a second execution.
+                await queue.enqueue(session, EXECUTE_JOB, {"request_id": request_id},
+                                    dedupe_key=f"request:{request_id}:run:{row.runs}",
+                                    max_attempts=services.settings.job_max_attempts)
+            new_info = info_from_row(row)
+    if not won:
+        # Someone else changed the request between our check and our write: explain as any refusal.
+        current = await load(services, request_id)
+        why = "Someone else decided on this request at the same moment."
+        if current is not None:
+            try:
+                transition(current.state, action)
+            except TransitionError as exc:
+                why = _with_who(exc.message, current)
+            else:
+                if action is Action.EXTEND and current.extended_at is not None:
+                    why = "This request was already extended once; the law allows one extension."
+        await record_refusal(services, request_id, actor, action, why)
+        return Outcome(False, why, current)
+    if enqueue_run:
+        services.jobs.notify()
+    return Outcome(True, _accepted_text(action, new_info), new_info)
+
+
+def _accepted_text(action: Action, info: RequestInfo) -> str:
+    return {
+        Action.VERIFY: f"Identity of request #{info.id} recorded as verified.",
+        Action.APPROVE: f"Request #{info.id} approved; it runs now.",
+        Action.REJECT: f"Request #{info.id} rejected.",
+        Action.EXTEND: f"Request #{info.id} extended to {info.due_date.isoformat()}.",
+        Action.RETRY: f"Request #{info.id} queued to run again.",
+    }.get(action, "Done.")

@@ -1,0 +1,82 @@
+"""A plain, read-only picture of one request, what Block Kit builders and answers are made from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from bot.requests.model import RequestKind, RequestState
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    id: int
+    kind: RequestKind
+    state: RequestState
+    regime: str
+    subject_masked: str
+    filed_by: str
+    received_at: datetime
+    due_date: date
+    original_due_date: date
+    note: str | None = None
+    changed_fields: tuple[str, ...] = ()
+    contacts_found: tuple[int, ...] | None = None  # None: not looked up yet
+    verified_by: str | None = None
+    verified_at: datetime | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    rejected_by: str | None = None
+    rejected_at: datetime | None = None
+    reject_reason: str | None = None
+    extended_by: str | None = None
+    extended_at: datetime | None = None
+    extension_reason: str | None = None
+    failure: str | None = None
+    completed_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    message_ts: str | None = None
+    channel: str = ""
+
+    @property
+    def ref(self) -> str:
+        """Opaque reference for the audit ledger."""
+        return f"request:{self.id}"
+
+    @property
+    def erased(self) -> bool:
+        return self.subject_masked == "(erased subject)"
+
+
+def info_from_row(row: Any) -> RequestInfo:
+    """Build from a ``storage.requests.PrivacyRequest`` (duck-typed so this module stays storage-free)."""
+    return RequestInfo(
+        id=row.id,
+        kind=RequestKind(row.kind),
+        state=RequestState(row.state),
+        regime=row.regime,
+        subject_masked=row.subject_masked,
+        filed_by=row.filed_by,
+        received_at=row.received_at,
+        due_date=row.due_date,
+        original_due_date=row.original_due_date,
+        note=row.note,
+        changed_fields=tuple(sorted((row.changes or {}).keys())) or tuple(row.result.get("fields", ())),
+        contacts_found=tuple(row.contacts_found) if row.contacts_found is not None else None,
+        verified_by=row.verified_by,
+        verified_at=row.verified_at,
+        approved_by=row.approved_by,
+        approved_at=row.approved_at,
+        rejected_by=row.rejected_by,
+        rejected_at=row.rejected_at,
+        reject_reason=row.reject_reason,
+        extended_by=row.extended_by,
+        extended_at=row.extended_at,
+        extension_reason=row.extension_reason,
+        failure=row.failure,
+        completed_at=row.completed_at,
+        result=dict(row.result or {}),
+        message_ts=row.message_ts,
+        channel=row.channel,
+    )
