@@ -34,7 +34,7 @@ async def withdrawals(box: Sandbox) -> list[Withdrawal]:
     return await rows(box, Withdrawal)
 
 
-async def jobs_idle(box: Sandbox, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+async def jobs_idle(box: Sandbox, timeout: float = 10.0) -> None:
     """Wait until no job is queued or running (the runner notifies the fake only through its calls)."""
     import asyncio
 

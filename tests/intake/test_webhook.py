@@ -1,0 +1,197 @@
+"""The real endpoint with signed, real-shaped Mautic deliveries: what is stored, what the channel shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.privacy import subject_hash
+from bot.sandbox.harness import Sandbox, sandbox
+from bot.sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
+from storage.db import unit_of_work
+from storage.intake import InboxState
+from storage.ledger import AuditEntry
+from tests.conftest import test_tuning
+from tests.intake.helpers import alerts, inbox, jobs_idle, records
+
+FIXTURES = Path("/work/shared/mautic-fixtures")
+TS = "2024-10-24T15:54:35+00:00"
+
+
+def gap(contact_id: int, email: str, *, form_id: int = 4, form_name: str = "Newsletter", sub: int = 13,
+        results: dict[str, object] | None = None) -> dict[str, list[dict[str, object]]]:
+    return form_submission_event(contact_id=contact_id, email=email, results=results or {"email": email},
+                                 form_id=form_id, form_name=form_name, submission_id=sub, timestamp=TS)
+
+
+def consented(contact_id: int, email: str, **kw: object) -> dict[str, list[dict[str, object]]]:
+    return gap(contact_id, email, results={"email": email, "consent": "1"}, **kw)  # type: ignore[arg-type]
+
+
+async def ledger_actions(box: Sandbox) -> list[AuditEntry]:
+    async with unit_of_work(box.services.sessions) as session:
+        return list((await session.exec(select(AuditEntry).order_by(AuditEntry.seq))).all())  # type: ignore[arg-type]
+
+
+async def test_bad_signatures_get_401_and_nothing_is_stored(box: Sandbox) -> None:
+    body = encode_like_php(gap(1, "a@example.com"))
+    url = f"{box.url}/mautic/webhook"
+    headers = {"Content-Type": "application/json"}
+    for signature in (None, "", sign_webhook(body, "wrong-secret"), sign_webhook(body + b" ", "x")):
+        sent = dict(headers, **({"Webhook-Signature": signature} if signature is not None else {}))
+        async with box.http.post(url, data=body, headers=sent) as response:
+            assert response.status == 401
+    status, _ = await box.webhook(body + b" ")  # signed over exactly the bytes sent, whitespace included
+    assert status == 200
+    secret = box.settings.mautic_webhook_secret.get_secret_value()  # type: ignore[union-attr]
+    tampered = {**headers, "Webhook-Signature": sign_webhook(body, secret)}
+    async with box.http.post(url, data=body.replace(b"a@example", b"b@example"), headers=tampered) as response:
+        assert response.status == 401
+    assert len(await inbox(box)) == 1  # only the validly signed delivery
+
+
+async def test_oversized_body_gets_413_and_nothing_is_stored(db_url: str, tmp_path: Path) -> None:
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, webhook_max_bytes=4096) as box:
+        big = gap(1, "a@example.com", results={"email": "a@example.com", "comment": "x" * 5000})
+        status, _ = await box.webhook(big)
+        assert status == 413
+        assert await inbox(box) == []
+        status, _ = await box.webhook(gap(1, "a@example.com"))
+        assert status == 200
+
+
+async def test_one_alert_per_gap_none_for_consent_none_twice_for_redelivery(box: Sandbox) -> None:
+    batch = merge_payloads(
+        gap(1, "jane@example.com"),
+        *[consented(10 + n, f"c{n}@example.com", sub=100 + n) for n in range(8)],
+        gap(2, "joe@example.org", form_id=9, form_name="Webinar", sub=200),
+    )
+    assert sum(len(v) for v in batch.values()) == 10
+    status, text = await box.webhook(batch)
+    assert status == 200
+    answer = json.loads(text)
+    assert answer == {"ok": True, "events": 10, "new": 10}
+    assert "@" not in text  # Mautic logs our answer: no personal data in it
+    posts = await box.slack.wait_for("chat.postMessage", 2)
+    await jobs_idle(box)
+    # Redelivery of the same body (Mautic is at-least-once): stored and processed once.
+    status, text = await box.webhook(batch)
+    assert status == 200 and json.loads(text)["new"] == 0
+    await jobs_idle(box)
+    assert len(box.slack.calls_to("chat.postMessage")) == 2
+    texts = sorted(p.params["text"] for p in posts)
+    assert texts == ["Consent gap: form Newsletter: j***@example.com", "Consent gap: form Webinar: j***@example.org"]
+    blocks = json.dumps([p.params["blocks"] for p in posts])
+    assert "jane@example.com" not in blocks and "j***@example.com" in blocks
+    assert f"{box.mautic.base_url}/s/contacts/view/1" in blocks
+    assert "`consent`" in blocks  # what was missing
+    assert len(await records(box)) == 10
+    assert [e.state for e in await inbox(box)] == [InboxState.DONE] * 10
+    # Processed rows keep no personal data.
+    assert all("@" not in json.dumps(e.payload) for e in await inbox(box))
+    gaps = [e for e in await ledger_actions(box) if e.action == "consent.gap_detected"]
+    assert len(gaps) == 2 and all("@" not in json.dumps(e.details) + str(e.subject) for e in gaps)
+
+
+async def test_reconstructed_body_with_its_signature_records_consent(box: Sandbox) -> None:
+    body = (FIXTURES / "reconstructed_form_on_submit.body").read_bytes()
+    status, _ = await box.webhook(body)
+    assert status == 200
+    await jobs_idle(box)
+    (record,) = await records(box)
+    assert record.given and record.email == "jörg@example.com" and record.values == {"consent": "Yes"}
+    assert record.subject_hash == subject_hash(box.services.hash_key, "jörg@example.com")
+    assert record.source_ip is None  # the policy does not allow keeping it
+    assert box.slack.calls_to("chat.postMessage") == []
+
+
+async def test_send_test_payload_shape_and_unknown_types(box: Sandbox) -> None:
+    body = {
+        "mautic.form_on_submit": json.loads((FIXTURES / "form_on_submit.json").read_text()),
+        "mautic.lead_post_delete": json.loads((FIXTURES / "lead_post_delete.json").read_text()),
+        "mautic.page_on_hit": json.loads((FIXTURES / "page_on_hit.json").read_text()),
+        "plugin.something_new": [{"foo": "bar"}],
+        "timestamp": "2024-10-24T17:54:35+02:00",
+    }
+    status, _ = await box.webhook(body)
+    assert status == 200
+    (post,) = await box.slack.wait_for("chat.postMessage")
+    assert "e***@formsubmit.com" in post.params["text"]  # the sample form has no consent field
+    await jobs_idle(box)
+    events = await inbox(box)
+    assert {e.event_type for e in events} >= {"mautic.form_on_submit", "mautic.lead_post_delete",
+                                              "mautic.page_on_hit", "plugin.something_new"}
+    unknown = next(e for e in events if e.event_type == "plugin.something_new")
+    assert unknown.state == InboxState.DONE and unknown.payload == {"foo": "bar"}  # stored, ignored
+    deletes = [e for e in await ledger_actions(box) if e.action == "mautic.contact_deleted"]
+    assert deletes and all(str(e.subject).startswith("contact:") for e in deletes)
+    assert "not an erasure" in deletes[0].details["note"]
+
+
+async def test_inbox_resumes_after_restart(box: Sandbox) -> None:
+    await box.services.jobs.stop()  # a crash right after the commit: nothing processes the inbox
+    status, _ = await box.webhook(gap(5, "late@example.com"))
+    assert status == 200
+    assert [e.state for e in await inbox(box)] == [InboxState.PENDING]
+    assert box.slack.calls_to("chat.postMessage") == []
+    await box.restart_bot()
+    (post,) = await box.slack.wait_for("chat.postMessage")
+    assert "l***@example.com" in post.params["text"]
+    await jobs_idle(box)
+    assert [e.state for e in await inbox(box)] == [InboxState.DONE]
+    assert len(await alerts(box)) == 1
+
+
+async def test_burst_of_gaps_is_folded_into_one_alert(box: Sandbox) -> None:
+    first = merge_payloads(*[gap(100 + n, f"u{n}@example.com", sub=300 + n) for n in range(10)])
+    second = merge_payloads(*[gap(200 + n, f"v{n}@example.com", sub=400 + n) for n in range(5)])
+    assert (await box.webhook(first))[0] == 200
+    assert (await box.webhook(second))[0] == 200
+    await box.slack.wait_for("chat.postMessage")
+    await box.slack.wait_until(
+        lambda: "14 more" in json.dumps(box.slack.messages(box.channel)[0].blocks), timeout=10,
+        describe="the lead alert showing the folded count",
+    )
+    await jobs_idle(box)
+    assert len(box.slack.calls_to("chat.postMessage")) == 1
+    stored = await alerts(box)
+    assert len(stored) == 15 and sum(1 for a in stored if a.burst_of is None) == 1
+
+
+async def test_dead_letter_is_kept_and_reported_once(box: Sandbox) -> None:
+    body = b'{"mautic.form_on_submit":[{"submission":{"lead":{"id":3},"results":{"email":"x@example.com"'
+    for _ in range(2):
+        status, text = await box.webhook(body)
+        assert status == 200 and "@" not in text
+    (post,) = await box.slack.wait_for("chat.postMessage")
+    assert "dead letter" in post.params["text"].lower()
+    await jobs_idle(box)
+    assert len(box.slack.calls_to("chat.postMessage")) == 1
+    (row,) = await inbox(box)
+    assert row.state == InboxState.DEAD and row.raw_body == body
+    assert row.subject_hashes == subject_hash(box.services.hash_key, "x@example.com")
+
+
+async def test_slack_rate_limit_is_honoured_and_the_alert_still_posted_once(box: Sandbox) -> None:
+    box.slack.fail("chat.postMessage", retry_after=0, times=5)
+    assert (await box.webhook(gap(7, "r@example.com")))[0] == 200
+    await box.slack.wait_for("chat.postMessage", 6, timeout=15)
+    await jobs_idle(box, timeout=15)
+    assert len(box.slack.messages(box.channel)) == 1
+
+
+@pytest.mark.parametrize("policy", ["forms:\n  - alias: newsletter\n    exempt: true\nstore_source_ip: true\n"])
+async def test_policy_file_exempts_forms_and_keeps_ip_when_allowed(db_url: str, tmp_path: Path, policy: str) -> None:
+    path = tmp_path / "policy.yml"
+    path.write_text(policy)
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, privacy_policy_file=path) as box:
+        event = form_submission_event(contact_id=1, email="a@example.com", results={"email": "a@example.com"},
+                                      ip="203.0.113.9", timestamp=TS)
+        assert (await box.webhook(event))[0] == 200
+        await jobs_idle(box)
+        (record,) = await records(box)
+        assert record.exempt and not record.given and record.source_ip == "203.0.113.9"
+        assert box.slack.calls_to("chat.postMessage") == []
