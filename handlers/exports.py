@@ -38,13 +38,14 @@ async def download_export(request: web.Request) -> web.StreamResponse:
         if link is None:
             raise web.HTTPNotFound(text="No such download.")
         subject = f"request:{link.request_id}"
+        earlier = link.downloads  # read before the UPDATE, which may refresh the loaded object
         valid = bool(link.path) and await store.count_download(session, link.id or 0, now)
         if not valid:
             await ledger.record(session, actor="download", action="export.download_refused", subject=subject,
                                 details={"link": link.id, "why": "expired" if link.expires_at <= now else "revoked"})
         else:
             await ledger.record(session, actor="download", action="export.downloaded", subject=subject,
-                                details={"link": link.id, "download": link.downloads + 1})
+                                details={"link": link.id, "download": earlier + 1})
         path, request_id = Path(link.path), link.request_id
     if not valid:
         raise web.HTTPGone(text=_GONE)

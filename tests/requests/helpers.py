@@ -1,0 +1,103 @@
+"""Shared steps of the request tests: file through the real slash command, find the request message,
+click its buttons, submit its modals — all as signed Slack requests against the running service."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+from bot.blocks import requests as blocks
+from bot.requests.model import RequestState
+from bot.sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
+from bot.sandbox.slack import Message
+from storage import requests as store
+from storage.db import unit_of_work
+
+TIMEOUT = 15.0
+
+
+def text_of(message: Message) -> str:
+    return message.text + "\n" + json.dumps(message.blocks, ensure_ascii=False)
+
+
+async def file_request(box: Sandbox, person: Person, text: str, *, expect_contacts: bool = True) -> Message:
+    """File with the slash command; return the request message once its contact lookup is shown."""
+    before = len(box.slack.messages(PRIVACY_CHANNEL))
+    result = await box.command(person, text)
+    assert result.status == 200, result.text
+    assert "Filed" in result.text, result.text
+    await box.slack.wait_until(lambda: len(box.slack.messages(PRIVACY_CHANNEL)) > before, timeout=TIMEOUT,
+                               describe="the request message")
+    message = box.slack.messages(PRIVACY_CHANNEL)[-1]
+    if expect_contacts:
+        await box.slack.wait_until(lambda: "looking up" not in text_of(message), timeout=TIMEOUT,
+                                   describe="the contact lookup")
+    return message
+
+
+def request_id_of(message: Message) -> int:
+    for block in message.blocks:
+        if block.get("type") == "actions":
+            return int(block["elements"][0]["value"])
+    header = message.blocks[0]["text"]["text"]
+    return int(header.rsplit("#", 1)[1])
+
+
+async def click(box: Sandbox, person: Person, message: Message, action_id: str) -> Any:
+    result = await box.user.click(person.id, message, action_id)
+    assert result.status == 200, result.text
+    return result
+
+
+def state_shown(message: Message) -> str:
+    """The State field of the request message as the channel shows it now."""
+    for block in message.blocks:
+        for item in block.get("fields") or []:
+            if item["text"].startswith("*State*"):
+                return str(item["text"].split("\n", 1)[1])
+    return ""
+
+
+async def wait_state(box: Sandbox, message: Message, state: str, timeout: float = TIMEOUT) -> store.PrivacyRequest:  # noqa: ASYNC109
+    """Wait until the channel message shows ``state`` (it is redrawn after each committed change)."""
+    label = RequestState(state).label
+    await box.slack.wait_until(lambda: state_shown(message).endswith(label), timeout=timeout,
+                               describe=f"request message showing {label!r} (shows {state_shown(message)!r})")
+    row = await load_row(box, request_id_of(message))
+    assert row is not None and row.state == state, (row.state if row else None, state)
+    return row
+
+
+async def load_row(box: Sandbox, request_id: int) -> store.PrivacyRequest | None:
+    async with unit_of_work(box.services.sessions) as session:
+        return await store.get_request(session, request_id)
+
+
+async def open_modal(box: Sandbox, person: Person, message: Message, action_id: str) -> Any:
+    before = len(box.slack.views)
+    await click(box, person, message, action_id)
+    await box.slack.wait_until(lambda: len(box.slack.views) > before, timeout=TIMEOUT, describe="a modal")
+    return box.slack.views[-1]
+
+
+async def submit_reason(box: Sandbox, person: Person, view: Any, reason: str) -> Any:
+    values = {blocks.REASON_BLOCK: {blocks.REASON_INPUT: {"type": "plain_text_input", "value": reason}}}
+    return await box.user.submit_view(person.id, view, values)
+
+
+def thread_texts(box: Sandbox, message: Message) -> list[str]:
+    return [text_of(m) for m in box.slack.thread(PRIVACY_CHANNEL, message.ts)]
+
+
+async def wait_thread(box: Sandbox, message: Message, needle: str, timeout: float = TIMEOUT) -> str:  # noqa: ASYNC109
+    def found() -> bool:
+        return any(needle in t for t in thread_texts(box, message))
+
+    await box.slack.wait_until(found, timeout=timeout, describe=f"a thread reply containing {needle!r}")
+    return next(t for t in thread_texts(box, message) if needle in t)
+
+
+def unzip(data: bytes) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(data))

@@ -1,0 +1,189 @@
+"""Access requests end to end: filing, the approval rules, the sealed package, its expiring link."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from bot.blocks import requests as blocks
+from bot.requests.deadlines import due_date
+from bot.sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
+from storage import requests as store
+from storage.db import unit_of_work
+from storage.ledger import AuditEntry, verify
+from tests.requests.helpers import click, file_request, load_row, request_id_of, text_of, unzip, wait_state, wait_thread
+
+
+async def ledger(box: Sandbox, action: str) -> list[AuditEntry]:
+    async with unit_of_work(box.services.sessions) as session:
+        entries = list((await session.exec(select(AuditEntry).where(AuditEntry.action == action))).all())
+        assert (await verify(session)).ok
+    return entries
+
+
+async def refusal(box: Sandbox, needle: str) -> str:
+    responses = await box.slack.wait_for_response(where=lambda r: needle in r.text)
+    assert responses[-1].response_type == "ephemeral"
+    return responses[-1].text
+
+
+def channel_dump(box: Sandbox) -> str:
+    out = []
+    for message in box.slack.messages(PRIVACY_CHANNEL):
+        out.append(text_of(message))
+        out.extend(text_of(reply) for reply in box.slack.thread(PRIVACY_CHANNEL, message.ts))
+    return "\n".join(out)
+
+
+async def download(box: Sandbox, link_text: str) -> tuple[int, bytes, dict[str, str]]:
+    path = re.search(r"/exports/[A-Za-z0-9_-]+", link_text)
+    assert path is not None, link_text
+    async with box.http.get(box.url + path.group(0)) as response:
+        return response.status, await response.read(), dict(response.headers)
+
+
+async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
+    fake = box.mautic
+    fake.add_segment(3, "Newsletter")
+    cid = fake.add_contact(email="jane@example.com", firstname="Jane", lastname="Doe", segments=[3],
+                           dnc=[("email", 1)], tags=["vip"])
+    fake.add_note(cid, "Asked about pricing")
+    fake.add_campaign(cid, 8, "Onboarding")
+    fake.add_company(cid, "Acme")
+    fake.set_activity_generator(cid, 450)  # several pages of the timeline
+    fake.add_contact(email="jane@example.com.au")  # a prefix match that must not count
+
+    result = await box.command(BOB, "dsar Jane@Example.com ticket 4411")
+    assert "Filed access request (dsar) #1 for j***@example.com" in result.text
+    message = await file_request_message(box)
+    shown = text_of(message)
+    today = box.services.clock().date()
+    for needle in ("Access request (DSAR) #1", "j***@example.com", "<@U0BOB>", "Received",
+                   due_date(today, "gdpr").isoformat(), f"1 (#{cid})", "ticket 4411"):
+        assert needle in shown, needle
+    await wait_thread(box, message, "Mautic contacts with exactly this email address: *1*")
+    request_id = request_id_of(message)
+
+    # Refused clicks: each gets an ephemeral explanation and an audit entry, and changes nothing.
+    await click(box, CAROL, message, blocks.APPROVE)
+    await refusal(box, "Identity has not been verified")
+    await click(box, ALICE, message, blocks.VERIFY)
+    await wait_state(box, message, "verified")
+    await click(box, BOB, message, blocks.APPROVE)
+    await refusal(box, "someone else must approve it (four eyes)")
+    await click(box, MALLORY, message, blocks.APPROVE)
+    await refusal(box, "Only privacy approvers")
+    refused = await ledger(box, "request.refused")
+    assert [e.details["attempted"] for e in refused] == ["approve", "approve", "approve"]
+    assert {e.actor for e in refused} == {CAROL.id, BOB.id, MALLORY.id}
+    assert (await load_row(box, request_id)).state == "verified"  # type: ignore[union-attr]
+
+    await click(box, CAROL, message, blocks.APPROVE)  # CAROL approves through the S0DPO user group
+    row = await wait_state(box, message, "done")
+    assert row.approved_by == CAROL.id and row.verified_by == ALICE.id
+    assert row.subject_email is None  # the clear address was needed only until the package was built
+    assert "Approved by <@U0CAROL>" in text_of(message) and "Identity verified by <@U0ALICE>" in text_of(message)
+    reply = await wait_thread(box, message, "Access package for request #1 is ready")
+    assert "450 timeline events" in reply
+
+    # At rest the package is sealed: no zip header, no address in the clear.
+    async with unit_of_work(box.services.sessions) as session:
+        link = (await session.exec(select(store.ExportLink))).one()
+    sealed = Path(link.path).read_bytes()
+    assert not sealed.startswith(b"PK") and b"jane@example.com" not in sealed and b"Jane" not in sealed
+
+    status, body, headers = await download(box, reply)
+    assert status == 200 and headers["Content-Type"] == "application/zip" and headers["Cache-Control"] == "no-store"
+    archive = unzip(body)
+    data = __import__("json").loads(archive.read("data.json"))
+    (contact,) = data["mautic"]["contacts"]
+    assert contact["id"] == cid and contact["profile"]["fields"]["all"]["firstname"] == "Jane"
+    assert contact["profile"]["fields"]["core"]["email"]["value"] == "jane@example.com"  # groups, not only `all`
+    assert [s["name"] for s in contact["segments"]] == ["Newsletter"]
+    assert [c["name"] for c in contact["campaigns"]] == ["Onboarding"]
+    assert contact["companies"][0]["companyname"] == "Acme" and contact["notes"][0]["text"] == "Asked about pricing"
+    assert contact["do_not_contact"][0]["reason"] == 1
+    assert contact["timeline_total"] == 450 and len({e["eventId"] for e in contact["timeline"]}) == 450
+    assert data["subject"] == {"email": "jane@example.com"}
+    assert [r["id"] for r in data["bot"]["requests"]] == [request_id]
+    assert "consent_records" in data["bot"]  # what the intake feature holds about the subject
+    summary = archive.read("summary.html").decode()
+    for needle in ("Why we process it", "Categories of data", "Who receives it", "How long we keep it",
+                   "Where it came from", "Your rights", "450"):
+        assert needle in summary
+    assert [e.details["download"] for e in await ledger(box, "export.downloaded")] == [1]
+
+    # After EXPORT_LINK_TTL the link answers 410 Gone, and the refused download is audited too.
+    async with unit_of_work(box.services.sessions) as session:
+        await session.exec(update(store.ExportLink).values(  # type: ignore[call-overload]
+            expires_at=box.services.clock() - timedelta(seconds=1)))
+    status, body, _ = await download(box, reply)
+    assert status == 410 and b"expired" in body
+    assert len(await ledger(box, "export.download_refused")) == 1
+    async with box.http.get(f"{box.url}/exports/{'A' * 43}") as response:
+        assert response.status == 404
+
+    # Personal data never reached the channel unmasked.
+    assert "jane@example.com" not in channel_dump(box)
+    # Only the exact match was gathered: the prefix-matching contact's timeline was never read.
+    assert {c.path for c in fake.calls if c.path.endswith("/activity")} == {f"/api/contacts/{cid}/activity"}
+
+
+async def file_request_message(box: Sandbox):  # type: ignore[no-untyped-def]
+    await box.slack.wait_until(lambda: bool(box.slack.messages(PRIVACY_CHANNEL)), describe="the request message")
+    message = box.slack.messages(PRIVACY_CHANNEL)[-1]
+    await box.slack.wait_until(lambda: "looking up" not in text_of(message), describe="the contact lookup")
+    return message
+
+
+async def test_no_contact_found_is_stated_and_the_package_still_comes(box: Sandbox) -> None:
+    message = await file_request(box, ALICE, "dsar nobody@example.com")
+    assert "none found" in text_of(message)
+    await wait_thread(box, message, "No Mautic contact has exactly this email address")
+    await click(box, ALICE, message, blocks.VERIFY)
+    await wait_state(box, message, "verified")
+    await click(box, BOB, message, blocks.APPROVE)
+    await wait_state(box, message, "done")
+    reply = await wait_thread(box, message, "Access package")
+    status, body, _ = await download(box, reply)
+    assert status == 200
+    data = __import__("json").loads(unzip(body).read("data.json"))
+    assert data["mautic"]["contacts"] == []
+    assert "no contact record" in unzip(body).read("summary.html").decode()
+
+
+async def test_bad_input_answers_with_the_right_form_and_files_nothing(box: Sandbox) -> None:
+    cases = {
+        "dsar": "The subject's email address is missing",
+        "erase jane@example": "is not a valid email address",
+        "rectify jane@example.com shoe_size=44": "`shoe_size` is not a field I can correct",
+        "rectify jane@example.com": "Say which fields to correct",
+    }
+    for text, needle in cases.items():
+        result = await box.command(ALICE, text)
+        assert result.status == 200 and needle in result.text, result.text
+        assert "Use `/privacy" in result.text
+    result = await box.command(ALICE, "status 99")
+    assert "There is no request #99" in result.text
+    async with unit_of_work(box.services.sessions) as session:
+        assert (await session.exec(select(store.PrivacyRequest))).all() == []
+    assert box.slack.messages(PRIVACY_CHANNEL) == []
+    result = await box.command(ALICE, "dsar jane@example.com", channel="C0RANDOM")
+    assert "works only in" in result.text
+
+
+async def test_requesters_list_limits_who_may_file(tmp_path: Path, sqlite_url: str) -> None:
+    from bot.sandbox.harness import sandbox
+    from tests.conftest import test_tuning
+
+    async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "x",
+                       privacy_requesters=[ALICE.id]) as box:
+        result = await box.command(MALLORY, "dsar jane@example.com")
+        assert "Only privacy requesters and approvers may file" in result.text
+        async with unit_of_work(box.services.sessions) as session:
+            assert (await session.exec(select(store.PrivacyRequest).where(
+                col(store.PrivacyRequest.filed_by) == MALLORY.id))).all() == []

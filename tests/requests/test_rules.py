@@ -1,0 +1,224 @@
+"""The pure core: deadlines, the transitions table, command parsing, sealed files, the package."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.errors import BadCommand
+from bot.requests.commands import parse_request, parse_request_id
+from bot.requests.deadlines import Urgency, add_months, countdown, due_date, extended_due_date, extension_refusal
+from bot.requests.model import TRANSITIONS, Action, RequestKind, RequestState, TransitionError, allowed_from, transition
+from bot.requests.package import build_access_package
+from bot.requests.policy import AccessPolicy, load_policy
+from bot.requests.sealed import SealedFileError, SealedWriter, read_sealed
+
+# ---- deadlines ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("received", "due"), [
+    (date(2026, 3, 14), date(2026, 4, 14)),  # same date next month
+    (date(2026, 1, 31), date(2026, 2, 28)),  # clamped to month end
+    (date(2028, 1, 31), date(2028, 2, 29)),  # leap year
+    (date(2026, 12, 15), date(2027, 1, 15)),  # year wrap
+    (date(2026, 8, 31), date(2026, 9, 30)),
+])
+def test_gdpr_due_is_one_calendar_month(received: date, due: date) -> None:
+    assert due_date(received, "gdpr") == due
+
+
+def test_ccpa_due_is_45_days_and_extensions_add_once() -> None:
+    assert due_date(date(2026, 1, 1), "ccpa") == date(2026, 2, 15)
+    assert extended_due_date(date(2026, 2, 15), "ccpa") == date(2026, 4, 1)
+    assert extended_due_date(date(2026, 1, 31), "gdpr") == date(2026, 3, 31)
+    assert extended_due_date(date(2026, 12, 31), "gdpr") == date(2027, 2, 28)
+    assert add_months(date(2026, 5, 31), -1) == date(2026, 4, 30)
+
+
+def test_extension_only_once_and_before_original_due() -> None:
+    due = date(2026, 4, 14)
+    assert extension_refusal(already_extended=False, original_due=due, today=due) is None
+    assert "already extended" in (extension_refusal(already_extended=True, original_due=due, today=date(2026, 4, 1)) or "")
+    assert "has passed" in (extension_refusal(already_extended=False, original_due=due, today=date(2026, 4, 15)) or "")
+
+
+def test_countdown_marks_due_soon_and_overdue() -> None:
+    due = date(2026, 4, 14)
+    assert countdown(due, date(2026, 4, 8)).urgency is Urgency.ON_TIME
+    assert countdown(due, date(2026, 4, 9)).urgency is Urgency.DUE_SOON  # 5 days left
+    assert countdown(due, date(2026, 4, 14)).text == "due today"
+    late = countdown(due, date(2026, 4, 16))
+    assert late.urgency is Urgency.OVERDUE and late.days_left == -2 and "OVERDUE by 2 days" in late.text
+
+
+# ---- state machine ------------------------------------------------------------------------------
+
+
+def test_transitions_follow_the_design() -> None:
+    assert transition("filed", "verify") is RequestState.VERIFIED
+    assert transition("verified", "approve") is RequestState.APPROVED
+    assert transition("failed", "retry") is RequestState.APPROVED
+    assert transition("approved", "lapse") is RequestState.LAPSED
+    assert transition("running", "start") is RequestState.RUNNING  # resume after a restart
+    assert allowed_from(Action.APPROVE) == {RequestState.VERIFIED}
+    assert allowed_from(Action.REJECT) == {RequestState.FILED, RequestState.VERIFIED}
+    # Nothing leaves a terminal state.
+    for state in (RequestState.DONE, RequestState.REJECTED, RequestState.LAPSED):
+        assert not [key for key in TRANSITIONS if key[0] is state]
+
+
+@pytest.mark.parametrize(("state", "action", "needle"), [
+    ("filed", "approve", "Identity has not been verified"),
+    ("approved", "approve", "already approved"),
+    ("verified", "verify", "already verified"),
+    ("done", "reject", "already done"),
+    ("running", "extend", "has not started"),
+    ("verified", "retry", "Only a failed request"),
+])
+def test_refused_transitions_explain_themselves(state: str, action: str, needle: str) -> None:
+    with pytest.raises(TransitionError) as caught:
+        transition(state, action)
+    assert needle in caught.value.message
+
+
+# ---- command parsing ----------------------------------------------------------------------------
+
+
+def test_parse_dsar_normalises_and_masks_emails_in_notes() -> None:
+    parsed = parse_request(RequestKind.ACCESS, " Jane@Example.COM ticket 44 from bob@corp.example ")
+    assert parsed.email == "jane@example.com"
+    assert parsed.note == "ticket 44 from b***@corp.example"
+    assert parsed.changes == {}
+
+
+def test_parse_rectify_fields_quotes_and_blanks() -> None:
+    parsed = parse_request(RequestKind.RECTIFICATION,
+                           'jane@example.com lastname="van Dyke" City=Berlin phone= loyalty_id=7 ticket 9',
+                           extra_fields=["loyalty_id"])
+    assert parsed.changes == {"lastname": "van Dyke", "city": "Berlin", "phone": "", "loyalty_id": "7"}
+    assert parsed.note == "ticket 9"
+
+
+@pytest.mark.parametrize(("kind", "args", "needles"), [
+    (RequestKind.ACCESS, "", ["email address is missing", "/privacy dsar <email> [note]"]),
+    (RequestKind.ERASURE, "sam@corp", ["not a valid email", "/privacy erase <email> [note]"]),
+    (RequestKind.ERASURE, "not-an-email note", ["`not-an-email` is not a valid email"]),
+    (RequestKind.RECTIFICATION, "sam@corp.test", ["Say which fields", "field>=<value>"]),
+    (RequestKind.RECTIFICATION, "sam@corp.test shoe_size=44", ["`shoe_size` is not a field", "`firstname`"]),
+    (RequestKind.RECTIFICATION, "sam@corp.test email=", ["cannot be cleared"]),
+    (RequestKind.RECTIFICATION, "sam@corp.test email=x@", ["not a valid address"]),
+    (RequestKind.RECTIFICATION, 'sam@corp.test city="Berlin', ["quote is not closed"]),
+    (RequestKind.RECTIFICATION, "sam@corp.test city=A city=B", ["given twice"]),
+])
+def test_bad_commands_say_what_is_wrong_and_show_the_right_form(kind: RequestKind, args: str, needles: list[str]) -> None:
+    with pytest.raises(BadCommand) as caught:
+        parse_request(kind, args)
+    for needle in needles:
+        assert needle in caught.value.message
+    assert "sam@corp" not in caught.value.message  # never echo a clear address into the channel
+
+
+def test_parse_request_id() -> None:
+    assert parse_request_id("#12", usage="status <id>") == 12
+    with pytest.raises(BadCommand, match="status 12"):
+        parse_request_id("twelve", usage="status <id>")
+
+
+# ---- sealed files -------------------------------------------------------------------------------
+
+
+async def _read_all(path: Path, secret: str) -> bytes:
+    out = bytearray()
+    async for chunk in read_sealed(path, secret):
+        out += chunk
+    return bytes(out)
+
+
+async def test_sealed_round_trip_and_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "p.sealed"
+    writer = await SealedWriter(path, "key-1", chunk_size=1000).open()
+    payload = bytes(range(256)) * 20  # 5 chunks
+    writer.write(payload)
+    await writer.close()
+    raw = path.read_bytes()
+    assert payload[:64] not in raw  # encrypted at rest
+    assert await _read_all(path, "key-1") == payload
+    with pytest.raises(SealedFileError):
+        await _read_all(path, "other-key")
+    # Cut at a chunk boundary: the remaining last chunk was not sealed as "last", so it must not verify.
+    first_chunk_end = len(b"MPBX1\n") + 16 + 4 + 1000 + 16
+    path.write_bytes(raw[:first_chunk_end])
+    with pytest.raises(SealedFileError):
+        await _read_all(path, "key-1")
+    flipped = bytearray(raw)
+    flipped[-5] ^= 1
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(SealedFileError):
+        await _read_all(path, "key-1")
+
+
+class _Contact:
+    def __init__(self, cid: int) -> None:
+        self.id = cid
+        self.raw = {"id": cid, "fields": {"all": {"id": cid, "email": "jane@example.com"}, "core": {}}}
+        self.dnc = [{"channel": "email", "reason": 1}]
+
+
+class _Reader:
+    async def get_contact(self, cid: int) -> _Contact | None:
+        return None if cid == 99 else _Contact(cid)
+
+    async def get_segments(self, cid: int) -> list[dict[str, object]]:
+        return [{"id": 3, "name": "Newsletter"}]
+
+    async def get_campaigns(self, cid: int) -> list[dict[str, object]]:
+        return []
+
+    async def get_companies(self, cid: int) -> list[dict[str, object]]:
+        return [{"companyname": "Acme"}]
+
+    async def get_notes(self, cid: int) -> list[dict[str, object]]:
+        return [{"text": "called"}]
+
+    async def get_devices(self, cid: int) -> list[dict[str, object]]:
+        return []
+
+    async def iter_activity(self, cid: int, page_size: int = 100):  # type: ignore[no-untyped-def]
+        for n in range(2500):
+            yield {"event": "page.hit", "n": n, "label": "ünïcode"}
+
+
+async def test_package_is_complete_json_and_a_summary(tmp_path: Path) -> None:
+    policy = load_policy(None, controller="Acme GmbH")
+    result = await build_access_package(
+        _Reader(), path=tmp_path / "pkg", secret="k", request={"id": 7, "received_at": "2026-03-01T10:00:00+00:00"},
+        email="jane@example.com", contact_ids=[5, 99], bot_holdings={"consent_records": [{"form_id": 1}]},
+        policy=policy, generated_at=datetime(2026, 3, 2, tzinfo=UTC),
+    )
+    archive = zipfile.ZipFile(io.BytesIO(await _read_all(result.path, "k")))
+    assert archive.namelist() == ["data.json", "summary.html"]
+    data = json.loads(archive.read("data.json"))
+    first, gone = data["mautic"]["contacts"]
+    assert first["timeline_total"] == 2500 and [e["n"] for e in first["timeline"]] == list(range(2500))
+    assert first["segments"][0]["name"] == "Newsletter" and first["notes"] == [{"text": "called"}]
+    assert first["do_not_contact"][0]["reason"] == 1 and first["profile"]["fields"]["all"]["id"] == 5
+    assert gone == {"id": 99, "status": "no longer in Mautic"}
+    assert data["bot"] == {"consent_records": [{"form_id": 1}]} and data["subject"]["email"] == "jane@example.com"
+    summary = archive.read("summary.html").decode()
+    for needle in ("Acme GmbH", "purposes", "Who receives it", "How long we keep it", "Where it came from",
+                   "supervisory authority", "2,500"):
+        assert needle in summary
+    assert result.timeline_events == 2500
+
+
+def test_policy_file_overrides_defaults(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yml"
+    policy_file.write_text("forms: {}\naccess_summary:\n  purposes: [Newsletter only]\n  retention: Two years.\n")
+    policy = load_policy(policy_file, contact="dpo@acme.test")
+    assert policy.purposes == ["Newsletter only"] and policy.retention == "Two years."
+    assert policy.contact == "dpo@acme.test" and policy.recipients == AccessPolicy().recipients
