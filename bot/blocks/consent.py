@@ -129,7 +129,7 @@ def _fold_line(view: AlertView) -> str | None:
         "sent_after_withdrawal": "sends of this email went to withdrawn contacts",
         "unsubscribe": "withdrawals arrived",
     }.get(view.kind, "findings of this kind arrived")
-    tail = " A decision here applies to all of them." if view.state != "info" else ""
+    tail = " A decision here applies to all of them." if view.state == "open" else ""
     since = when(view.created_at)
     return f":package: Burst: {view.folded_count} more {what} since {since}; folded into this alert.{tail}"
 
@@ -261,6 +261,7 @@ def consent_history_message(
         text = f"{title}: nothing on record (no form submissions, withdrawals or alerts seen by the bot)."
         return {"text": text, "blocks": [section(text)]}
     blocks: list[Block] = [section(f"*{title}*")]
+    plain: list[str] = [title]
     if records:
         lines = []
         for r in records:
@@ -268,6 +269,7 @@ def consent_history_message(
             shown = ", ".join(f"`{k}`={truncate(str(v), 40)}" for k, v in r.values.items()) or "no consent field"
             lines.append(f"• {when(r.at)} · form *{r.form}* · {mark} ({shown})")
         blocks.append(section("*Form submissions*\n" + "\n".join(lines)))
+        plain += ["Form submissions:", *lines]
     if withdrawals:
         lines = [
             f"• {when(w.at)} · `{w.channel}` → `{w.status}`"
@@ -275,6 +277,7 @@ def consent_history_message(
             for w in withdrawals
         ]
         blocks.append(section("*Withdrawals*\n" + "\n".join(lines)))
+        plain += ["Withdrawals:", *lines]
     if alerts:
         lines = [
             f"• #{a.id} {_TITLES.get(a.kind, ('', a.kind))[1]} · {when(a.at)} · "
@@ -282,5 +285,6 @@ def consent_history_message(
             for a in alerts
         ]
         blocks.append(section("*Alerts*\n" + "\n".join(lines)))
+        plain += ["Alerts:", *lines]
     blocks.append(context("Only you see this. The lookup is recorded in the audit ledger."))
-    return {"text": title, "blocks": cap_blocks(blocks)}
+    return {"text": truncate("\n".join(plain), 3000), "blocks": cap_blocks(blocks)}
