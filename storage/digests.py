@@ -309,3 +309,43 @@ async def purge_figures(session: AsyncSession, since: datetime, until: datetime)
         )
     )).one()
     return {"filed": int(filed), "completed": int(finished[0]), "contacts_deleted": int(finished[1] or 0)}
+
+
+async def request_figures(
+    session: AsyncSession, since: datetime, until: datetime, *, today: Any, due_soon_days: int = 7
+) -> dict[str, Any] | None:
+    """Data-subject request figures for the compliance digest, or None while that feature is not built.
+
+    Reads the request feature's table defensively: a missing module or column means "not tracked yet".
+    """
+    try:
+        from storage.requests import OPEN_STATES, PrivacyRequest
+    except ImportError:
+        return None
+    try:
+        opened = (await session.exec(
+            select(func.count()).select_from(PrivacyRequest).where(
+                col(PrivacyRequest.received_at) >= since, col(PrivacyRequest.received_at) < until)
+        )).one()
+        closed_rows = (await session.exec(
+            select(PrivacyRequest.received_at, PrivacyRequest.completed_at).where(
+                col(PrivacyRequest.completed_at) >= since, col(PrivacyRequest.completed_at) < until)
+        )).all()
+        open_state = col(PrivacyRequest.state).in_(OPEN_STATES)
+        overdue = (await session.exec(
+            select(func.count()).select_from(PrivacyRequest).where(open_state, col(PrivacyRequest.due_date) < today)
+        )).one()
+        due_soon = (await session.exec(
+            select(func.count()).select_from(PrivacyRequest).where(
+                open_state, col(PrivacyRequest.due_date) >= today,
+                col(PrivacyRequest.due_date) <= today + timedelta(days=due_soon_days))
+        )).one()
+    except AttributeError:
+        return None
+    days = sorted((done - received).total_seconds() / 86400 for received, done in closed_rows if done and received)
+    return {"opened": int(opened), "closed": len(closed_rows), "overdue": int(overdue), "due_soon": int(due_soon),
+            "days_to_close": days}
+
+
+async def update_run(session: AsyncSession, run_id: int, **values: Any) -> None:
+    await session.exec(update(DigestRun).where(col(DigestRun.id) == run_id).values(**values))  # type: ignore[call-overload]

@@ -25,10 +25,12 @@ class FormSubmissions:
     name: str
     submissions: int
     with_consent: int
+    exempt: int = 0  # forms the consent policy exempts: not counted for or against the share
 
     @property
     def consent_share(self) -> float | None:
-        return self.with_consent / self.submissions if self.submissions else None
+        judged = self.submissions - self.exempt
+        return self.with_consent / judged if judged > 0 else None
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,12 @@ class WeekShare:
     week_start: datetime
     submissions: int
     with_consent: int
+    exempt: int = 0
 
     @property
     def share(self) -> float | None:
-        return self.with_consent / self.submissions if self.submissions else None
+        judged = self.submissions - self.exempt
+        return self.with_consent / judged if judged > 0 else None
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ class ComplianceDigest:
 
     @property
     def consent_share(self) -> float | None:
-        return self.with_consent / self.submissions if self.submissions else None
+        judged = self.submissions - sum(f.exempt for f in self.forms)
+        return self.with_consent / judged if judged > 0 else None
 
     def summary(self) -> dict[str, Any]:
         """Counts only, for the digest run row."""
@@ -152,16 +157,17 @@ def forms_from_counts(counts: Mapping[str, Any]) -> list[FormSubmissions]:
     if isinstance(raw, Mapping):
         items = [(str(k), v) for k, v in raw.items()]
     else:
-        items = [(str((v or {}).get("name") or (v or {}).get("form_id") or "form"), v) for v in raw
+        items = [(str(v.get("form_name") or v.get("name") or f"form {v.get('form_id')}"), v) for v in raw
                  if isinstance(v, Mapping)]
     forms = []
     for name, value in items:
         if not isinstance(value, Mapping):
             continue
         forms.append(FormSubmissions(
-            name=str(value.get("name") or name),
+            name=str(value.get("form_name") or value.get("name") or name),
             submissions=as_int(value.get("submissions")),
             with_consent=as_int(value.get("with_consent")),
+            exempt=as_int(value.get("exempt")),
         ))
     forms.sort(key=lambda f: (-f.submissions, f.name))
     return forms

@@ -1,0 +1,265 @@
+"""Block Kit builders of the digests feature: retention digest, compliance digest, form audit, purges.
+
+Pure: plain data in, message dicts (``text`` + ``blocks``) out. Long lists are cut to fit Slack's limits
+(50 blocks, 3,000 characters per section text) with a count of what was left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.blocks import (
+    Block,
+    actions,
+    button,
+    cap_blocks,
+    confirm_dialog,
+    context,
+    fields,
+    header,
+    section,
+)
+from bot.digests.compliance import ComplianceDigest, sparkline
+from bot.digests.forms import FormAudit
+from bot.digests.retention import RetentionSnapshot
+
+TEXT_BUDGET = 2900  # under the 3,000 limit, leaving room for the "…and N more" line
+MAX_SEGMENT_LINES = 15
+MAX_FORM_LINES = 12
+MAX_FINDING_LINES = 20
+
+ACTION_PURGE_FILE = "digest_purge_file"
+ACTION_PURGE_APPROVE = "digest_purge_approve"
+ACTION_PURGE_REJECT = "digest_purge_reject"
+ACTION_PURGE_RESUME = "digest_purge_resume"
+
+Message = dict[str, Any]
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share * 100:.0f} %"
+
+
+def _day(value: datetime) -> str:
+    return value.strftime("%d %b %Y")
+
+
+def cut_lines(lines: Sequence[str], *, max_items: int, what: str, budget: int = TEXT_BUDGET) -> str:
+    """Join lines for one section text, keeping at most ``max_items`` and ``budget`` characters."""
+    kept: list[str] = []
+    used = 0
+    for line in lines[:max_items]:
+        if used + len(line) + 1 > budget:
+            break
+        kept.append(line)
+        used += len(line) + 1
+    left = len(lines) - len(kept)
+    if left:
+        kept.append(f"…and {_n(left)} more {what} not shown.")
+    return "\n".join(kept)
+
+
+# ---- retention --------------------------------------------------------------------------------------
+
+
+def retention_digest(snapshot: RetentionSnapshot, *, run_id: int, title_suffix: str = "") -> Message:
+    total = snapshot.total
+    years = snapshot.retention_days / 365
+    rule = (
+        f"Contacts last active before *{_day(snapshot.cutoff)}* ({snapshot.retention_days} days, about "
+        f"{years:.1f} years), or never active and added before it: Mautic's own `--gdpr` clean-up rule. "
+        "GDPR Art. 5(1)(e): keep personal data no longer than needed."
+    )
+    text = f"Retention digest: {_n(total)} contacts past the retention period"
+    blocks: list[Block] = [header(f"Retention digest{title_suffix}"), section(rule)]
+    if total == 0:
+        blocks.append(section("✅ No contacts are past the retention period."))
+    else:
+        blocks.append(fields([
+            ("Past retention", _n(total)),
+            (f"Inactive > {snapshot.retention_days} days", _n(snapshot.inactive)),
+            ("Never active, added before cutoff", _n(snapshot.never_active)),
+        ]))
+        if snapshot.segments:
+            lines = [f"• {s.name}: {_n(s.contacts)}" for s in snapshot.segments]
+            blocks.append(section("*By segment*\n" + cut_lines(lines, max_items=MAX_SEGMENT_LINES, what="segments")))
+            if not snapshot.segments_exact:
+                blocks.append(context(
+                    f"Segment breakdown from the first {_n(snapshot.segments_from)} of {_n(total)} contacts "
+                    "(looked up one by one, so only a sample when there are many)."
+                ))
+        if snapshot.sample:
+            blocks.append(section("*Sample* (masked): " + ", ".join(snapshot.sample)))
+        blocks.append(actions(
+            f"digest_purge:{run_id}",
+            button(
+                f"Purge {_n(total)} stale contacts", ACTION_PURGE_FILE, str(run_id), style="danger",
+                confirm=confirm_dialog(
+                    "File a bulk erasure?",
+                    f"This files a request to delete up to {_n(total)} contacts from Mautic. An approver other "
+                    "than you must approve it; contacts active again by then are spared.",
+                    "File purge request", danger=True,
+                ),
+            ),
+        ))
+    blocks.append(context(f"Digest #{run_id} · counted by Mautic with server-side filters"))
+    return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+# ---- compliance -------------------------------------------------------------------------------------
+
+
+def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
+    period = f"{_day(digest.since)} – {_day(digest.until)}"
+    text = (
+        f"Compliance digest {period}: {_n(digest.submissions)} submissions, {_pct(digest.consent_share)} with "
+        f"consent; ledger {'OK' if digest.ledger_ok else 'BROKEN'}"
+    )
+    blocks: list[Block] = [header(f"Compliance digest: {period}")]
+    weeks = [w.share for w in digest.weeks]
+    trend = f"  `{sparkline(weeks)}` consent share, last {len(weeks)} weeks" if weeks else ""
+    blocks.append(section(
+        f"*Consent at intake*: {_n(digest.submissions)} submissions, {_pct(digest.consent_share)} with consent{trend}"
+    ))
+    if digest.forms:
+        lines = [f"• {f.name}: {_n(f.submissions)} submissions, {_pct(f.consent_share)} with consent"
+                 for f in digest.forms]
+        blocks.append(section(cut_lines(lines, max_items=MAX_FORM_LINES, what="forms")))
+    blocks.append(fields([
+        ("Consent gaps open / resolved", f"{_n(digest.gaps_open)} / {_n(digest.gaps_resolved)}"),
+        ("Unsubscribes / all withdrawals", f"{_n(digest.unsubscribes)} / {_n(digest.withdrawals)}"),
+        ("Sends after withdrawal", _n(digest.sends_after_withdrawal)),
+        ("Erased subjects re-entered", _n(digest.erased_reentries)),
+    ]))
+    r = digest.requests
+    median = "–" if r.median_days_to_close is None else f"{r.median_days_to_close:.1f} days"
+    blocks.append(fields([
+        ("Requests opened / closed", f"{_n(r.opened)} / {_n(r.closed)}"),
+        ("Due within 7 days / overdue", f"{_n(r.due_soon)} / {_n(r.overdue)}"),
+        ("Median time to close", median),
+        ("Bulk purges filed / finished", f"{_n(digest.purges.filed)} / {_n(digest.purges.completed)} "
+                                         f"({_n(digest.purges.contacts_deleted)} contacts)"),
+    ]))
+    mark = "✅" if digest.ledger_ok else "🚨"
+    blocks.append(section(f"{mark} *Audit ledger*: {digest.ledger_text}"))
+    blocks.extend(_form_audit_section(digest.form_audit, digest.form_audit_error))
+    if digest.missing:
+        blocks.append(context("Not tracked yet (shown as 0): " + ", ".join(digest.missing)))
+    blocks.append(context(f"Digest #{run_id} · period since the previous compliance digest"))
+    return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+def _finding_lines(audit: FormAudit) -> list[str]:
+    return [f"• *{f.name}* (form #{f.form_id}): {f.describe()}" for f in audit.findings]
+
+
+def _form_audit_section(audit: FormAudit | None, error: str | None) -> list[Block]:
+    if audit is None:
+        return [section(f"*Form audit*: could not read Mautic forms ({error or 'unknown error'}).")]
+    if audit.ok:
+        return [section(f"*Form audit*: ✅ {audit.collecting_email} of {audit.forms_checked} forms collect an "
+                        "email; all ask for consent with a required, unticked box.")]
+    head = (f"*Form audit*: ⚠️ {len(audit.findings)} of {audit.collecting_email} forms collecting an email "
+            "need attention\n")
+    return [section(head + cut_lines(_finding_lines(audit), max_items=MAX_FINDING_LINES, what="forms",
+                                     budget=TEXT_BUDGET - len(head)))]
+
+
+def form_audit(audit: FormAudit) -> Message:
+    text = (f"Form audit: {len(audit.findings)} of {audit.collecting_email} forms collecting an email need attention"
+            if audit.findings else "Form audit: every form that collects an email asks for consent properly")
+    blocks: list[Block] = [header("Mautic form audit")]
+    if audit.ok:
+        blocks.append(section(f"✅ Checked {audit.forms_checked} forms; {audit.collecting_email} collect an email, "
+                              "and each has a required consent box that starts unticked."))
+    else:
+        head = (f"Checked {audit.forms_checked} forms; {audit.collecting_email} collect an email and "
+                f"*{len(audit.findings)}* need attention:\n")
+        blocks.append(section(head + cut_lines(_finding_lines(audit), max_items=MAX_FINDING_LINES, what="forms",
+                                               budget=TEXT_BUDGET - len(head))))
+    blocks.append(context("GDPR Recital 32: silence, pre-ticked boxes or inactivity are not consent. Consent fields "
+                          "are the CONSENT_FIELDS aliases (form field alias or the contact field it maps to)."))
+    return {"text": text, "blocks": blocks}
+
+
+# ---- purge ------------------------------------------------------------------------------------------
+
+
+def purge_request(
+    *, purge_id: int, count: int, cutoff: datetime, filed_by: str, state: str,
+    decided_by: str | None = None, reason: str | None = None,
+) -> Message:
+    what = (f"delete *{_n(count)}* stale contacts from Mautic (last active before {_day(cutoff)}, or never "
+            f"active and added before it)")
+    lines = [f"🗑️ *Purge request #{purge_id}*: {what}. Filed by <@{filed_by}>."]
+    blocks: list[Block] = []
+    if state == "pending":
+        lines.append(f"Needs a privacy approver other than <@{filed_by}>. Contacts active again by the time it "
+                     "runs are spared.")
+        blocks = [section("\n".join(lines)), actions(
+            f"purge:{purge_id}",
+            button(f"Approve: delete {_n(count)}", ACTION_PURGE_APPROVE, str(purge_id), style="danger",
+                   confirm=confirm_dialog(
+                       "Delete contacts from Mautic?",
+                       f"Up to {_n(count)} contacts are deleted in chunks of 200. This cannot be undone. "
+                       "Contacts active again since the digest are spared.",
+                       "Approve and delete", danger=True)),
+            button("Reject", ACTION_PURGE_REJECT, str(purge_id)),
+        )]
+    else:
+        outcome = {
+            "approved": f"✅ Approved by <@{decided_by}>; running, progress below.",
+            "running": f"✅ Approved by <@{decided_by}>; running, progress below.",
+            "done": f"✅ Approved by <@{decided_by}>; finished.",
+            "stopped": f"✅ Approved by <@{decided_by}>; stopped: {reason or 'see below'}.",
+            "rejected": f"❌ Rejected by <@{decided_by}>. Nothing was deleted.",
+            "lapsed": "⌛ Lapsed: not approved within the approval window. Nothing was deleted.",
+        }.get(state, state)
+        lines.append(outcome)
+        blocks = [section("\n".join(lines))]
+    return {"text": f"Purge request #{purge_id}: delete {_n(count)} stale contacts ({state})", "blocks": blocks}
+
+
+def purge_progress(
+    *, purge_id: int, state: str, approved: int, recheck: int | None, deleted: int, spared: int, refused: int,
+    chunks: int, reason: str | None = None, can_resume: bool = False,
+) -> Message:
+    head = {
+        "running": f"⏳ Purge #{purge_id} running",
+        "done": f"✅ Purge #{purge_id} finished",
+        "stopped": f"🛑 Purge #{purge_id} stopped",
+    }.get(state, f"Purge #{purge_id}: {state}")
+    figures = [
+        ("Deleted", f"{_n(deleted)} of {_n(approved)} approved"),
+        ("Spared (active again or gone)", _n(spared)),
+        ("Refused by Mautic", _n(refused)),
+        ("Chunks", _n(chunks)),
+    ]
+    if recheck is not None:
+        figures.append(("Still stale at execution", _n(recheck)))
+    blocks: list[Block] = [section(f"*{head}*"), fields(figures)]
+    if reason:
+        blocks.append(section(f"Reason: {reason}"))
+    if can_resume:
+        blocks.append(actions(f"purge_resume:{purge_id}", button(
+            "Resume purge", ACTION_PURGE_RESUME, str(purge_id),
+            confirm=confirm_dialog("Resume the purge?", "It continues after the last finished chunk, re-checking "
+                                   "every contact first.", "Resume", danger=True))))
+    blocks.append(context("Each chunk of up to 200 is re-checked against the retention rule just before deletion "
+                          "and recorded in the audit ledger."))
+    text = f"{head}: deleted {_n(deleted)} of {_n(approved)}, spared {_n(spared)}, refused {_n(refused)}"
+    return {"text": text, "blocks": blocks}
+
+
+def digest_queued(kind: str) -> str:
+    return f"Working on the {kind} digest; it will appear in this channel in a moment."
+
+
+def forms_queued() -> str:
+    return "Checking the Mautic forms; the audit will appear in this channel in a moment."

@@ -1,0 +1,346 @@
+"""Bulk purge of stale contacts: filing, the four-eyes decision, and the resumable batch execution.
+
+The rules are those of single erasures: anyone who may file requests may file a purge from a retention
+digest; only a privacy approver who is not the filer may approve it (four eyes); an approval must come
+within ``APPROVAL_TTL``. Every decision is a guarded state transition written with its ledger entry.
+
+Execution re-checks everything: it counts the stale contacts again with the digest's cutoff, pages the
+contacts that still match by id, checks each one against the rule once more, and deletes chunks of at most
+200 with Mautic's batch delete. A contact that became active since the digest no longer matches and is
+spared. Each chunk is planned (committed) before it is sent and recorded (with a ledger entry) after, so a
+restarted job reconciles an interrupted chunk instead of guessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.blocks import digests as blocks
+from bot.digests.retention import is_stale, stale_filter
+from bot.errors import Conflict, NotPermitted, UserFacingError
+from bot.mautic import BATCH_DELETE_CHUNK, Where
+from storage import digests as store
+from storage import jobs as queue
+from storage import ledger
+from storage.db import unit_of_work
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+JOB_KIND = "digest.purge"
+MAX_FAILED_CHUNKS = 3  # consecutive chunks Mautic refused entirely: stop rather than hammer on
+PROGRESS_EVERY_SECONDS = 2.0  # Slack's chat.update allows roughly one edit per second per message
+
+
+async def file_purge(
+    services: Services, *, run_id: int, user_id: str, channel: str, digest_ts: str | None = None
+) -> store.PurgeRequest:
+    """File a purge from a retention digest (committed, with its ledger entry); the filer may not approve it.
+
+    Storage only, so the click can be acknowledged once this returns; :func:`announce` posts the message.
+    """
+    if not await services.permissions.may_file(user_id):
+        raise NotPermitted("You are not on the list of people who may file privacy requests.")
+    now = services.clock()
+    async with unit_of_work(services.sessions) as session:
+        run = await store.get_run(session, run_id)
+        if run is None or run.kind != "retention" or not run.summary.get("total"):
+            raise UserFacingError("That digest has no stale contacts to purge.")
+        existing = await store.purge_for_run(session, run_id)
+        if existing is not None:
+            raise Conflict(f"A purge from this digest was already filed (purge request #{existing.id}, "
+                           f"{existing.state}).")
+        purge = store.PurgeRequest(
+            digest_run_id=run_id, filed_by=user_id, filed_at=now,
+            cutoff=datetime.fromisoformat(str(run.summary["cutoff"])),
+            retention_days=int(run.summary.get("retention_days") or services.settings.retention_days),
+            approved_count=int(run.summary["total"]), channel=channel, thread_ts=run.message_ts or digest_ts,
+        )
+        filed = await store.file_purge(session, purge)
+        if filed is None:
+            raise Conflict("A purge from this digest was already filed.")
+        await ledger.record(session, actor=user_id, action="purge.filed", subject=f"purge:{filed.id}",
+                            details={"digest": run_id, "count": filed.approved_count,
+                                     "cutoff": filed.cutoff.isoformat()})
+    return filed
+
+
+async def announce(services: Services, purge: store.PurgeRequest) -> None:
+    """Post the request message (in the digest's thread, broadcast to the channel) with Approve / Reject."""
+    assert purge.id is not None
+    message = blocks.purge_request(purge_id=purge.id, count=purge.approved_count, cutoff=purge.cutoff,
+                                   filed_by=purge.filed_by, state="pending")
+    response = await services.slack.chat_postMessage(
+        channel=purge.channel, thread_ts=purge.thread_ts, reply_broadcast=purge.thread_ts is not None,
+        text=message["text"], blocks=message["blocks"])
+    async with unit_of_work(services.sessions) as session:
+        await store.update_purge(session, purge.id, message_ts=str(response["ts"]))
+    purge.message_ts = str(response["ts"])
+
+
+async def decide(services: Services, *, purge_id: int, user_id: str, approve: bool) -> store.PurgeRequest:
+    """Approve (queueing the batch job in the same transaction) or reject a pending purge.
+
+    Guarded against double decisions; storage only, so the click can be acknowledged once this returns.
+    A purge older than APPROVAL_TTL lapses instead of being approved (see :func:`after_decision`).
+    """
+    if not await services.permissions.is_approver(user_id):
+        raise NotPermitted("Only privacy approvers may decide a purge.")
+    now = services.clock()
+    async with unit_of_work(services.sessions) as session:
+        purge = await store.get_purge(session, purge_id)
+        if purge is None:
+            raise UserFacingError(f"There is no purge request #{purge_id}.")
+        if purge.state != store.PurgeState.PENDING:
+            raise Conflict(f"Purge request #{purge_id} was already decided ({purge.state}).")
+        if approve and purge.filed_by == user_id:
+            raise NotPermitted("Four eyes: you filed this purge, so another approver must approve it.")
+        if approve and now - purge.filed_at > services.settings.approval_ttl:
+            if await store.transition(session, purge_id, (store.PurgeState.PENDING,), store.PurgeState.LAPSED,
+                                      decided_at=now):
+                await ledger.record(session, actor="system", action="purge.lapsed", subject=f"purge:{purge_id}")
+        else:
+            to_state = store.PurgeState.APPROVED if approve else store.PurgeState.REJECTED
+            if not await store.transition(session, purge_id, (store.PurgeState.PENDING,), to_state,
+                                          decided_by=user_id, decided_at=now):
+                raise Conflict(f"Purge request #{purge_id} was decided by someone else a moment ago.")
+            await ledger.record(session, actor=user_id, action="purge.approved" if approve else "purge.rejected",
+                                subject=f"purge:{purge_id}", details={"count": purge.approved_count})
+            if approve:
+                job = await queue.enqueue(session, JOB_KIND, {"purge_id": purge_id}, dedupe_key=f"purge:{purge_id}",
+                                          max_attempts=services.settings.job_max_attempts)
+                await store.update_purge(session, purge_id, job_id=job.id if job else None)
+        decided = await store.get_purge(session, purge_id)
+    assert decided is not None
+    return decided
+
+
+async def after_decision(services: Services, purge: store.PurgeRequest) -> None:
+    """After the ack: update the request message, start the job, or explain a lapse."""
+    await refresh_request_message(services, purge)
+    if purge.state == store.PurgeState.APPROVED:
+        services.jobs.notify()
+    if purge.state == store.PurgeState.LAPSED:
+        raise Conflict(f"Purge request #{purge.id} lapsed: it was not approved within "
+                       f"{services.settings.approval_ttl.days} days. File a new one from a fresh digest.")
+
+
+async def resume(services: Services, *, purge_id: int, user_id: str) -> bool:
+    """Continue a stopped purge after the last finished chunk (approvers only, not the filer)."""
+    if not await services.permissions.is_approver(user_id):
+        raise NotPermitted("Only privacy approvers may resume a purge.")
+    async with unit_of_work(services.sessions) as session:
+        purge = await store.get_purge(session, purge_id)
+        if purge is None or purge.state != store.PurgeState.STOPPED or purge.recheck_count is None:
+            raise Conflict(f"Purge #{purge_id} is not a stopped purge that can be resumed.")
+        if purge.filed_by == user_id:
+            raise NotPermitted("Four eyes: you filed this purge, so another approver must resume it.")
+        if not await store.transition(session, purge_id, (store.PurgeState.STOPPED,), store.PurgeState.RUNNING,
+                                      failed_chunks=0, stop_reason=None, finished_at=None):
+            raise Conflict(f"Purge #{purge_id} was resumed by someone else a moment ago.")
+        job = await queue.enqueue(session, JOB_KIND, {"purge_id": purge_id},
+                                  dedupe_key=f"purge:{purge_id}:resume:{services.clock().isoformat()}",
+                                  max_attempts=services.settings.job_max_attempts)
+        await store.update_purge(session, purge_id, job_id=job.id if job else None)
+        await ledger.record(session, actor=user_id, action="purge.resumed", subject=f"purge:{purge_id}",
+                            details={"deleted_so_far": purge.deleted})
+    return True
+
+
+async def refresh_request_message(services: Services, purge: store.PurgeRequest) -> None:
+    if purge.message_ts is None or purge.id is None:
+        return
+    message = blocks.purge_request(purge_id=purge.id, count=purge.approved_count, cutoff=purge.cutoff,
+                                   filed_by=purge.filed_by, state=purge.state, decided_by=purge.decided_by,
+                                   reason=purge.stop_reason)
+    await services.slack.chat_update(channel=purge.channel, ts=purge.message_ts, text=message["text"],
+                                     blocks=message["blocks"])
+
+
+# ---- execution --------------------------------------------------------------------------------------
+
+
+class PurgeExecution:
+    """One attempt of the batch job; everything it needs to resume lives in the purge row and its chunks."""
+
+    def __init__(self, services: Services, purge_id: int) -> None:
+        self.services = services
+        self.purge_id = purge_id
+        self._last_progress = 0.0
+
+    async def _load(self) -> store.PurgeRequest:
+        async with unit_of_work(self.services.sessions) as session:
+            purge = await store.get_purge(session, self.purge_id)
+        if purge is None:
+            raise LookupError(f"purge {self.purge_id} is gone")
+        return purge
+
+    async def run(self) -> None:
+        purge = await self._load()
+        if purge.state == store.PurgeState.APPROVED:
+            if not await self._start(purge):
+                return
+            purge = await self._load()
+        if purge.state != store.PurgeState.RUNNING:
+            return  # decided otherwise, finished or stopped meanwhile: nothing to do
+        where = stale_filter(purge.cutoff)
+        async with unit_of_work(self.services.sessions) as session:
+            interrupted = await store.open_chunk(session, self.purge_id)
+        if interrupted is not None:
+            await self._delete_chunk(interrupted, resumed=True)
+        while True:
+            purge = await self._load()
+            if purge.state != store.PurgeState.RUNNING:
+                return
+            budget = purge.approved_count - purge.deleted - purge.refused
+            if budget <= 0:
+                break
+            limit = min(BATCH_DELETE_CHUNK, budget)
+            page = []
+            async for contact in self.services.mautic.iter_contacts(
+                [*where, Where("id", "gt", purge.last_id)], page_size=limit, minimal=False
+            ):
+                page.append(contact)
+                if len(page) >= limit:
+                    break
+            if not page:
+                break
+            # The filter already matched; check each contact again so nothing that stopped matching is deleted.
+            ids = [c.id for c in page if is_stale(c.last_active, c.date_added, purge.cutoff)]
+            async with unit_of_work(self.services.sessions) as session:
+                await store.update_purge(session, self.purge_id, last_id=page[-1].id,
+                                         spared=purge.spared + len(page) - len(ids))
+                chunk = await store.plan_chunk(session, self.purge_id, purge.chunks_done + 1, ids,
+                                               now=self.services.clock()) if ids else None
+            if chunk is not None:
+                if not await self._delete_chunk(chunk, resumed=False):
+                    return
+        await self._finish()
+
+    async def _start(self, purge: store.PurgeRequest) -> bool:
+        """Re-count at execution time; refuse if more contacts match than were approved."""
+        recount = await self.services.mautic.count_contacts(stale_filter(purge.cutoff))
+        async with unit_of_work(self.services.sessions) as session:
+            if recount > purge.approved_count:
+                reason = (f"{recount:,} contacts match now, more than the {purge.approved_count:,} approved; "
+                          "nothing was deleted. File a new purge from a fresh digest")
+                await store.transition(session, self.purge_id, (store.PurgeState.APPROVED,),
+                                       store.PurgeState.STOPPED, stop_reason=reason[:500], recheck_count=None,
+                                       finished_at=self.services.clock())
+                await ledger.record(session, actor="system", action="purge.stopped", subject=f"purge:{self.purge_id}",
+                                    details={"recount": recount, "approved": purge.approved_count})
+                started = False
+            else:
+                started = await store.transition(
+                    session, self.purge_id, (store.PurgeState.APPROVED,), store.PurgeState.RUNNING,
+                    recheck_count=recount, spared=purge.approved_count - recount)
+                if started:
+                    await ledger.record(session, actor="system", action="purge.started",
+                                        subject=f"purge:{self.purge_id}",
+                                        details={"recount": recount, "approved": purge.approved_count})
+        purge = await self._load()
+        await refresh_request_message(self.services, purge)
+        await self._progress(purge, force=True)
+        return started
+
+    async def _delete_chunk(self, chunk: store.PurgeChunk, *, resumed: bool) -> bool:
+        """Delete one planned chunk and record it; False when the purge had to stop."""
+        assert chunk.id is not None
+        purge = await self._load()
+        ids = list(chunk.ids)
+        gone = 0
+        if resumed:
+            # The last attempt stopped mid-chunk: delete only what is still there and still stale.
+            still = [c.id async for c in self.services.mautic.iter_contacts(
+                [*stale_filter(purge.cutoff), Where("id", "in", ids)], page_size=BATCH_DELETE_CHUNK, minimal=False)
+                if is_stale(c.last_active, c.date_added, purge.cutoff)]
+            already = len(ids) - len(still)
+            ids = still
+        else:
+            already = 0
+        deleted: list[int] = []
+        failed: dict[int, str] = {}
+        if ids:
+            deleted, failed = await self.services.mautic.batch_delete(ids)
+        not_found = [i for i, why in failed.items() if "not found" in why.lower()]
+        gone += len(not_found)
+        refused = len(failed) - len(not_found)
+        entirely_refused = bool(ids) and refused == len(ids)
+        now = self.services.clock()
+        async with unit_of_work(self.services.sessions) as session:
+            if not await store.finish_chunk(session, chunk.id, deleted=len(deleted) + already, gone=gone,
+                                            refused=refused, now=now):
+                return True  # another attempt recorded it
+            failed_chunks = purge.failed_chunks + 1 if entirely_refused else 0
+            await store.update_purge(
+                session, self.purge_id, deleted=purge.deleted + len(deleted) + already,
+                refused=purge.refused + refused, spared=purge.spared + gone, chunks_done=purge.chunks_done + 1,
+                failed_chunks=failed_chunks,
+            )
+            await ledger.record(session, actor="system", action="purge.chunk", subject=f"purge:{self.purge_id}",
+                                details={"chunk": chunk.seq, "deleted": len(deleted) + already, "refused": refused,
+                                         "gone": gone, "first_id": min(chunk.ids, default=None),
+                                         "last_id": max(chunk.ids, default=None), "resumed": resumed})
+            stop = failed_chunks >= MAX_FAILED_CHUNKS
+            if stop:
+                await self._stop(session, f"Mautic refused {MAX_FAILED_CHUNKS} chunks in a row")
+        purge = await self._load()
+        if stop:
+            await refresh_request_message(self.services, purge)
+        await self._progress(purge, force=stop)
+        return not stop
+
+    async def _stop(self, session: Any, reason: str) -> None:
+        await store.transition(session, self.purge_id, (store.PurgeState.RUNNING, store.PurgeState.APPROVED),
+                               store.PurgeState.STOPPED, stop_reason=reason[:500], finished_at=self.services.clock())
+        await ledger.record(session, actor="system", action="purge.stopped", subject=f"purge:{self.purge_id}",
+                            details={"reason": reason[:200]})
+
+    async def _finish(self) -> None:
+        purge = await self._load()
+        async with unit_of_work(self.services.sessions) as session:
+            spared = max(0, purge.approved_count - purge.deleted - purge.refused)
+            done = await store.transition(session, self.purge_id, (store.PurgeState.RUNNING,), store.PurgeState.DONE,
+                                          spared=spared, finished_at=self.services.clock())
+            if done:
+                await ledger.record(session, actor="system", action="purge.finished",
+                                    subject=f"purge:{self.purge_id}",
+                                    details={"deleted": purge.deleted, "spared": spared, "refused": purge.refused,
+                                             "approved": purge.approved_count})
+        purge = await self._load()
+        await refresh_request_message(self.services, purge)
+        await self._progress(purge, force=True)
+
+    async def stop_after_failure(self, error: str) -> None:
+        """The job failed for good (Mautic kept failing): stop the purge and offer a resume."""
+        async with unit_of_work(self.services.sessions) as session:
+            await self._stop(session, f"Mautic kept failing ({error[:120]})")
+        purge = await self._load()
+        await refresh_request_message(self.services, purge)
+        await self._progress(purge, force=True)
+
+    async def _progress(self, purge: store.PurgeRequest, *, force: bool = False) -> None:
+        """Keep one progress message in the digest's thread up to date (throttled for Slack's rate limits)."""
+        if not force and time.monotonic() - self._last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self._last_progress = time.monotonic()
+        message = blocks.purge_progress(
+            purge_id=self.purge_id, state=purge.state, approved=purge.approved_count, recheck=purge.recheck_count,
+            deleted=purge.deleted, spared=purge.spared, refused=purge.refused, chunks=purge.chunks_done,
+            reason=purge.stop_reason,
+            can_resume=purge.state == store.PurgeState.STOPPED and purge.recheck_count is not None,
+        )
+        slack = self.services.slack
+        if purge.progress_ts is None:
+            response = await slack.chat_postMessage(channel=purge.channel, thread_ts=purge.thread_ts,
+                                                    text=message["text"], blocks=message["blocks"])
+            async with unit_of_work(self.services.sessions) as session:
+                await store.update_purge(session, self.purge_id, progress_ts=str(response["ts"]))
+        else:
+            await slack.chat_update(channel=purge.channel, ts=purge.progress_ts, text=message["text"],
+                                    blocks=message["blocks"])

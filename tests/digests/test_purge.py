@@ -1,0 +1,196 @@
+"""Purge N stale contacts: four-eyes approval, then a resumable batch job that deletes exactly the stale."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
+
+from bot.sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
+from storage import digests as store
+from storage.db import unit_of_work
+from storage.ledger import AuditEntry, verify
+from tests.digests.helpers import Clock, seed_contacts, tuning
+
+
+async def _digest(box: Sandbox) -> Any:
+    await box.command(BOB, "digest retention")
+    await box.slack.wait_for("chat.postMessage", timeout=10)
+    [digest] = [m for m in box.slack.messages(box.channel) if "Retention digest" in str(m.blocks)]
+    return digest
+
+
+async def _request_message(box: Sandbox, digest: Any) -> Any:
+    def filed() -> bool:
+        return any("Purge request #" in m.text for m in box.slack.thread(box.channel, digest.ts))
+
+    await box.slack.wait_until(filed, timeout=10, describe="purge request message")
+    return next(m for m in box.slack.thread(box.channel, digest.ts) if "Purge request #" in m.text)
+
+
+async def _refusal(box: Sandbox, fragment: str) -> str:
+    [response] = await box.slack.wait_for_response(where=lambda r: fragment in r.text, timeout=10)
+    return response.text
+
+
+def _deleted_batches(box: Sandbox) -> list[list[int]]:
+    return [[int(i) for i in c.query["ids"][0].split(",")] for c in box.mautic.calls
+            if c.method == "DELETE" and c.path == "/api/contacts/batch/delete"]
+
+
+async def _ledger(box: Sandbox) -> list[AuditEntry]:
+    async with unit_of_work(box.services.sessions) as session:
+        return list((await session.exec(select(AuditEntry).order_by(AuditEntry.seq))).all())  # type: ignore[arg-type]
+
+
+async def test_purge_needs_four_eyes_and_deletes_exactly_the_stale(db_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+        seeded = seed_contacts(box.mautic, clock(), active=5, stale=430, never_old=3, never_new=4)
+        digest = await _digest(box)
+        assert "Purge 433 stale contacts" in str(digest.blocks)
+
+        # The button carries an opaque id, and asks for confirmation in danger style.
+        button = next(e for b in digest.blocks if b["type"] == "actions" for e in b["elements"])
+        assert button["value"].isdigit() and button["confirm"]["style"] == "danger"
+
+        await box.user.click(BOB.id, digest, "digest_purge_file")
+        request = await _request_message(box, digest)
+        assert "Filed by <@U0BOB>" in request.text or "U0BOB" in str(request.blocks)
+        await box.user.click(BOB.id, digest, "digest_purge_file")  # a double click files nothing more
+        assert "already filed" in await _refusal(box, "already filed")
+
+        # Four eyes: the filer may not approve; someone who is not an approver may not either.
+        await box.user.click(BOB.id, request, "digest_purge_approve")
+        assert "Four eyes" in await _refusal(box, "Four eyes")
+        await box.user.click(MALLORY.id, request, "digest_purge_approve")
+        assert "Only privacy approvers" in await _refusal(box, "Only privacy approvers")
+        assert not _deleted_batches(box)
+
+        # Between the digest and the approval one stale contact becomes active again: it must be spared.
+        spared = seeded.stale[7]
+        await box.services.mautic.patch_contact(
+            spared, {"lastActive": clock().isoformat()}, overwrite_with_blank=False)
+
+        clock.advance(hours=2)
+        seen_before = copy.deepcopy(request)  # what a second approver's screen still shows
+        await box.user.click(CAROL.id, request, "digest_purge_approve")
+        await box.slack.wait_until(
+            lambda: any("Purge #1 finished" in m.text for m in box.slack.thread(box.channel, digest.ts)),
+            timeout=20, describe="purge finished")
+
+        batches = _deleted_batches(box)
+        deleted = sorted(i for batch in batches for i in batch)
+        assert deleted == sorted(set(seeded.purgeable) - {spared})
+        assert all(len(batch) <= 200 for batch in batches) and len(batches) == 3
+        for cid in [*seeded.active, *seeded.never_new, spared]:
+            assert cid in box.mautic.contacts
+        assert not any(cid in box.mautic.contacts for cid in deleted)
+
+        async with unit_of_work(box.services.sessions) as session:
+            purge = await store.get_purge(session, 1)
+            chunk_rows = await store.chunks(session, 1)
+            assert (await verify(session)).ok
+        assert purge is not None
+        assert (purge.state, purge.deleted, purge.spared, purge.refused) == ("done", 432, 1, 0)
+        assert purge.recheck_count == 432 and purge.decided_by == CAROL.id
+        assert [c.state for c in chunk_rows] == ["done"] * 3
+        actions = [e.action for e in await _ledger(box)]
+        assert actions.count("purge.chunk") == 3
+        for expected in ("purge.filed", "purge.approved", "purge.started", "purge.finished"):
+            assert expected in actions
+        # Nothing personal in the ledger: only opaque references.
+        assert "@" not in str([(e.subject, e.details) for e in await _ledger(box)])
+
+        # The request message shows the outcome; a late second approval is refused.
+        final = box.slack.message(box.channel, request.ts)
+        assert "Approved by <@U0CAROL>" in str(final.blocks)
+        assert "digest_purge_approve" not in str(final.blocks)
+        await box.user.click(BOB.id, seen_before, "digest_purge_reject")
+        assert "already decided" in await _refusal(box, "already decided")
+
+
+async def test_rejected_purge_deletes_nothing(sqlite_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+        seed_contacts(box.mautic, clock(), stale=3)
+        digest = await _digest(box)
+        await box.user.click(ALICE.id, digest, "digest_purge_file")  # anyone who may file requests
+        request = await _request_message(box, digest)
+        await box.user.click(BOB.id, request, "digest_purge_reject")
+        await box.slack.wait_until(lambda: "Rejected by" in str(box.slack.message(box.channel, request.ts).blocks),
+                                   timeout=10, describe="rejection shown")
+        assert not _deleted_batches(box)
+        actions = [e.action for e in await _ledger(box)]
+        assert "purge.rejected" in actions and "purge.approved" not in actions
+
+
+async def test_approval_after_the_ttl_lapses(sqlite_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+        seed_contacts(box.mautic, clock(), stale=3)
+        digest = await _digest(box)
+        await box.user.click(ALICE.id, digest, "digest_purge_file")
+        request = await _request_message(box, digest)
+        clock.advance(days=8)  # APPROVAL_TTL is 7 days
+        await box.user.click(BOB.id, request, "digest_purge_approve")
+        assert "lapsed" in await _refusal(box, "lapsed")
+        assert not _deleted_batches(box)
+
+
+async def test_count_grown_past_approval_stops_before_deleting(sqlite_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+        seed_contacts(box.mautic, clock(), stale=3)
+        digest = await _digest(box)
+        await box.user.click(ALICE.id, digest, "digest_purge_file")
+        request = await _request_message(box, digest)
+        # An import of old contacts after the digest: more match now than were approved.
+        box.mautic.add_contact(email="imported@example.com", last_active=clock() - timedelta(days=2000))
+        await box.user.click(BOB.id, request, "digest_purge_approve")
+        await box.slack.wait_until(
+            lambda: any("stopped" in m.text for m in box.slack.thread(box.channel, digest.ts)),
+            timeout=10, describe="purge stopped")
+        assert not _deleted_batches(box)
+
+
+async def test_repeated_mautic_failures_stop_the_purge_and_resume_finishes(db_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports", job_max_attempts=2) as box:
+
+        async def no_wait(_seconds: float) -> None:
+            return None
+
+        # The client's own retry backoff is wall-clock; take it out so the test runs in milliseconds.
+        box.services.mautic._sleep = no_wait  # type: ignore[method-assign]
+        seeded = seed_contacts(box.mautic, clock(), stale=250, never_old=0)
+        digest = await _digest(box)
+        await box.user.click(ALICE.id, digest, "digest_purge_file")
+        request = await _request_message(box, digest)
+        box.mautic.fail("/api/contacts/batch/delete", status=503, times=None)
+        await box.user.click(BOB.id, request, "digest_purge_approve")
+        await box.slack.wait_until(
+            lambda: any("Purge #1 stopped" in m.text for m in box.slack.thread(box.channel, digest.ts)),
+            timeout=20, describe="purge stopped after repeated failures")
+        async with unit_of_work(box.services.sessions) as session:
+            purge = await store.get_purge(session, 1)
+        assert purge is not None and purge.state == "stopped" and purge.deleted == 0
+        assert "kept failing" in (purge.stop_reason or "")
+        progress = next(m for m in box.slack.thread(box.channel, digest.ts) if "Purge #1 stopped" in m.text)
+        assert "digest_purge_resume" in str(progress.blocks)
+
+        # The filer may not resume (four eyes); another approver may, and the purge picks up where it stopped.
+        box.mautic.clear_faults()
+        await box.user.click(ALICE.id, progress, "digest_purge_resume")
+        assert "Only privacy approvers" in await _refusal(box, "Only privacy approvers")
+        await box.user.click(CAROL.id, progress, "digest_purge_resume")
+        await box.slack.wait_until(
+            lambda: any("Purge #1 finished" in m.text for m in box.slack.thread(box.channel, digest.ts)),
+            timeout=20, describe="purge finished after resume")
+        assert not any(cid in box.mautic.contacts for cid in seeded.purgeable)
+        async with unit_of_work(box.services.sessions) as session:
+            purge = await store.get_purge(session, 1)
+        assert purge is not None and purge.deleted == 250 and purge.state == "done"
