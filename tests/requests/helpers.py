@@ -60,7 +60,7 @@ def state_shown(message: Message) -> str:
     return ""
 
 
-async def wait_state(box: Sandbox, message: Message, state: str, timeout: float = TIMEOUT) -> store.PrivacyRequest:  # noqa: ASYNC109
+async def wait_state(box: Sandbox, message: Message, state: str, timeout: float = TIMEOUT) -> store.PrivacyRequest:
     """Wait until the channel message shows ``state`` (it is redrawn after each committed change)."""
     label = RequestState(state).label
     await box.slack.wait_until(lambda: state_shown(message).endswith(label), timeout=timeout,
@@ -91,7 +91,7 @@ def thread_texts(box: Sandbox, message: Message) -> list[str]:
     return [text_of(m) for m in box.slack.thread(PRIVACY_CHANNEL, message.ts)]
 
 
-async def wait_thread(box: Sandbox, message: Message, needle: str, timeout: float = TIMEOUT) -> str:  # noqa: ASYNC109
+async def wait_thread(box: Sandbox, message: Message, needle: str, timeout: float = TIMEOUT) -> str:
     def found() -> bool:
         return any(needle in t for t in thread_texts(box, message))
 

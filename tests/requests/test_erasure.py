@@ -1,0 +1,123 @@
+"""Erasure end to end: Mautic deletes confirmed, the bot's own store purged, earlier Slack messages
+redacted, the leftovers Mautic keeps reported; and rectification with its read-back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlmodel import select
+
+from bot.blocks import requests as blocks
+from bot.privacy import subject_hash
+from bot.sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox
+from bot.sandbox.mautic import form_submission_event
+from storage import requests as store
+from storage.db import unit_of_work
+from storage.erasures import ErasedSubject, is_erased
+from tests.requests.helpers import click, file_request, load_row, request_id_of, text_of, wait_state, wait_thread
+from tests.requests.test_access import channel_dump, download, ledger
+
+
+async def approve(box: Sandbox, message, approver=BOB, verifier=ALICE):  # type: ignore[no-untyped-def]
+    await click(box, verifier, message, blocks.VERIFY)
+    await wait_state(box, message, "verified")
+    await click(box, approver, message, blocks.APPROVE)
+
+
+async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox) -> None:
+    fake = box.mautic
+    first = fake.add_contact(email="jane@example.com", firstname="Jane")
+    second = fake.add_contact(email="JANE@example.com", firstname="Janet")  # a duplicate record
+    bystander = fake.add_contact(email="jane@example.com.au", firstname="Other")
+    fake.add_email_stat(first, read=True)
+    fake.add_email_stat(first)
+
+    # What the bot held before: an intake alert about her, and an earlier access package.
+    assert (await box.webhook(form_submission_event(contact_id=first, email="jane@example.com",
+                                                    results={"email": "jane@example.com"})))[0] == 200
+    await box.slack.wait_for("chat.postMessage")
+    alert = box.slack.messages(PRIVACY_CHANNEL)[-1]
+    assert "j***@example.com" in text_of(alert)
+    dsar = await file_request(box, ALICE, "dsar jane@example.com")
+    await approve(box, dsar)
+    await wait_state(box, dsar, "done")
+    package_reply = await wait_thread(box, dsar, "Access package")
+    async with unit_of_work(box.services.sessions) as session:
+        package_path = Path((await session.exec(select(store.ExportLink))).one().path)
+    assert package_path.exists()  # noqa: ASYNC240 - a test reading a small local file
+
+    message = await file_request(box, ALICE, "erase jane@example.com per email of 3 May")
+    assert f"2 (#{first}, #{second})" in text_of(message)
+    _, approve_button = next((b, e) for b in message.blocks if b.get("type") == "actions"
+                             for e in b["elements"] if e["action_id"] == blocks.APPROVE)
+    assert approve_button["style"] == "danger" and approve_button["confirm"]["style"] == "danger"
+    await approve(box, message, approver=CAROL, verifier=BOB)
+    row = await wait_state(box, message, "done")
+
+    # Mautic: both exact matches deleted once and confirmed gone; the prefix match untouched.
+    assert fake.contact(first) is None and fake.contact(second) is None and fake.contact(bystander) is not None
+    deletes = [c.path for c in fake.calls if c.method == "DELETE"]
+    assert sorted(deletes) == sorted([f"/api/contacts/{first}/delete", f"/api/contacts/{second}/delete"])
+    summary = await wait_thread(box, message, "Deleted in Mautic and confirmed gone")
+    assert f"#{first}, #{second}" in summary
+    leftovers = await wait_thread(box, message, "What Mautic still holds")
+    assert f"contact #{first}: 2 email stats row(s)" in leftovers and "maintenance:cleanup" in leftovers
+
+    # The bot's own store keeps only the keyed hash, request ids, dates and decisions.
+    digest = subject_hash(box.services.hash_key, "jane@example.com")
+    async with unit_of_work(box.services.sessions) as session:
+        assert await is_erased(session, digest)
+        erased = (await session.exec(select(ErasedSubject))).one()
+        assert erased.request_id == row.id
+        for other in await store.requests_for_subject(session, digest):
+            assert other.subject_email is None and other.note is None and other.subject_masked == "(erased subject)"
+        from storage import intake
+
+        held = await intake.subject_records(session, digest)
+        assert held["consent_records"] == [] and held["webhook_events"] == []
+        assert held["alerts"] == []  # anonymised alerts no longer point at her
+    assert not package_path.exists()  # noqa: ASYNC240 - a test reading a small local file
+    status, _, _ = await download(box, package_reply)
+    assert status == 410  # the earlier package went with the person
+    (purge,) = await ledger(box, "request.local_purge")
+    assert purge.details["requests"] == 2 and purge.details["access_packages"] == 1
+    assert "jane" not in json.dumps(purge.details)
+
+    # Slack: the bot's earlier messages about her no longer show even the masked address.
+    await box.slack.wait_until(lambda: "j***@example.com" not in channel_dump(box), describe="redaction")
+    assert "Redacted" in text_of(alert)
+    assert "(erased subject)" in text_of(dsar) and "(erased subject)" in text_of(message)
+    reloaded = await load_row(box, request_id_of(message))
+    assert reloaded is not None and reloaded.result["deleted"] == [first, second]
+
+
+async def test_rectification_applies_patch_and_shows_before_after(box: Sandbox) -> None:
+    fake = box.mautic
+    cid = fake.add_contact(email="jane@example.com", firstname="Jnae", fields={"city": "Berln", "phone": "0301"})
+    message = await file_request(box, ALICE, 'rectify jane@example.com firstname=Jane city="Berlin" phone= tkt 7')
+    assert "`city`, `firstname`, `phone`" in text_of(message)
+    await approve(box, message)
+    await wait_state(box, message, "done")
+    reply = await wait_thread(box, message, "applied and read back")
+    assert "`firstname`: “Jnae” → “Jane” ✅" in reply and "`phone`: “0301” → _(empty)_ ✅" in reply
+    (patch,) = [c for c in fake.calls if c.method == "PATCH"]
+    assert patch.json == {"firstname": "Jane", "city": "Berlin", "phone": "", "overwriteWithBlank": True}
+    after = fake.contact(cid)
+    assert after is not None and after["fields"]["all"]["city"] == "Berlin" and after["fields"]["all"]["phone"] is None
+    row = await load_row(box, request_id_of(message))
+    assert row is not None and row.changes == {} and row.subject_email is None and len(row.pii_messages) == 1
+
+
+async def test_rectifying_email_refuses_the_merge_trap(box: Sandbox) -> None:
+    fake = box.mautic
+    jane = fake.add_contact(email="jane@example.com", firstname="Jane")
+    holder = fake.add_contact(email="jane.doe@example.com", firstname="J")
+    message = await file_request(box, ALICE, "rectify jane@example.com email=jane.doe@example.com")
+    await approve(box, message)
+    row = await wait_state(box, message, "failed")
+    assert "would merge" in (row.failure or "") and f"#{holder}" in (row.failure or "")
+    assert "Retry" in text_of(message)
+    assert not [c for c in fake.calls if c.method == "PATCH"]  # nothing was sent that could merge
+    assert fake.contact(jane) is not None and fake.contact(holder) is not None
+    await wait_thread(box, message, "failed after 1 attempt(s)")
