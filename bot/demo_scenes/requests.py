@@ -1,7 +1,128 @@
-"""Demo scenes of the requests feature: what `make demo` shows of it."""
+"""Demo scenes of the requests feature: a DSAR and an erasure, each from filing to completion."""
 
 from __future__ import annotations
 
-from bot.demo_scenes.base import Scene
+import io
+import json
+import re
+import zipfile
+from typing import TYPE_CHECKING
 
-SCENES: list[Scene] = []
+from bot.blocks import requests as blocks
+from bot.demo_scenes.base import Narrator, Scene
+from bot.privacy import subject_hash
+from bot.sandbox.harness import ALICE, BOB, CAROL
+from storage.db import unit_of_work
+from storage.erasures import is_erased
+
+if TYPE_CHECKING:
+    from bot.sandbox.harness import Sandbox
+    from bot.sandbox.slack import Message
+
+TIMEOUT = 20.0
+
+
+def _state_is(message: Message, label: str) -> bool:
+    return any(label in item["text"] for block in message.blocks for item in block.get("fields") or []
+               if item["text"].startswith("*State*"))
+
+
+async def _file(box: Sandbox, say: Narrator, text: str) -> Message:
+    before = len(box.slack.messages(box.channel))
+    say.say(f"Alice types `/privacy {text}` in #privacy-ops")
+    say.show_answer("Alice", await box.command(ALICE, text))
+    await box.slack.wait_until(lambda: len(box.slack.messages(box.channel)) > before, timeout=TIMEOUT,
+                               describe="the request message")
+    message = box.slack.messages(box.channel)[-1]
+    await box.slack.wait_until(lambda: len(box.slack.thread(box.channel, message.ts)) >= 1, timeout=TIMEOUT,
+                               describe="the contact lookup")
+    say.say("The bot acknowledged at once (the request was already stored), then posted it with the legal due "
+            "date and the Mautic contacts that match the address exactly")
+    say.show_channel()
+    return message
+
+
+async def _click(box: Sandbox, say: Narrator, who: str, person_id: str, message: Message, action: str) -> None:
+    before = len(box.slack.responses)
+    await box.user.click(person_id, message, action)
+    if action in (blocks.APPROVE, blocks.VERIFY):
+        await box.slack.wait_until(
+            lambda: len(box.slack.responses) > before or bool(message.history), timeout=TIMEOUT, describe="an answer")
+    say.show_responses(who)
+
+
+async def access_request(box: Sandbox, say: Narrator) -> None:
+    fake = box.mautic
+    fake.add_segment(31, "Product news")
+    lena = fake.add_contact(email="lena@example.org", firstname="Lena", lastname="Berg", segments=[31])
+    fake.add_note(lena, "Asked for a copy of her data by email")
+    fake.add_campaign(lena, 7, "Welcome series")
+    fake.set_activity_generator(lena, 1200)
+    message = await _file(box, say, "dsar lena@example.org ticket 4411")
+
+    say.say("Bob (an approver) clicks Approve before anyone attested the requester's identity")
+    await _click(box, say, "Bob", BOB.id, message, blocks.APPROVE)
+    await box.slack.wait_for_response(where=lambda r: "Identity has not been verified" in r.text)
+    say.say("Alice checked the requester's ID and clicks “Identity verified”")
+    edits = len(message.history)
+    await box.user.click(ALICE.id, message, blocks.VERIFY)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
+    say.say("Alice, who filed it, tries to approve her own request")
+    await box.user.click(ALICE.id, message, blocks.APPROVE)
+    await box.slack.wait_for_response(where=lambda r: "Only privacy approvers" in r.text)
+    say.show_responses("Alice")
+    say.say("Carol (in the DPO user group) approves; a durable job gathers everything and seals the package")
+    await box.user.click(CAROL.id, message, blocks.APPROVE)
+    await box.slack.wait_until(lambda: _state_is(message, "Done"), timeout=TIMEOUT, describe="done")
+    await box.slack.wait_until(
+        lambda: any("Access package" in r.text for r in box.slack.thread(box.channel, message.ts)),
+        timeout=TIMEOUT, describe="the package reply")
+    say.show_channel()
+
+    reply = next(r.text for r in box.slack.thread(box.channel, message.ts) if "Access package" in r.text)
+    match = re.search(r"/exports/[A-Za-z0-9_-]+", reply)
+    assert match is not None
+    say.say("The requester opens the link (here on the demo's own port)")
+    async with box.http.get(box.url + match.group(0)) as response:
+        body = await response.read()
+        say.private("the requester", f"HTTP {response.status} {response.headers['Content-Type']}, {len(body):,} bytes")
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    data = json.loads(archive.read("data.json"))
+    contact = data["mautic"]["contacts"][0]
+    segments = [s["name"] for s in contact["segments"]]
+    say.private("the requester", f"zip: {', '.join(archive.namelist())}; data.json has contact #{contact['id']} "
+                f"with {len(contact['timeline']):,} timeline events, segments {segments}, "
+                f"notes {len(contact['notes'])}; summary.html lists purposes, recipients, retention and rights")
+    say.say("Alice lists the open requests")
+    say.show_answer("Alice", await box.command(ALICE, "requests"))
+
+
+async def erasure_request(box: Sandbox, say: Narrator) -> None:
+    fake = box.mautic
+    first = fake.add_contact(email="omar@example.org", firstname="Omar")
+    fake.add_contact(email="Omar@Example.org", firstname="O.")  # a duplicate record of the same person
+    fake.add_email_stat(first, read=True)
+    message = await _file(box, say, "erase omar@example.org asked by phone, ticket 4412")
+    say.say("Bob attests the identity; Carol approves (Slack shows a red confirm dialog first)")
+    edits = len(message.history)
+    await box.user.click(BOB.id, message, blocks.VERIFY)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
+    await box.user.click(CAROL.id, message, blocks.APPROVE)
+    await box.slack.wait_until(lambda: _state_is(message, "Done"), timeout=TIMEOUT, describe="done")
+    await box.slack.wait_until(
+        lambda: any("What Mautic still holds" in r.text for r in box.slack.thread(box.channel, message.ts)),
+        timeout=TIMEOUT, describe="the leftovers report")
+    say.say("Both contacts are deleted in Mautic and confirmed gone; the bot purged its own store, redacted "
+            "its earlier messages and says what Mautic still keeps")
+    say.show_channel()
+    async with unit_of_work(box.services.sessions) as session:
+        erased = await is_erased(session, subject_hash(box.services.hash_key, "omar@example.org"))
+    say.private("the operator", f"Mautic contacts left with that address: "
+                f"{len(await box.services.mautic.find_contacts_by_email('omar@example.org'))}; "
+                f"keyed hash recorded as erased: {erased}")
+
+
+SCENES: list[Scene] = [
+    Scene("Access request (DSAR): filed, verified, approved, delivered", access_request),
+    Scene("Erasure request: filed, approved, deleted, purged, reported", erasure_request),
+]
