@@ -121,3 +121,25 @@ async def test_rectifying_email_refuses_the_merge_trap(box: Sandbox) -> None:
     assert not [c for c in fake.calls if c.method == "PATCH"]  # nothing was sent that could merge
     assert fake.contact(jane) is not None and fake.contact(holder) is not None
     await wait_thread(box, message, "failed after 1 attempt(s)")
+
+
+async def test_slack_delivery_uploads_the_package_into_the_thread(tmp_path: Path, sqlite_url: str) -> None:
+    from bot.sandbox.harness import sandbox
+    from tests.conftest import test_tuning
+
+    async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "exports",
+                       export_delivery="slack") as box:
+        box.mautic.add_contact(email="jane@example.com", firstname="Jane")
+        message = await file_request(box, ALICE, "dsar jane@example.com")
+        await approve(box, message)
+        await wait_state(box, message, "done")
+        await wait_thread(box, message, "attached to this thread")
+        (complete,) = await box.slack.wait_for("files.completeUploadExternal")
+        assert complete.params["thread_ts"] == message.ts
+        (content,) = box.slack.uploads.values()
+        from tests.requests.helpers import unzip
+
+        assert json.loads(unzip(content).read("data.json"))["subject"]["email"] == "jane@example.com"
+        assert not list((tmp_path / "exports").iterdir())  # neither the sealed nor the plain copy is kept
+        async with unit_of_work(box.services.sessions) as session:
+            assert (await session.exec(select(store.ExportLink))).all() == []
