@@ -10,15 +10,16 @@ separate jobs enqueued in that same transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import text, update
-from sqlmodel import col
 
 from bot import intake
 from bot.blocks.consent import AlertView, alert_message, decision_thread_text
@@ -30,7 +31,7 @@ from storage import intake as store
 from storage import jobs as job_queue
 from storage import ledger
 from storage.db import unit_of_work
-from storage.intake import AlertKind, AlertState, ConsentAlert, ConsentRecord, InboxEvent, InboxState, Withdrawal
+from storage.intake import AlertKind, AlertState, ConsentAlert, InboxEvent, InboxState, Withdrawal
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -78,6 +79,72 @@ def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:
                       coalesce=True, max_instances=1)
 
 
+class InboxWriter:
+    """Group commit for the webhook view: concurrent deliveries share one transaction.
+
+    Each request still returns only after the transaction holding its events has committed
+    (durable before acknowledged), but under load one commit (and one process job) serves every
+    request that arrived while the previous commit was in flight, instead of one each. Whoever gets
+    the lock commits everything pending; the rest find their future already resolved.
+    On SQLite the inbox processor takes the same lock, so intake never sleeps in SQLite's busy handler
+    behind our own processing.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.lock = asyncio.Lock()
+        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
+
+    async def commit(self, rows: list[dict[str, Any]]) -> int:
+        """Store ``rows`` durably; returns how many of them were new (not already in the inbox)."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, future))
+        async with self.lock:
+            if not future.done():
+                batch, self._pending = self._pending, []
+                await self._commit(batch)
+        return await future
+
+    async def _commit(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[int]]]) -> None:
+        services = self.services
+        first_claim: dict[str, int] = {}  # dedupe key -> index of the request that brought it first
+        rows: list[dict[str, Any]] = []
+        for index, (request_rows, _future) in enumerate(batch):
+            for row in request_rows:
+                if row["dedupe_key"] not in first_claim:
+                    first_claim[row["dedupe_key"]] = index
+                    rows.append(row)
+        try:
+            async with unit_of_work(services.sessions) as session:
+                inserted = await store.insert_inbox(session, rows) if rows else {}
+                if inserted:
+                    await job_queue.enqueue(session, PROCESS, {"ids": sorted(inserted.values())},
+                                            max_attempts=process_max_attempts(services))
+        except BaseException as exc:
+            for _rows, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            raise
+        new_per_request = [0] * len(batch)
+        for key in inserted:
+            new_per_request[first_claim[key]] += 1
+        for (_rows, future), new in zip(batch, new_per_request, strict=True):
+            if not future.done():
+                future.set_result(new)
+        if inserted:
+            services.jobs.notify()
+
+
+WRITER_KEY = "intake_writer"
+
+
+def inbox_writer(services: Services) -> InboxWriter:
+    writer = services.extras.get(WRITER_KEY)
+    if writer is None:
+        writer = services.extras[WRITER_KEY] = InboxWriter(services)
+    return writer
+
+
 def process_max_attempts(services: Services) -> int:
     return max(services.settings.job_max_attempts, 5)
 
@@ -107,9 +174,42 @@ class _Row:
     note: str | None
 
 
+PROCESS_CHUNK = 200  # rows per transaction: bounds how long SQLite's one writer is held
+
+
+@dataclass
+class _Chunk:
+    """What one processing transaction shares: who was erased, consent records still to write."""
+
+    erased: set[str]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    async def flush(self, session: AsyncSession) -> None:
+        await store.insert_consent_records(session, self.records)
+        self.records = []
+
+
 async def process_inbox(run: JobRun) -> None:
     services = run.services
-    ids = [int(i) for i in run.payload.get("ids", [])]
+    ids = sorted(int(i) for i in run.payload.get("ids", []))
+    for start in range(0, len(ids), PROCESS_CHUNK):
+        async with _writer_turn(services):
+            await _process_chunk(services, ids[start:start + PROCESS_CHUNK])
+    services.jobs.notify()
+
+
+@contextlib.asynccontextmanager
+async def _writer_turn(services: Services) -> AsyncIterator[None]:
+    # SQLite has one writer: queue behind the webhook view in-process rather than in SQLite's busy
+    # handler, whose sleeps would land on the webhook's latency.
+    if services.settings.is_sqlite:
+        async with inbox_writer(services).lock:
+            yield
+    else:
+        yield
+
+
+async def _process_chunk(services: Services, ids: list[int]) -> None:
     async with unit_of_work(services.sessions) as session:
         claimed = await store.claim_pending(session, ids)
         rows = [
@@ -117,31 +217,46 @@ async def process_inbox(run: JobRun) -> None:
                  len(r.raw_body or b""), r.note)
             for r in claimed
         ]
+        if not rows:
+            return
         # Mautic groups a delivery by type, losing the order between types; time order restores it.
-        rows.sort(key=lambda r: (r.occurred_at is None, r.occurred_at or datetime.min, r.id))
-        for row in rows:
-            now = services.clock()
-            try:
-                async with session.begin_nested():
-                    state, kept = await _apply(session, services, row)
-                await _mark(session, row.id, state=state, payload=kept, at=now)
-            except Exception as exc:
-                # One poisonous event must not hold back the rest of the delivery.
-                log.exception("intake: processing inbox row %s (%s) failed", row.id, row.type)
-                await _mark(session, row.id, state=InboxState.FAILED, payload=row.payload, at=now,
-                            note=type(exc).__name__)
-    services.jobs.notify()
+        rows.sort(key=lambda r: (r.occurred_at is None, r.occurred_at or datetime.min.replace(tzinfo=UTC), r.id))
+        erased = await store.erased_among(session, {r.subject for r in rows if r.subject})
+        now = services.clock()
+        outcomes: list[dict[str, Any]] = []
+        try:
+            # Fast path: the whole chunk in one savepoint, effects flushed together.
+            async with session.begin_nested():
+                chunk = _Chunk(erased)
+                for row in rows:
+                    state, kept = await _apply(session, services, row, chunk)
+                    outcomes.append({"id": row.id, "state": state, "payload": kept, "processed_at": now})
+                await chunk.flush(session)
+                await session.flush()
+        except Exception:
+            log.warning("intake: a chunk of %d events failed together; processing them one by one", len(rows))
+            outcomes = [await _apply_alone(session, services, row, erased, now) for row in rows]
+        await session.exec(update(InboxEvent), params=outcomes)  # type: ignore[call-overload]
 
 
-async def _mark(session: AsyncSession, row_id: int, *, state: InboxState, payload: dict[str, Any] | None,
-                at: datetime, note: str | None = None) -> None:
-    values: dict[str, Any] = {"state": state, "processed_at": at, "payload": payload}
-    if note is not None:
-        values["note"] = note
-    await session.exec(update(InboxEvent).where(col(InboxEvent.id) == row_id).values(**values))  # type: ignore[call-overload]
+async def _apply_alone(session: AsyncSession, services: Services, row: _Row, erased: set[str],
+                       now: datetime) -> dict[str, Any]:
+    try:
+        async with session.begin_nested():
+            chunk = _Chunk(erased)
+            state, kept = await _apply(session, services, row, chunk)
+            await chunk.flush(session)
+            await session.flush()
+        return {"id": row.id, "state": state, "payload": kept, "processed_at": now}
+    except Exception as exc:
+        # One poisonous event must not hold back the rest of the delivery.
+        log.exception("intake: processing inbox row %s (%s) failed", row.id, row.type)
+        return {"id": row.id, "state": InboxState.FAILED, "payload": row.payload, "processed_at": now,
+                "note": type(exc).__name__}
 
 
-async def _apply(session: AsyncSession, services: Services, row: _Row) -> tuple[InboxState, dict[str, Any] | None]:
+async def _apply(session: AsyncSession, services: Services, row: _Row,
+                 chunk: _Chunk) -> tuple[InboxState, dict[str, Any] | None]:
     """Effects of one event; returns the row's final state and what to keep of its payload."""
     if row.type == intake.DEAD_LETTER:
         await _dead_letter(session, services, row)
@@ -149,8 +264,9 @@ async def _apply(session: AsyncSession, services: Services, row: _Row) -> tuple[
     event = intake.InboundEvent(row.type, row.payload, row.occurred_at, row.contact_id,
                                 _email_of(row), "", intake.Disposition.ACT)
     if row.type == intake.FORM_SUBMIT:
-        await _form_submitted(session, services, row, event)
+        await _form_submitted(session, services, row, event, chunk)
     elif row.type == intake.SUBSCRIPTION_CHANGED:
+        await chunk.flush(session)  # a consent given earlier in this chunk must count for a re-subscription
         await _subscription_changed(session, services, row, event)
     elif row.type == intake.EMAIL_SEND:
         await _email_sent(session, services, row, event)
@@ -159,7 +275,7 @@ async def _apply(session: AsyncSession, services: Services, row: _Row) -> tuple[
         await ledger.record(session, actor=ACTOR, action="mautic.contact_deleted", subject=_contact_ref(row),
                             details={"inbox": row.id, "note": "deleted or merged in Mautic; not an erasure"})
     elif row.type == intake.CONTACT_IDENTIFIED:
-        await _check_erased(session, services, row, event, via="contact identified in Mautic")
+        await _check_erased(session, services, row, event, chunk.erased, via="contact identified in Mautic")
     elif row.type not in intake.KNOWN_TYPES:
         return InboxState.DONE, row.payload  # stored as received, for whoever adds support for it
     # Once processed, keep ids and types only: the payload's personal data is not needed any more.
@@ -186,41 +302,45 @@ def _display(services: Services, email: str | None) -> str | None:
     return mask_email(email) if services.settings.mask_emails else email
 
 
-async def _form_submitted(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent) -> None:
+async def _form_submitted(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent,
+                          chunk: _Chunk) -> None:
     policy = policy_of(services)
     sub = intake.form_submission(row.payload, fallback_at=row.occurred_at)
     verdict = evaluate(policy, sub.form_id, sub.form_alias, sub.results)
     now = services.clock()
-    record = ConsentRecord(
-        inbox_id=row.id, contact_id=sub.contact_id, subject_hash=row.subject, email=sub.email,
-        form_id=sub.form_id, form_name=sub.form_name[:255], form_alias=sub.form_alias[:255],
-        submission_id=sub.submission_id, fields=list(verdict.fields),
-        values={k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-                for k, v in verdict.values.items()},
-        given=verdict.given, exempt=verdict.exempt,
-        source_ip=sub.source_ip if policy.store_source_ip else None,
-        submitted_at=sub.submitted_at or now, recorded_at=now,
-    )
-    session.add(record)
-    await session.flush()
-    await _check_erased(session, services, row, event, via=f"form {sub.form_name}")
+    record = {
+        "inbox_id": row.id, "contact_id": sub.contact_id, "subject_hash": row.subject, "email": sub.email,
+        "form_id": sub.form_id, "form_name": sub.form_name[:255], "form_alias": sub.form_alias[:255],
+        "submission_id": sub.submission_id, "fields": list(verdict.fields),
+        "values": {k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
+                   for k, v in verdict.values.items()},
+        "given": verdict.given, "exempt": verdict.exempt,
+        "source_ip": sub.source_ip if policy.store_source_ip else None,
+        "submitted_at": sub.submitted_at or now, "recorded_at": now,
+    }
+    record_id: int | None = None
+    if verdict.gap:
+        (record_id,) = await store.insert_consent_records(session, [record])  # the alert refers to it
+    else:
+        chunk.records.append(record)  # written with the rest of the chunk
+    await _check_erased(session, services, row, event, chunk.erased, via=f"form {sub.form_name}")
     if not verdict.gap:
         return
     await raise_alert(
         session, services, row,
         kind=AlertKind.CONSENT_GAP, burst_key=f"form:{sub.form_id if sub.form_id is not None else sub.form_alias}",
         dedupe_key=f"gap:{row.id}", contact_id=sub.contact_id, email=sub.email, title=sub.form_name,
-        missing=list(verdict.missing), consent_record_id=record.id,
+        missing=list(verdict.missing), consent_record_id=record_id,
         details={"form_id": sub.form_id, "form_alias": sub.form_alias, "missing_text": verdict.describe_missing(),
                  "submitted_at": (sub.submitted_at or now).isoformat(), "submission_id": sub.submission_id},
         ledger_action="consent.gap_detected",
-        ledger_details={"form_id": sub.form_id, "missing": list(verdict.missing), "consent_record": record.id},
+        ledger_details={"form_id": sub.form_id, "missing": list(verdict.missing), "consent_record": record_id},
     )
 
 
 async def _check_erased(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent,
-                        *, via: str) -> None:
-    if not row.subject or not await store.is_erased_subject(session, row.subject):
+                        erased: set[str], *, via: str) -> None:
+    if not row.subject or row.subject not in erased:
         return
     await raise_alert(
         session, services, row, kind=AlertKind.ERASED_REENTERED, burst_key=f"erased:{row.subject[:16]}",

@@ -25,11 +25,9 @@ from bot.intake import (
     signature_ok,
 )
 from bot.privacy import subject_hash
-from handlers.intake_jobs import PROCESS, process_max_attempts
+from handlers.intake_jobs import inbox_writer
 from handlers.limits import read_limited
-from storage import jobs as job_queue
-from storage.db import unit_of_work
-from storage.intake import InboxState, insert_inbox
+from storage.intake import InboxState
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +43,12 @@ async def mautic_webhook(request: web.Request) -> web.Response:
 
     envelope = parse_envelope(raw)
     rows = inbox_rows(envelope, raw, services.hash_key, services.clock())
-    async with unit_of_work(services.sessions) as session:
-        new_ids = await insert_inbox(session, rows)
-        if new_ids:
-            await job_queue.enqueue(session, PROCESS, {"ids": new_ids}, max_attempts=process_max_attempts(services))
-    if new_ids:
-        services.jobs.notify()
+    # Committed (shared with concurrent deliveries) before we answer; processing happens after.
+    new = await inbox_writer(services).commit(rows) if rows else 0
     if envelope.dead_letter:
         log.warning("mautic webhook: signed body kept as a dead letter: %s", envelope.dead_letter)
     # Counts only: Mautic writes this body into its webhook log.
-    return web.json_response({"ok": True, "events": len(rows), "new": len(new_ids)})
+    return web.json_response({"ok": True, "events": len(rows), "new": new})
 
 
 def inbox_rows(envelope: Envelope, raw: bytes, hash_key: str, now: datetime) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.erasures import is_erased
+from storage.erasures import ErasedSubject, is_erased
 from storage.types import JSONType, UTCDateTime
 
 
@@ -156,17 +156,34 @@ Index("ix_consent_alerts_burst_lookup", ConsentAlert.burst_key, ConsentAlert.cre
 # ---- inbox -------------------------------------------------------------------------------------------
 
 
-async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """One multi-row INSERT that skips rows whose dedupe key is already stored; returns the new ids."""
-    if not rows:
-        return []
-    table = InboxEvent.__table__  # type: ignore[attr-defined]
+def _insert(session: AsyncSession, model: Any) -> Any:
+    table = model.__table__
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """One executemany INSERT (batched into multi-row VALUES by the driver layer, compiled once) that skips
+    rows whose dedupe key is already stored; returns {dedupe_key: new id}."""
+    if not rows:
+        return {}
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
     statement = (
-        insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
+        _insert(session, InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.id, table.c.dedupe_key)
     )
-    result = await session.exec(statement)  # type: ignore[call-overload]
+    result = await session.exec(statement, params=list(rows))  # type: ignore[call-overload]
+    return {key: row_id for row_id, key in result.all()}
+
+
+async def insert_consent_records(session: AsyncSession, records: Sequence[dict[str, Any]]) -> list[int]:
+    """Consent evidence in one statement (ORM objects cost more than the rest of processing together)."""
+    if not records:
+        return []
+    table = ConsentRecord.__table__  # type: ignore[attr-defined]
+    result = await session.exec(  # type: ignore[call-overload]
+        _insert(session, ConsentRecord).returning(table.c.id, sort_by_parameter_order=True), params=list(records)
+    )
     return [row[0] for row in result.all()]
 
 
@@ -344,6 +361,16 @@ async def set_outcome(session: AsyncSession, lead_id: int, outcome: str, at: dat
 async def is_erased_subject(session: AsyncSession, subject: str) -> bool:
     """Was this subject erased by a data-subject request before? (the requests feature keeps the hashes)"""
     return await is_erased(session, subject)
+
+
+async def erased_among(session: AsyncSession, subjects: set[str]) -> set[str]:
+    """Which of these subjects were erased before (one query for a whole chunk of events)."""
+    if not subjects:
+        return set()
+    rows = await session.exec(
+        select(ErasedSubject.subject_hash).where(col(ErasedSubject.subject_hash).in_(sorted(subjects)))
+    )
+    return set(rows.all())
 
 
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
