@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
@@ -61,10 +63,31 @@ def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+# SQLite takes one writer at a time, and a waiting connection retries on its own with sleeps of up to
+# 100 ms, which shows up as tail latency under concurrency. Queueing this process's units of work on an
+# asyncio lock hands the database over in order instead (another process still waits on busy_timeout).
+_sqlite_writer_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_writer_lock(factory: SessionFactory) -> asyncio.Lock | None:
+    bind = factory.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        return None
+    return _sqlite_writer_locks.setdefault(bind.sync_engine, asyncio.Lock())
+
+
 @asynccontextmanager
 async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    async with factory() as session, session.begin():
+    """One transaction: committed when the block ends, rolled back if it raises.
+
+    Units of work must not nest: on SQLite the inner one would wait for the outer one forever.
+    """
+    async with AsyncExitStack() as stack:
+        lock = _sqlite_writer_lock(factory)
+        if lock is not None:
+            await stack.enter_async_context(lock)
+        session = await stack.enter_async_context(factory())
+        await stack.enter_async_context(session.begin())
         yield session
 
 
