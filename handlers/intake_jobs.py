@@ -32,6 +32,7 @@ from storage import jobs as job_queue
 from storage import ledger
 from storage.db import unit_of_work
 from storage.intake import AlertKind, AlertState, ConsentAlert, InboxEvent, InboxState, Withdrawal
+from storage.types import utcnow
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -117,9 +118,10 @@ class InboxWriter:
         try:
             async with unit_of_work(services.sessions) as session:
                 inserted = await store.insert_inbox(session, rows) if rows else {}
-                if inserted:
-                    await job_queue.enqueue(session, PROCESS, {"ids": sorted(inserted.values())},
-                                            max_attempts=process_max_attempts(services))
+                if inserted and await store.queued_job(session, PROCESS) is None:
+                    # One waiting job drains every pending row, so deliveries arriving together share it.
+                    await job_queue.enqueue(session, PROCESS, {}, max_attempts=process_max_attempts(services),
+                                            run_after=utcnow() + PROCESS_DELAY)
         except BaseException as exc:
             for _rows, future in batch:
                 if not future.done():
@@ -174,7 +176,9 @@ class _Row:
     note: str | None
 
 
-PROCESS_CHUNK = 200  # rows per transaction: bounds how long SQLite's one writer is held
+PROCESS_CHUNK = 50  # rows per transaction: bounds how long SQLite's one writer is held
+# Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
+PROCESS_DELAY = timedelta(milliseconds=200)
 
 
 @dataclass
@@ -190,11 +194,19 @@ class _Chunk:
 
 
 async def process_inbox(run: JobRun) -> None:
+    """Process the given rows, or (no ids) every pending row, oldest first, chunk by chunk."""
     services = run.services
-    ids = sorted(int(i) for i in run.payload.get("ids", []))
-    for start in range(0, len(ids), PROCESS_CHUNK):
-        async with _writer_turn(services):
-            await _process_chunk(services, ids[start:start + PROCESS_CHUNK])
+    if "ids" in run.payload:
+        ids = sorted(int(i) for i in run.payload["ids"])
+        for start in range(0, len(ids), PROCESS_CHUNK):
+            async with _writer_turn(services):
+                await _process_chunk(services, ids[start:start + PROCESS_CHUNK])
+    else:
+        while True:
+            async with _writer_turn(services):
+                done = await _process_chunk(services, None)
+            if done < PROCESS_CHUNK:
+                break
     services.jobs.notify()
 
 
@@ -209,16 +221,16 @@ async def _writer_turn(services: Services) -> AsyncIterator[None]:
         yield
 
 
-async def _process_chunk(services: Services, ids: list[int]) -> None:
+async def _process_chunk(services: Services, ids: list[int] | None) -> int:
+    """One transaction over up to PROCESS_CHUNK pending rows; returns how many were claimed."""
     async with unit_of_work(services.sessions) as session:
-        claimed = await store.claim_pending(session, ids)
+        claimed = await store.claim_pending(session, ids, limit=PROCESS_CHUNK)
         rows = [
-            _Row(r.id or 0, r.event_type, dict(r.payload or {}), r.occurred_at, r.contact_id, r.subject_hash,
-                 len(r.raw_body or b""), r.note)
-            for r in claimed
+            _Row(row_id, event_type, dict(payload or {}), occurred_at, contact_id, subject, int(raw_size), note)
+            for row_id, event_type, payload, occurred_at, contact_id, subject, note, raw_size in claimed
         ]
         if not rows:
-            return
+            return 0
         # Mautic groups a delivery by type, losing the order between types; time order restores it.
         rows.sort(key=lambda r: (r.occurred_at is None, r.occurred_at or datetime.min.replace(tzinfo=UTC), r.id))
         erased = await store.erased_among(session, {r.subject for r in rows if r.subject})
@@ -237,6 +249,7 @@ async def _process_chunk(services: Services, ids: list[int]) -> None:
             log.warning("intake: a chunk of %d events failed together; processing them one by one", len(rows))
             outcomes = [await _apply_alone(session, services, row, erased, now) for row in rows]
         await session.exec(update(InboxEvent), params=outcomes)  # type: ignore[call-overload]
+    return len(rows)
 
 
 async def _apply_alone(session: AsyncSession, services: Services, row: _Row, erased: set[str],
@@ -320,7 +333,7 @@ async def _form_submitted(session: AsyncSession, services: Services, row: _Row, 
     }
     record_id: int | None = None
     if verdict.gap:
-        (record_id,) = await store.insert_consent_records(session, [record])  # the alert refers to it
+        record_id = await store.insert_consent_record(session, record)  # the alert refers to it
     else:
         chunk.records.append(record)  # written with the rest of the chunk
     await _check_erased(session, services, row, event, chunk.erased, via=f"form {sub.form_name}")

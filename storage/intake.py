@@ -32,6 +32,7 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.erasures import ErasedSubject, is_erased
+from storage.jobs import Job, JobState
 from storage.types import JSONType, UTCDateTime
 
 
@@ -176,26 +177,48 @@ async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     return {key: row_id for row_id, key in result.all()}
 
 
-async def insert_consent_records(session: AsyncSession, records: Sequence[dict[str, Any]]) -> list[int]:
-    """Consent evidence in one statement (ORM objects cost more than the rest of processing together)."""
-    if not records:
-        return []
+async def insert_consent_records(session: AsyncSession, records: Sequence[dict[str, Any]]) -> None:
+    """Consent evidence for a chunk in one executemany (ORM objects cost more than the rest of processing)."""
+    if records:
+        await session.exec(_insert(session, ConsentRecord), params=list(records))  # type: ignore[call-overload]
+
+
+async def insert_consent_record(session: AsyncSession, record: dict[str, Any]) -> int:
     table = ConsentRecord.__table__  # type: ignore[attr-defined]
     result = await session.exec(  # type: ignore[call-overload]
-        _insert(session, ConsentRecord).returning(table.c.id, sort_by_parameter_order=True), params=list(records)
+        _insert(session, ConsentRecord).values(**record).returning(table.c.id)
     )
-    return [row[0] for row in result.all()]
+    return int(result.scalar_one())
 
 
-async def claim_pending(session: AsyncSession, ids: Sequence[int]) -> list[InboxEvent]:
-    """Rows of ``ids`` still pending, locked so a second worker skips them (PostgreSQL) or waits (SQLite)."""
+async def claim_pending(session: AsyncSession, ids: Sequence[int] | None = None, *, limit: int = 100) -> list[Any]:
+    """Pending rows (of ``ids``, or the oldest ``limit``), locked so a second worker skips them (PostgreSQL)
+    or waits (SQLite).
+
+    Plain rows (id, event_type, payload, occurred_at, contact_id, subject_hash, note, raw_size), not ORM
+    objects: building thousands of those cost more than processing the events.
+    """
     query = (
-        select(InboxEvent)
-        .where(col(InboxEvent.id).in_(list(ids)), col(InboxEvent.state) == InboxState.PENDING)
+        sa_select(
+            col(InboxEvent.id), col(InboxEvent.event_type), col(InboxEvent.payload), col(InboxEvent.occurred_at),
+            col(InboxEvent.contact_id), col(InboxEvent.subject_hash), col(InboxEvent.note),
+            func.coalesce(func.length(col(InboxEvent.raw_body)), 0),
+        )
+        .where(col(InboxEvent.state) == InboxState.PENDING)
         .order_by(col(InboxEvent.id))
         .with_for_update(skip_locked=True)
     )
-    return list((await session.exec(query)).all())
+    query = query.where(col(InboxEvent.id).in_(list(ids))) if ids is not None else query.limit(limit)
+    return list((await session.exec(query)).all())  # type: ignore[call-overload]
+
+
+async def queued_job(session: AsyncSession, kind: str) -> int | None:
+    """A job of ``kind`` still waiting to start, share-locked so no runner starts it before we commit."""
+    query = (
+        select(Job.id).where(col(Job.kind) == kind, col(Job.state) == JobState.QUEUED)
+        .limit(1).with_for_update(read=True)
+    )
+    return (await session.exec(query)).first()
 
 
 async def pending_ids(session: AsyncSession, *, older_than: datetime, limit: int = 500) -> list[int]:
