@@ -219,14 +219,10 @@ async def main() -> None:
                         help="seconds Mautic takes per contact call in the package run (0: as fast as loopback)")
     parser.add_argument("--database", default="sqlite")
     parser.add_argument("--only", choices=["package", "acks"], default=None)
-    parser.add_argument("--sqlite-writer-lock", action="store_true",
-                        help="queue SQLite units of work on an in-process asyncio lock (a proposed storage change)")
     args = parser.parse_args()
     if args.serve_mautic:
         await serve_mautic(args.events, args.slow)
         return
-    if args.sqlite_writer_lock:
-        _queue_sqlite_writers()
     import logging
 
     logging.basicConfig(level=logging.ERROR)
@@ -240,26 +236,6 @@ async def main() -> None:
         print(json.dumps({"dsar_ack": await bench_acks(args.acks, args.concurrency, args.slow, args.database)}),
               flush=True)
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}))
-
-
-def _queue_sqlite_writers() -> None:
-    """Every unit of work waits its turn on one asyncio lock instead of in SQLite's busy handler, whose
-    sleeps (up to 100 ms a try) are what stretch the tail when several writers meet. Must run before the
-    bot's modules import ``unit_of_work``."""
-    import contextlib
-    from collections.abc import AsyncIterator
-
-    import storage.db as db
-
-    original = db.unit_of_work
-    lock = asyncio.Lock()
-
-    @contextlib.asynccontextmanager
-    async def queued(factory: Any) -> AsyncIterator[Any]:
-        async with lock, original(factory) as session:
-            yield session
-
-    db.unit_of_work = queued  # type: ignore[assignment]
 
 
 async def _reset_postgres(url: str) -> None:
