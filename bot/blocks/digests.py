@@ -65,6 +65,28 @@ def cut_lines(lines: Sequence[str], *, max_items: int, what: str, budget: int = 
     return "\n".join(kept)
 
 
+def packed_sections(lines: Sequence[str], *, what: str, max_sections: int) -> list[Block]:
+    """Lines packed into as few sections as fit, at most ``max_sections``; the rest counted in a context."""
+    out: list[Block] = []
+    current: list[str] = []
+    used = 0
+    shown = 0
+    for line in lines:
+        if used + len(line) + 1 > TEXT_BUDGET and current:
+            if len(out) + 1 >= max_sections:
+                break
+            out.append(section("\n".join(current)))
+            current, used = [], 0
+        current.append(line[:TEXT_BUDGET])
+        used += len(line) + 1
+        shown += 1
+    if current:
+        out.append(section("\n".join(current)))
+    if shown < len(lines):
+        out.append(context(f"…and {_n(len(lines) - shown)} more {what} not shown."))
+    return out
+
+
 # ---- retention --------------------------------------------------------------------------------------
 
 
@@ -179,13 +201,13 @@ def form_audit(audit: FormAudit) -> Message:
         blocks.append(section(f"✅ Checked {audit.forms_checked} forms; {audit.collecting_email} collect an email, "
                               "and each has a required consent box that starts unticked."))
     else:
-        head = (f"Checked {audit.forms_checked} forms; {audit.collecting_email} collect an email and "
-                f"*{len(audit.findings)}* need attention:\n")
-        blocks.append(section(head + cut_lines(_finding_lines(audit), max_items=MAX_FINDING_LINES, what="forms",
-                                               budget=TEXT_BUDGET - len(head))))
+        blocks.append(section(f"Checked {audit.forms_checked} forms; {audit.collecting_email} collect an email and "
+                              f"*{len(audit.findings)}* need attention:"))
+        # Header, intro, the "more" line and the footer leave 46 blocks for the list.
+        blocks.extend(packed_sections(_finding_lines(audit), what="forms", max_sections=46))
     blocks.append(context("GDPR Recital 32: silence, pre-ticked boxes or inactivity are not consent. Consent fields "
                           "are the CONSENT_FIELDS aliases (form field alias or the contact field it maps to)."))
-    return {"text": text, "blocks": blocks}
+    return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
 
 
 # ---- purge ------------------------------------------------------------------------------------------

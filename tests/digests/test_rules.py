@@ -1,0 +1,217 @@
+"""Pure rules of the digests: retention predicate and filters, crontab slots, sparkline, form audit, limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.blocks import digests as blocks
+from bot.digests.compliance import ComplianceDigest, FormSubmissions, WeekShare, forms_from_counts, sparkline
+from bot.digests.forms import FormAudit, FormFinding, Problem, audit_form, audit_forms
+from bot.digests.retention import (
+    RetentionSnapshot,
+    SegmentCount,
+    is_stale,
+    retention_cutoff,
+    stale_filter,
+    tally_segments,
+)
+from bot.digests.schedule import CronError, cron_trigger, latest_due_slot, next_slot
+from bot.mautic import where_params
+from bot.sandbox.slack import validate_blocks
+
+NOW = datetime(2026, 3, 2, 9, 0, 30, 123456, tzinfo=UTC)
+CUTOFF = retention_cutoff(NOW, 1095)
+
+
+def test_cutoff_is_to_the_second_and_rejects_naive_times() -> None:
+    assert CUTOFF == datetime(2023, 3, 3, 9, 0, 30, tzinfo=UTC)
+    with pytest.raises(ValueError, match="aware"):
+        retention_cutoff(datetime(2026, 3, 2), 1095)
+
+
+@pytest.mark.parametrize(
+    ("last_active", "date_added", "stale"),
+    [
+        (CUTOFF - timedelta(seconds=1), CUTOFF - timedelta(days=9), True),
+        (CUTOFF, CUTOFF - timedelta(days=9), False),  # strictly before the cutoff
+        (NOW, CUTOFF - timedelta(days=900), False),  # old contact, active lately: kept
+        (None, CUTOFF - timedelta(days=1), True),  # never active, added before the cutoff
+        (None, NOW - timedelta(days=1), False),  # never active, but new
+        (None, None, False),
+    ],
+)
+def test_stale_rule(last_active: datetime | None, date_added: datetime | None, stale: bool) -> None:
+    assert is_stale(last_active, date_added, CUTOFF) is stale
+
+
+def test_stale_filter_is_mautics_gdpr_rule_as_one_or() -> None:
+    assert where_params(stale_filter(CUTOFF)) == [
+        ("where[0][expr]", "orX"),
+        ("where[0][val][0][col]", "last_active"), ("where[0][val][0][expr]", "lt"),
+        ("where[0][val][0][val]", "2023-03-03 09:00:30"),
+        ("where[0][val][1][expr]", "andX"),
+        ("where[0][val][1][val][0][col]", "last_active"), ("where[0][val][1][val][0][expr]", "isNull"),
+        ("where[0][val][1][val][1][col]", "date_added"), ("where[0][val][1][val][1][expr]", "lt"),
+        ("where[0][val][1][val][1][val]", "2023-03-03 09:00:30"),
+    ]
+
+
+def test_segments_are_tallied_most_populated_first() -> None:
+    assert tally_segments([["A", "B"], ["B"], [], ["B", "B"]]) == [
+        SegmentCount("B", 3), SegmentCount("(no segment)", 1), SegmentCount("A", 1)]
+
+
+# ---- schedule ---------------------------------------------------------------------------------------
+
+
+def _fires(expression: str, after: datetime, n: int = 3, tz: str = "UTC") -> list[str]:
+    out, at = [], after
+    for _ in range(n):
+        nxt = next_slot(expression, tz, at)
+        assert nxt is not None
+        out.append(nxt.strftime("%a %H:%M"))
+        at = nxt
+    return out
+
+
+def test_crontab_weekdays_count_from_sunday_unlike_apscheduler() -> None:
+    sunday = datetime(2026, 3, 1, tzinfo=UTC)
+    assert _fires("0 9 * * 1", sunday, 1) == ["Mon 09:00"]  # APScheduler's from_crontab says Tuesday
+    assert _fires("0 9 * * 0", sunday, 1) == _fires("0 9 * * 7", sunday, 1) == ["Sun 09:00"]
+    assert _fires("0 9 * * 1-5", sunday, 6) == ["Mon 09:00", "Tue 09:00", "Wed 09:00", "Thu 09:00", "Fri 09:00",
+                                                 "Mon 09:00"]
+    assert _fires("30 8 * * */2", sunday, 4) == ["Sun 08:30", "Tue 08:30", "Thu 08:30", "Sat 08:30"]
+    assert _fires("0 9 * * mon,WED", sunday, 3) == ["Mon 09:00", "Wed 09:00", "Mon 09:00"]
+    assert _fires("0 9 * * 5-7", sunday, 3) == ["Sun 09:00", "Fri 09:00", "Sat 09:00"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "tz", "message"),
+    [
+        ("0 9 * *", "UTC", "five-field"),
+        ("0 9 1 * 1", "UTC", "restrict only one"),
+        ("0 9 * * 8", "UTC", "day of week"),
+        ("0 9 * * fri-sun", "UTC", "bad range"),  # sun is 0: write 5-7 instead
+        ("0 25 * * 1", "UTC", "0 25"),
+        ("0 9 * * 1", "Mars/Olympus", "unknown timezone"),
+    ],
+)
+def test_bad_schedules_are_named(expression: str, tz: str, message: str) -> None:
+    with pytest.raises(CronError, match=message):
+        cron_trigger(expression, tz)
+
+
+def test_latest_due_slot() -> None:
+    wednesday = datetime(2026, 3, 25, 12, tzinfo=UTC)
+    assert latest_due_slot("0 9 * * 1", "UTC", wednesday) == datetime(2026, 3, 23, 9, tzinfo=UTC)
+    assert latest_due_slot("0 9 * * 1", "UTC", datetime(2026, 3, 23, 9, tzinfo=UTC)) == datetime(
+        2026, 3, 23, 9, tzinfo=UTC)  # exactly at the slot: due
+    # Local time in the schedule's zone, across the DST change of 29 March 2026 in Berlin.
+    assert latest_due_slot("0 9 * * 1", "Europe/Berlin", wednesday) == datetime(2026, 3, 23, 8, tzinfo=UTC)
+    assert latest_due_slot("0 9 * * 1", "Europe/Berlin", datetime(2026, 4, 1, tzinfo=UTC)) == datetime(
+        2026, 3, 30, 7, tzinfo=UTC)
+    assert latest_due_slot("*/5 * * * *", "UTC", wednesday + timedelta(minutes=7)) == wednesday + timedelta(minutes=5)
+    assert latest_due_slot("0 0 1 1 *", "UTC", wednesday) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# ---- compliance -------------------------------------------------------------------------------------
+
+
+def test_sparkline_uses_a_fixed_scale_and_marks_missing_weeks() -> None:
+    assert sparkline([0.0, 0.5, 1.0, None, 0.75]) == "▁▅█·▆"
+    assert sparkline([]) == ""
+    assert sparkline([1.7, -1]) == "█▁"  # clamped
+
+
+def test_counts_from_intake_are_read_in_either_shape() -> None:
+    as_list = {"forms": [{"form_id": 4, "form_name": "Newsletter", "submissions": "10", "with_consent": 6,
+                          "exempt": 2}]}
+    as_map = {"submissions_per_form": {"Newsletter": {"submissions": 10, "with_consent": 6, "exempt": 2}}}
+    for counts in (as_list, as_map):
+        [form] = forms_from_counts(counts)
+        assert (form.name, form.submissions, form.with_consent, form.consent_share) == ("Newsletter", 10, 6, 0.75)
+    assert forms_from_counts({}) == []
+
+
+# ---- form audit -------------------------------------------------------------------------------------
+
+ALIASES = ["consent", "gdpr_consent", "marketing_consent"]
+EMAIL = {"alias": "email", "type": "email", "isRequired": True}
+
+
+def _form(*fields: dict[str, object]) -> dict[str, object]:
+    return {"id": 9, "name": "Signup", "fields": [EMAIL, *fields]}
+
+
+@pytest.mark.parametrize(
+    ("consent_field", "problems"),
+    [
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True}, None),
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "1"}, (Problem.PRECHECKED,)),
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "0"}, None),
+        ({"alias": "opt", "mappedField": "gdpr_consent", "type": "checkboxgrp", "isRequired": True,
+          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1", "default": True}]}}},
+         (Problem.PRECHECKED,)),
+        ({"alias": "consent", "type": "hidden", "isRequired": False, "defaultValue": "yes"},
+         (Problem.PRECHECKED, Problem.OPTIONAL)),
+        ({"alias": "Marketing_Consent", "type": "yesno"}, (Problem.OPTIONAL,)),
+        ({"alias": "newsletter", "type": "checkboxgrp", "isRequired": True}, (Problem.MISSING,)),
+    ],
+)
+def test_form_audit_rules(consent_field: dict[str, object], problems: tuple[Problem, ...] | None) -> None:
+    finding = audit_form(_form(consent_field), ALIASES)
+    assert (finding.problems if finding else None) == problems
+
+
+def test_forms_without_an_email_are_not_judged() -> None:
+    audit = audit_forms([{"id": 1, "name": "Poll", "fields": [{"alias": "q", "type": "radiogrp"}]},
+                         {"id": 2, "name": "Keyed", "fields": {"5": {"alias": "mail", "type": "text",
+                                                                     "leadField": "email"}}}], ALIASES)
+    assert (audit.forms_checked, audit.collecting_email) == (2, 1)
+    assert [(f.name, f.problems) for f in audit.findings] == [("Keyed", (Problem.MISSING,))]
+
+
+# ---- Block Kit limits -------------------------------------------------------------------------------
+
+
+def _texts(message: dict[str, object]) -> list[str]:
+    out = []
+    for block in message["blocks"]:  # type: ignore[attr-defined]
+        if "text" in block:
+            out.append(block["text"]["text"])
+        out.extend(f["text"] for f in block.get("fields", []))
+    return out
+
+
+def test_long_lists_are_cut_with_a_count_and_stay_within_slack_limits() -> None:
+    findings = [FormFinding(i, f"Form with a rather long name number {i}" * 3, (Problem.MISSING, Problem.OPTIONAL))
+                for i in range(2000)]
+    digest = ComplianceDigest(
+        since=NOW - timedelta(days=7), until=NOW,
+        forms=[FormSubmissions(f"Form {i}", 100 - i, 50) for i in range(60)],
+        weeks=[WeekShare(NOW, 10, 5)] * 8, ledger_ok=False, ledger_text="ledger BROKEN at entry 4: edited",
+        form_audit=FormAudit(400, 350, findings), missing=["data-subject requests"],
+    )
+    message = blocks.compliance_digest(digest, run_id=7)
+    assert validate_blocks(message["blocks"]) == []
+    assert len(message["blocks"]) <= 50 and all(len(t) <= 3000 for t in _texts(message))
+    joined = "\n".join(_texts(message))
+    assert "…and 48 more forms not shown." in joined
+    assert "more forms not shown." in joined.split("Form audit")[1]
+    assert "🚨 *Audit ledger*: ledger BROKEN" in joined
+    assert "Not tracked yet (shown as 0): data-subject requests" in str(message["blocks"])
+
+    snapshot = RetentionSnapshot(CUTOFF, 1095, 12345, 345, ["a***@x.io"],
+                                 [SegmentCount(f"S{i}", 100 - i) for i in range(100)], segments_from=50)
+    retention = blocks.retention_digest(snapshot, run_id=3)
+    assert validate_blocks(retention["blocks"]) == []
+    text = "\n".join(_texts(retention))
+    assert "…and 85 more segments not shown." in text and "Purge 12,345 stale contacts" in str(retention)
+    assert "first 50 of 12,345 contacts" in str(retention["blocks"])
+
+    audit = blocks.form_audit(FormAudit(400, 350, findings))
+    assert validate_blocks(audit["blocks"]) == [] and len(audit["blocks"]) <= 50
+    shown = sum(text.count("\n• ") + text.startswith("• ") for text in _texts(audit))
+    assert 500 < shown < 2000 and f"…and {2000 - shown:,} more forms not shown." in str(audit["blocks"])
