@@ -13,7 +13,7 @@ A consent field is a form field whose alias, or the contact field it maps to (``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -131,7 +131,15 @@ class FormAudit:
         return not self.findings
 
 
-def audit_forms(forms: Iterable[Mapping[str, Any]], consent_aliases: Iterable[str]) -> FormAudit:
+FormRule = Callable[[int | None, str | None], tuple[Sequence[str], bool]]
+"""The consent policy's rule for a form (id, alias) → (its consent field aliases, exempt?)."""
+
+
+def audit_forms(
+    forms: Iterable[Mapping[str, Any]], consent_aliases: Iterable[str], *, rule_for: FormRule | None = None
+) -> FormAudit:
+    """Audit every form; with the consent policy's ``rule_for``, a form uses its own consent fields and an
+    exempt form (a support form, say) is counted but not judged."""
     aliases = list(consent_aliases)
     checked = 0
     with_email = 0
@@ -142,7 +150,14 @@ def audit_forms(forms: Iterable[Mapping[str, Any]], consent_aliases: Iterable[st
         field_list = list(fields.values()) if isinstance(fields, Mapping) else list(fields)
         if collects_email([f for f in field_list if isinstance(f, Mapping)]):
             with_email += 1
-        finding = audit_form(form, aliases)
+        form_aliases = aliases
+        if rule_for is not None:
+            raw_id = form.get("id")
+            own, exempt = rule_for(int(raw_id) if raw_id is not None else None, form.get("alias"))
+            if exempt:
+                continue
+            form_aliases = [a.lower() for a in own] or aliases
+        finding = audit_form(form, form_aliases)
         if finding is not None:
             findings.append(finding)
     findings.sort(key=lambda f: (Problem.MISSING not in f.problems, Problem.PRECHECKED not in f.problems, f.name))
@@ -150,14 +165,4 @@ def audit_forms(forms: Iterable[Mapping[str, Any]], consent_aliases: Iterable[st
 
 
 def consent_aliases(configured: Iterable[str]) -> list[str]:
-    """The configured consent field aliases, plus the consent feature's own list when it exposes one."""
-    aliases = [a.strip().lower() for a in configured if a.strip()]
-    try:
-        from bot import consent as consent_rules  # the consent feature may not exist yet
-    except ImportError:
-        return aliases
-    extra = getattr(consent_rules, "CONSENT_FIELD_ALIASES", None)
-    for alias in extra if isinstance(extra, list | tuple | set | frozenset) else []:
-        if str(alias).lower() not in aliases:
-            aliases.append(str(alias).lower())
-    return aliases
+    return [a.strip().lower() for a in configured if a.strip()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from bot.digests.compliance import (
     period_since,
     week_starts,
 )
-from bot.digests.forms import FormAudit, audit_forms, consent_aliases
+from bot.digests.forms import FormAudit, FormRule, audit_forms, consent_aliases
 from bot.digests.retention import (
     SAMPLE_SIZE,
     SEGMENT_LOOKUP_CAP,
@@ -98,7 +99,28 @@ async def form_audit(services: Services) -> FormAudit:
         if "fields" not in form and form.get("id") is not None:
             form = await services.mautic.get_form(int(form["id"])) or form
         full.append(form)
-    return audit_forms(full, consent_aliases(services.settings.consent_fields))
+    settings = services.settings
+    return audit_forms(full, consent_aliases(settings.consent_fields),
+                       rule_for=_policy_rules(settings.privacy_policy_file, settings.consent_fields))
+
+
+def _policy_rules(path: Any, consent_fields: list[str]) -> FormRule | None:
+    """The consent feature's per-form policy (PRIVACY_POLICY_FILE), when that feature is present and readable."""
+    try:
+        from bot.consent import PolicyError, load_policy
+    except ImportError:
+        return None
+    try:
+        policy = load_policy(path, consent_fields)
+    except PolicyError:
+        log.warning("consent policy file unreadable; the form audit uses CONSENT_FIELDS only")
+        return None
+
+    def rule_for(form_id: int | None, alias: str | None) -> tuple[Sequence[str], bool]:
+        rule = policy.rule_for(form_id, alias)
+        return rule.fields, rule.exempt
+
+    return rule_for
 
 
 async def compliance_digest(services: Services, *, since: datetime, until: datetime) -> ComplianceDigest:

@@ -215,3 +215,21 @@ def test_long_lists_are_cut_with_a_count_and_stay_within_slack_limits() -> None:
     assert validate_blocks(audit["blocks"]) == [] and len(audit["blocks"]) <= 50
     shown = sum(text.count("\n• ") + text.startswith("• ") for text in _texts(audit))
     assert 500 < shown < 2000 and f"…and {2000 - shown:,} more forms not shown." in str(audit["blocks"])
+
+
+def test_the_consent_policy_names_a_forms_consent_fields_and_exemptions() -> None:
+    from bot.consent import parse_policy
+
+    policy = parse_policy({"forms": [{"id": 7, "required": ["einwilligung"]}, {"alias": "support", "exempt": True}]},
+                          ALIASES)
+
+    def rule_for(form_id: int | None, alias: str | None) -> tuple[tuple[str, ...], bool]:
+        rule = policy.rule_for(form_id, alias)
+        return rule.fields, rule.exempt
+
+    german = {"id": 7, "name": "Anmeldung", "fields": [EMAIL, {"alias": "einwilligung", "type": "checkboxgrp",
+                                                               "isRequired": True}]}
+    support = {"id": 8, "name": "Support", "alias": "support", "fields": [EMAIL, {"alias": "msg", "type": "text"}]}
+    assert audit_forms([german, support], ALIASES).findings[0].name == "Anmeldung"  # without the policy
+    audit = audit_forms([german, support], ALIASES, rule_for=rule_for)
+    assert audit.findings == [] and audit.collecting_email == 2
