@@ -68,6 +68,7 @@ class JobRunner:
     _task: asyncio.Task[None] | None = None
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _services: Services | None = None
+    _stopping: bool = False
     # Outcomes ("done", "retry", "failed") per job id, with a condition so callers (tests, the demo,
     # benchmarks) can wait for a job to settle instead of polling the table.
     outcomes: dict[int, list[str]] = field(default_factory=dict)
@@ -97,10 +98,17 @@ class JobRunner:
         self._task = asyncio.create_task(self._loop(), name="job-runner")
 
     async def stop(self, *, grace: float = 10.0) -> None:
+        # Ask the loop to finish its iteration rather than cancelling it: a task cancelled inside a
+        # unit of work can leave SQLite's write lock with an orphaned connection.
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self._running:
             # Unfinished jobs keep their lease; another start picks them up after it expires.
             _done, pending = await asyncio.wait(self._running, timeout=grace)
@@ -109,13 +117,15 @@ class JobRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.run_due()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("job loop iteration failed")
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             self._wake.clear()
@@ -123,7 +133,7 @@ class JobRunner:
     async def run_due(self) -> int:
         """Claim and start what is due; returns how many jobs were started."""
         free = self.concurrency - len(self._running)
-        if free <= 0 or not self.handlers:
+        if free <= 0 or not self.handlers or self._stopping:
             return 0
         async with unit_of_work(self.sessions) as session:
             claimed = await queue.claim(session, kinds=list(self.handlers), limit=free, lease=self.lease)
@@ -143,7 +153,8 @@ class JobRunner:
         self._wake.set()
 
     async def _execute(self, run: JobRun) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(run))
+        finished = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(run, finished))
         try:
             await self.handlers[run.kind](run)
         except asyncio.CancelledError:
@@ -164,7 +175,7 @@ class JobRunner:
                 async with unit_of_work(self.sessions) as session:
                     await queue.retry_later(
                         session, run.id, run.attempt, error=error,
-                        at=self._services.clock() + timedelta(seconds=delay) if self._services else None,  # type: ignore[arg-type]
+                        at=run.services.clock() + timedelta(seconds=delay),
                     )
                 await self._settle(run.id, "retry")
         else:
@@ -172,9 +183,8 @@ class JobRunner:
                 await queue.finish(session, run.id, run.attempt)
             await self._settle(run.id, "done")
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            finished.set()
+            await heartbeat
 
     async def _fail(self, run: JobRun, error: str) -> None:
         log.error("job %s #%s failed for good after %s attempts", run.kind, run.id, run.attempt)
@@ -187,9 +197,13 @@ class JobRunner:
             except Exception:
                 log.exception("failure hook of job %s #%s raised", run.kind, run.id)
 
-    async def _heartbeat(self, run: JobRun) -> None:
+    async def _heartbeat(self, run: JobRun, finished: asyncio.Event) -> None:
+        """Extend the lease while the job runs; ends when the job does, never mid-transaction."""
         while True:
-            await asyncio.sleep(self.lease.total_seconds() / 3)
-            assert self._services is not None
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=self.lease.total_seconds() / 3)
+                return
+            except TimeoutError:
+                pass
             async with unit_of_work(self.sessions) as session:
-                await queue.extend_lease(session, run.id, run.attempt, self._services.clock() + self.lease)
+                await queue.extend_lease(session, run.id, run.attempt, run.services.clock() + self.lease)

@@ -151,3 +151,24 @@ async def test_requesters_setting_is_respected_by_permissions(sqlite_url: str, t
         assert len(box.slack.calls_to("usergroups.users.list")) == 1  # cached after one lookup
         assert await permissions.is_approver("U0CAROL")
         assert len(box.slack.calls_to("usergroups.users.list")) == 1
+
+
+async def test_an_unexpected_listener_error_becomes_an_ephemeral_answer_with_a_reference(box: Sandbox) -> None:
+    from bot.app import BOLT
+
+    async def explode(ack, body) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("database went away")  # before ack: the one error handler must answer
+
+    box.app[BOLT].action("test_explode")(explode)
+    posted = await box.services.slack.chat_postMessage(
+        channel=box.channel, text="test",
+        blocks=[{"type": "actions", "block_id": "b", "elements": [
+            {"type": "button", "action_id": "test_explode", "value": "1",
+             "text": {"type": "plain_text", "text": "Boom"}}]}],
+    )
+    result = await box.user.click(MALLORY.id, box.slack.message(box.channel, posted["ts"]), "test_explode")
+    assert result.status == 200  # no Slack error banner on top of our answer
+    [answer] = await box.slack.wait_for_response()
+    assert answer.response_type == "ephemeral"
+    assert "Something went wrong on my side (ref `" in answer.text
+    assert "database went away" not in answer.text  # internals stay in the log

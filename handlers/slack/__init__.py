@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError
@@ -38,8 +39,19 @@ def build_bolt_app(services: Services) -> AsyncApp:
     return bolt
 
 
-async def _on_error(error: Exception, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-    """The one place where listener errors become an ephemeral answer to the user who caused them."""
+async def _on_error(
+    error: Exception, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient,
+    response: BoltResponse | None,
+) -> None:
+    """The one place where listener errors become an ephemeral answer to the user who caused them.
+
+    Listeners must not raise after ``ack()``: Bolt's runner then loses the ack and answers 404. Before
+    the ack, the HTTP answer becomes an empty 200, so Slack shows our message instead of its own
+    "failed" banner on top of it.
+    """
+    if response is not None:
+        response.status = 200
+        response.body = ""
     if isinstance(error, UserFacingError):
         text = error.message
     else:
