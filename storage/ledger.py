@@ -106,10 +106,14 @@ class VerifyResult:
     entries: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    head_hash: str | None = None
 
     def describe(self) -> str:
         if self.ok:
-            return f"ledger OK: {self.entries} entries, chain intact"
+            # The head hash, posted outside the database (digests, the CLI), lets a later reader tell
+            # whether newest entries were cut off, which a chain alone cannot show.
+            head = f", head {self.head_hash[:16]}" if self.head_hash else ""
+            return f"ledger OK: {self.entries} entries, chain intact{head}"
         return f"ledger BROKEN at entry {self.first_bad_seq}: {self.problem}"
 
 
@@ -126,7 +130,7 @@ async def verify(session: AsyncSession, *, batch: int = 1000) -> VerifyResult:
             )
         ).all()
         if not rows:
-            return VerifyResult(ok=True, entries=count)
+            return VerifyResult(ok=True, entries=count, head_hash=None if count == 0 else expected_prev)
         for row in rows:
             if row.seq != expected_seq:
                 return VerifyResult(False, count, expected_seq, f"entry {expected_seq} is missing")

@@ -35,7 +35,8 @@ async def test_intact_chain_verifies(db_url: str) -> None:
     result = await _verify(sessions)
     await engine.dispose()
     assert result.ok and result.entries == 5
-    assert "5 entries" in result.describe()
+    assert result.head_hash is not None and len(result.head_hash) == 64
+    assert result.describe() == f"ledger OK: 5 entries, chain intact, head {result.head_hash[:16]}"
 
 
 @pytest.mark.parametrize(
