@@ -1,13 +1,15 @@
 """Tables and queries of the webhook intake: the durable inbox, consent evidence, alerts, withdrawals.
 
-Personal data kept here: the clear email only in ``consent_records.email`` (evidence, until erasure)
+Personal data kept here: the clear email only in ``consent_records.email`` (evidence, until erasure),
+in a delivery's raw ``body`` until it is split into inbox rows (seconds, then the delivery is deleted)
 and in an inbox row's ``payload`` until that event is processed (then replaced by a PII-free summary);
 everything else joins on the keyed subject hash. :func:`purge_subject` removes all of it on erasure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -23,6 +25,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    insert,
     or_,
     update,
 )
@@ -76,6 +79,25 @@ class InboxEvent(SQLModel, table=True):
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     raw_body: bytes | None = Field(default=None, sa_column=Column(LargeBinary(), nullable=True))
     note: str | None = Field(default=None, max_length=200)
+
+
+class InboxDelivery(SQLModel, table=True):
+    """A signed webhook body exactly as received, until the processing job splits it into inbox rows.
+
+    The webhook view stores only this (no parsing on the request path), so a row's existence is its
+    state: splitting inserts the delivery's events and deletes the row in one transaction.
+    """
+
+    __tablename__ = "inbox_deliveries"
+    # Rows are deleted once split; without AUTOINCREMENT SQLite would hand out the same ids again, and the
+    # id is what Mautic's webhook log shows of our answer.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    body: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
+    # For matching a delivery against Mautic's webhook log, and the dead letter's dedupe key.
+    body_sha256: str = Field(max_length=64)
 
 
 class ConsentRecord(SQLModel, table=True):
@@ -152,6 +174,64 @@ class Withdrawal(SQLModel, table=True):
 
 
 Index("ix_consent_alerts_burst_lookup", ConsentAlert.burst_key, ConsentAlert.created_at)  # type: ignore[arg-type]
+
+
+# ---- deliveries (raw bodies, before the split) ----------------------------------------------------------
+
+_deliveries = InboxDelivery.__table__  # type: ignore[attr-defined]
+# Built once: SQLAlchemy's compiled cache then serves every group commit; one executemany, ids returned in
+# the order of the rows so each request learns its own delivery id.
+_INSERT_DELIVERIES = insert(_deliveries).returning(_deliveries.c.id, sort_by_parameter_order=True)
+
+
+async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Store raw deliveries ({received_at, body, body_sha256}); returns their ids in the order given."""
+    result = await session.exec(_INSERT_DELIVERIES, params=list(rows))  # type: ignore[call-overload]
+    return [row_id for (row_id,) in result.all()]
+
+
+async def read_deliveries(session: AsyncSession, *, limit: int, lock: bool = False) -> list[Any]:
+    """The oldest deliveries as plain rows (id, received_at, body). ``lock`` waits for a concurrent
+    split of the same rows to finish (PostgreSQL), for callers that must see them split."""
+    query = (
+        sa_select(_deliveries.c.id, _deliveries.c.received_at, _deliveries.c.body)
+        .order_by(_deliveries.c.id).limit(limit)
+    )
+    if lock:
+        query = query.with_for_update()
+    return list((await session.exec(query)).all())  # type: ignore[call-overload]
+
+
+async def take_deliveries(session: AsyncSession, ids: Sequence[int]) -> set[int]:
+    """Delete these deliveries; returns the ids this transaction removed (a concurrent splitter that got
+    there first has taken the others, and their events with them)."""
+    if not ids:
+        return set()
+    result = await session.exec(  # type: ignore[call-overload]
+        delete(_deliveries).where(_deliveries.c.id.in_(list(ids))).returning(_deliveries.c.id)
+    )
+    return {row_id for (row_id,) in result.all()}
+
+
+async def oldest_delivery(session: AsyncSession) -> datetime | None:
+    oldest: datetime | None = (await session.exec(sa_select(func.min(_deliveries.c.received_at)))).one()[0]  # type: ignore[call-overload]
+    return oldest
+
+
+async def count_deliveries(session: AsyncSession) -> int:
+    return int((await session.exec(select(func.count()).select_from(_deliveries))).one())
+
+
+# Erasure must also reach events still inside a delivery that is not split yet. Splitting needs the keyed
+# subject hash, which lives above storage, so the intake feature installs its splitter for its engine at
+# start (per engine, so two services in one process each use their own key).
+PendingSplitter = Callable[[AsyncSession], Awaitable[int]]
+_splitters: weakref.WeakKeyDictionary[Any, PendingSplitter] = weakref.WeakKeyDictionary()
+
+
+def install_splitter(engine: Any, splitter: PendingSplitter) -> None:
+    """``engine``: the AsyncEngine whose sessions' ``purge_subject`` should split pending deliveries first."""
+    _splitters[engine.sync_engine] = splitter
 
 
 # ---- inbox -------------------------------------------------------------------------------------------
@@ -399,9 +479,14 @@ async def erased_among(session: AsyncSession, subjects: set[str]) -> set[str]:
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
     """Erasure: delete or anonymise every row about this subject, in the caller's transaction.
 
-    Consent records and withdrawals are deleted; inbox rows (raw payloads included) are deleted;
-    alerts lose their personal fields but keep their decision trail (the ledger refers to them).
+    Deliveries not split yet are split first (in this transaction), so their events about the subject
+    are deleted with the rest rather than processed afterwards. Consent records and withdrawals are
+    deleted; inbox rows (raw payloads included) are deleted; alerts lose their personal fields but keep
+    their decision trail (the ledger refers to them).
     """
+    splitter = _splitters.get(session.get_bind())
+    if splitter is not None:
+        await splitter(session)
     like = f"%{subject_hash}%"
     counts: dict[str, int] = {}
     result = await session.exec(  # type: ignore[call-overload]

@@ -1,4 +1,4 @@
-"""Webhook intake: the durable inbox, consent records, consent alerts, withdrawals.
+"""Webhook intake: raw deliveries, the durable inbox, consent records, consent alerts, withdrawals.
 
 Revision ID: 0002_intake
 Revises: 0001_core
@@ -19,6 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "inbox_deliveries",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("received_at", UTCDateTime(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("body_sha256", sa.String(64), nullable=False),
+        sqlite_autoincrement=True,  # ids are never reused once split rows are deleted
+    )
+
     op.create_table(
         "intake_inbox",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -124,3 +133,4 @@ def downgrade() -> None:
     op.drop_table("consent_alerts")
     op.drop_table("consent_records")
     op.drop_table("intake_inbox")
+    op.drop_table("inbox_deliveries")
