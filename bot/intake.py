@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.privacy import EMAIL_IN_TEXT, normalise_email, subject_hash
+from storage.intake import InboxState
 
 FORM_SUBMIT = "mautic.form_on_submit"
 SUBSCRIPTION_CHANGED = "mautic.lead_channel_subscription_changed"
@@ -125,6 +126,48 @@ def parse_envelope(raw: bytes) -> Envelope:
     events = [event for key, value in data.items() if not (key == "timestamp" and isinstance(value, str))
               for event in _events_of(str(key), value, top_timestamp)]
     return Envelope(events=events, shape=shape, body_hash=body_hash)
+
+
+def inbox_rows(raw: bytes, hash_key: str, received_at: datetime) -> list[dict[str, Any]]:
+    """A delivery's inbox rows: one per event (identical events within a body collapse to one), or one
+    dead letter. Same keys in every row (one executemany). Never raises: a body that breaks the parser in
+    an unforeseen way (say, nesting deep enough for RecursionError) is a dead letter too."""
+    try:
+        envelope = parse_envelope(raw)
+    except Exception as exc:
+        envelope = Envelope(shape="dead-letter", dead_letter=f"could not be read ({type(exc).__name__})",
+                            body_hash=hashlib.sha256(raw).hexdigest())
+    if envelope.dead_letter is not None:
+        hashes = [subject_hash(hash_key, email) for email in emails_in(raw)]
+        return [_row(
+            dedupe_key=envelope.body_hash, event_type=DEAD_LETTER, received_at=received_at, occurred_at=None,
+            contact_id=None, subject_hash=hashes[0] if hashes else None,
+            subject_hashes=" ".join(hashes)[:4000] or None, payload=None, raw_body=raw,
+            note=envelope.dead_letter[:200],
+        )]
+    rows: dict[str, dict[str, Any]] = {}
+    for event in envelope.events:
+        if event.dedupe_key in rows:
+            continue
+        rows[event.dedupe_key] = _row(
+            dedupe_key=event.dedupe_key, event_type=event.type[:100], received_at=received_at,
+            occurred_at=event.occurred_at, contact_id=event.contact_id, subject_hash=event.subject_hash(hash_key),
+            subject_hashes=_all_subjects(event, hash_key), payload=event.payload, raw_body=None, note=None,
+        )
+    return list(rows.values())
+
+
+def _all_subjects(event: InboundEvent, hash_key: str) -> str | None:
+    # Unknown types keep their payload, so erasure must find every address in it, wherever it sits.
+    if event.disposition is not Disposition.UNKNOWN:
+        return None
+    text = json.dumps(event.payload, ensure_ascii=False, default=str).encode()
+    hashes = [subject_hash(hash_key, email) for email in emails_in(text)]
+    return " ".join(hashes)[:4000] or None
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    return {"state": InboxState.PENDING.value, "processed_at": None, **values}
 
 
 def _events_of(event_type: str, value: Any, top_timestamp: str | None) -> Iterator[InboundEvent]:

@@ -1,9 +1,11 @@
 """Durable job kinds of the intake feature: work off the inbox, post and refresh alerts, apply decisions.
 
-``intake.process`` takes the inbox rows one webhook committed and, in one transaction, turns each
-pending row into its effects (consent record, withdrawal, alert, ledger entries) and marks it done.
-Rows are claimed by state, so a redelivered job or a second replica cannot process a row twice, and a
-job left behind by a crash or restart runs when the service is back. Slack and Mautic calls are
+The webhook view stores each delivery raw (``inbox_deliveries``) and enqueues ``intake.process``. That
+job first splits deliveries into per-event inbox rows (parse, dedupe keys, dead letters; the delivery
+is deleted in the same transaction), then turns each pending row into its effects (consent record,
+withdrawal, alert, ledger entries) and marks it done. Deliveries are taken by deleting them and rows
+are claimed by state, so a redelivered job or a second replica cannot split or process anything twice,
+and a job left behind by a crash or restart runs when the service is back. Slack and Mautic calls are
 separate jobs enqueued in that same transaction.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -65,10 +69,12 @@ def register(runner: JobRunner, services: Services) -> None:
     runner.register(REFRESH_ALERT, refresh_alert)
     runner.register(APPLY_DECISION, apply_decision, on_failed=decision_failed)
     runner.register(SWEEP, sweep_inbox)
+    # Erasure (storage.intake.purge_subject) splits what is still pending first, with our hash key.
+    store.install_splitter(services.engine, functools.partial(split_all_pending, hash_key=services.hash_key))
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:
-    """Every few minutes, give rows whose process job failed for good another job (none are lost)."""
+    """Every few minutes, give rows or deliveries whose process job failed for good another job (none are lost)."""
 
     async def enqueue_sweep() -> None:
         async with unit_of_work(services.sessions) as session:
@@ -80,70 +86,100 @@ def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:
                       coalesce=True, max_instances=1)
 
 
-class InboxWriter:
-    """Group commit for the webhook view: concurrent deliveries share one transaction.
+class DeliveryWriter:
+    """Group commit for the webhook view, and the signal processing reads to stay out of intake's way.
 
-    Each request still returns only after the transaction holding its events has committed
-    (durable before acknowledged), but under load one commit (and one process job) serves every
-    request that arrived while the previous commit was in flight, instead of one each. Whoever gets
-    the lock commits everything pending; the rest find their future already resolved.
-    On SQLite the inbox processor takes the same lock, so intake never sleeps in SQLite's busy handler
-    behind our own processing.
+    Each request returns only after the transaction holding its delivery has committed (durable before
+    acknowledged), but deliveries arriving while a commit is in flight share the next one: one
+    transaction, one executemany and one job check for all of them instead of one each. A short-lived
+    drain task does the commits, so no request queues on a lock behind requests already answered.
     """
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.lock = asyncio.Lock()
-        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.last_arrival = -math.inf  # loop time of the latest delivery handed to commit()
+        self._turn = asyncio.Lock()
+        self._last_turn = -math.inf  # loop time the latest processing chunk ended
 
-    async def commit(self, rows: list[dict[str, Any]]) -> int:
-        """Store ``rows`` durably; returns how many of them were new (not already in the inbox)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, future))
-        async with self.lock:
-            if not future.done():
-                batch, self._pending = self._pending, []
-                await self._commit(batch)
+    async def commit(self, body: bytes, received_at: datetime) -> int:
+        """Store one raw delivery durably; returns its id once committed."""
+        loop = asyncio.get_running_loop()
+        self.last_arrival = loop.time()
+        future: asyncio.Future[int] = loop.create_future()
+        row = {"received_at": received_at, "body": body, "body_sha256": hashlib.sha256(body).hexdigest()}
+        self._pending.append((row, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain(), name="intake-delivery-writer")
         return await future
 
-    async def _commit(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[int]]]) -> None:
-        services = self.services
-        first_claim: dict[str, int] = {}  # dedupe key -> index of the request that brought it first
-        rows: list[dict[str, Any]] = []
-        for index, (request_rows, _future) in enumerate(batch):
-            for row in request_rows:
-                if row["dedupe_key"] not in first_claim:
-                    first_claim[row["dedupe_key"]] = index
-                    rows.append(row)
-        try:
-            async with unit_of_work(services.sessions) as session:
-                inserted = await store.insert_inbox(session, rows) if rows else {}
-                if inserted and await store.queued_job(session, PROCESS) is None:
-                    # One waiting job drains every pending row, so deliveries arriving together share it.
-                    await job_queue.enqueue(session, PROCESS, {}, max_attempts=process_max_attempts(services),
-                                            run_after=utcnow() + PROCESS_DELAY)
-        except BaseException as exc:
-            for _rows, future in batch:
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                ids = await self._commit([row for row, _future in batch])
+            except BaseException as exc:
+                for _row, future in batch:
+                    if not future.done():  # a request cancelled meanwhile has no one to tell
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_row, future), delivery_id in zip(batch, ids, strict=True):
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-            raise
-        new_per_request = [0] * len(batch)
-        for key in inserted:
-            new_per_request[first_claim[key]] += 1
-        for (_rows, future), new in zip(batch, new_per_request, strict=True):
-            if not future.done():
-                future.set_result(new)
-        if inserted:
+                    future.set_result(delivery_id)
+
+    async def _commit(self, rows: list[dict[str, Any]]) -> list[int]:
+        services = self.services
+        async with unit_of_work(services.sessions) as session:
+            ids = await store.insert_deliveries(session, rows)
+            # One waiting job drains every pending delivery, so deliveries arriving together share it.
+            # A running job does not count: it may already be past these rows.
+            enqueue = await store.queued_job(session, PROCESS) is None
+            if enqueue:
+                await job_queue.enqueue(session, PROCESS, {}, max_attempts=process_max_attempts(services),
+                                        run_after=utcnow() + PROCESS_DELAY)
+        if enqueue:
             services.jobs.notify()
+        return ids
+
+    @contextlib.asynccontextmanager
+    async def processing_turn(self) -> AsyncIterator[None]:
+        """Hold the processing turn for one chunk, once intake has had its way.
+
+        Splitting and processing run on the same event loop (and core) as the webhook view, and a chunk
+        holds the loop (and on SQLite the one writer) for milliseconds. Intake comes first: while
+        deliveries keep arriving (the latest less than QUIET_GAP ago) a processor waits for a gap, so a
+        burst is answered at intake speed and worked off after it. The wait never exceeds
+        PROCESSING_FLOOR since the previous chunk ended, so a flood without gaps still gets at least one
+        chunk per floor and cannot starve processing. One turn at a time per process: chunks of
+        concurrent process jobs queue here.
+        """
+        async with self._turn:
+            loop = asyncio.get_running_loop()
+            floor_at = self._last_turn + PROCESSING_FLOOR
+            while True:
+                now = loop.time()
+                quiet_for = now - self.last_arrival
+                if quiet_for >= QUIET_GAP or now >= floor_at:
+                    break
+                await asyncio.sleep(min(QUIET_GAP - quiet_for, floor_at - now))
+            try:
+                yield
+            finally:
+                self._last_turn = loop.time()
 
 
 WRITER_KEY = "intake_writer"
+QUIET_GAP = 0.005  # seconds without a new delivery that count as a gap in intake
+PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often, however busy intake is
 
 
-def inbox_writer(services: Services) -> InboxWriter:
+def delivery_writer(services: Services) -> DeliveryWriter:
     writer = services.extras.get(WRITER_KEY)
     if writer is None:
-        writer = services.extras[WRITER_KEY] = InboxWriter(services)
+        writer = services.extras[WRITER_KEY] = DeliveryWriter(services)
     return writer
 
 
@@ -194,31 +230,76 @@ class _Chunk:
 
 
 async def process_inbox(run: JobRun) -> None:
-    """Process the given rows, or (no ids) every pending row, oldest first, chunk by chunk."""
+    """Process the given rows, or (no ids) split every pending delivery and process every pending row,
+    oldest first, chunk by chunk, each chunk in its own transaction and processing turn."""
     services = run.services
+    writer = delivery_writer(services)
     if "ids" in run.payload:
         ids = sorted(int(i) for i in run.payload["ids"])
         for start in range(0, len(ids), PROCESS_CHUNK):
-            async with _writer_turn(services):
+            async with writer.processing_turn():
                 await _process_chunk(services, ids[start:start + PROCESS_CHUNK])
     else:
         while True:
-            async with _writer_turn(services):
-                done = await _process_chunk(services, None)
-            if done < PROCESS_CHUNK:
-                break
+            async with writer.processing_turn():
+                split = await split_deliveries(services)
+            while True:
+                async with writer.processing_turn():
+                    done = await _process_chunk(services, None)
+                if done < PROCESS_CHUNK:
+                    break
+            if split < SPLIT_CHUNK:
+                break  # a delivery committed from here on finds no queued job and enqueues one
     services.jobs.notify()
 
 
-@contextlib.asynccontextmanager
-async def _writer_turn(services: Services) -> AsyncIterator[None]:
-    # SQLite has one writer: queue behind the webhook view in-process rather than in SQLite's busy
-    # handler, whose sleeps would land on the webhook's latency.
-    if services.settings.is_sqlite:
-        async with inbox_writer(services).lock:
-            yield
-    else:
-        yield
+# ---- splitting deliveries into inbox rows ----------------------------------------------------------------
+
+SPLIT_CHUNK = 10  # deliveries per split transaction (up to ~100 events in queue mode)
+
+
+async def split_deliveries(services: Services) -> int:
+    """Split up to SPLIT_CHUNK of the oldest deliveries into inbox rows; returns how many were read."""
+    async with unit_of_work(services.sessions) as session:
+        found = await store.read_deliveries(session, limit=SPLIT_CHUNK)
+    if not found:
+        return 0
+    split: list[tuple[int, list[dict[str, Any]]]] = []
+    for delivery_id, received_at, body in found:
+        # Parsed outside any transaction (no writer held), yielding between deliveries so a webhook
+        # request waiting for the loop gets it within one delivery's parse.
+        split.append((delivery_id, intake.inbox_rows(bytes(body), services.hash_key, received_at)))
+        await asyncio.sleep(0)
+    async with unit_of_work(services.sessions) as session:
+        await _store_split(session, split)
+    return len(found)
+
+
+async def split_all_pending(session: AsyncSession, *, hash_key: str) -> int:
+    """Split every pending delivery in the caller's transaction (erasure), waiting for a concurrent split
+    of the same deliveries to commit; returns how many deliveries this call split."""
+    total = 0
+    while found := await store.read_deliveries(session, limit=100, lock=True):
+        total += await _store_split(session, [
+            (delivery_id, intake.inbox_rows(bytes(body), hash_key, received_at))
+            for delivery_id, received_at, body in found
+        ])
+    return total
+
+
+async def _store_split(session: AsyncSession, split: list[tuple[int, list[dict[str, Any]]]]) -> int:
+    # Taking the delivery (DELETE … RETURNING) and inserting its events in one transaction: whoever deletes
+    # it inserts its events, so a delivery is split once even with two splitters. The same event in two
+    # deliveries (a redelivery) keeps the first; one already in the inbox is skipped by its dedupe key.
+    taken = await store.take_deliveries(session, [delivery_id for delivery_id, _rows in split])
+    rows: dict[str, dict[str, Any]] = {}
+    for delivery_id, delivery_rows in split:
+        if delivery_id in taken:
+            for row in delivery_rows:
+                rows.setdefault(row["dedupe_key"], row)
+    if rows:
+        await store.insert_inbox(session, list(rows.values()))
+    return len(taken)
 
 
 async def _process_chunk(services: Services, ids: list[int] | None) -> int:
@@ -499,13 +580,18 @@ async def _lock_burst(session: AsyncSession, burst_key: str) -> None:
 
 
 async def sweep_inbox(run: JobRun) -> None:
-    """Rows left pending with no live job (their job failed for good) get a fresh process job."""
+    """Rows or deliveries left pending with no live job (their job failed for good) get a fresh process job."""
     services = run.services
+    stale = services.clock() - timedelta(minutes=10)
     async with unit_of_work(services.sessions) as session:
-        ids = await store.pending_ids(session, older_than=services.clock() - timedelta(minutes=10))
+        ids = await store.pending_ids(session, older_than=stale)
         if ids:
             await job_queue.enqueue(session, PROCESS, {"ids": ids}, max_attempts=process_max_attempts(services))
-    if ids:
+        oldest = await store.oldest_delivery(session)
+        unsplit = oldest is not None and oldest < stale and await store.queued_job(session, PROCESS) is None
+        if unsplit:
+            await job_queue.enqueue(session, PROCESS, {}, max_attempts=process_max_attempts(services))
+    if ids or unsplit:
         services.jobs.notify()
 
 
