@@ -8,8 +8,9 @@ from sqlmodel import select
 
 from bot.sandbox.harness import Sandbox
 from bot.sandbox.slack import Message
+from handlers.intake_jobs import PROCESS
 from storage.db import unit_of_work
-from storage.intake import ConsentAlert, ConsentRecord, InboxEvent, Withdrawal
+from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal
 from storage.jobs import Job, JobState
 
 
@@ -20,6 +21,23 @@ async def rows(box: Sandbox, model: Any) -> list[Any]:
 
 async def inbox(box: Sandbox) -> list[InboxEvent]:
     return await rows(box, InboxEvent)
+
+
+async def deliveries(box: Sandbox) -> list[InboxDelivery]:
+    """Raw deliveries committed by the webhook view and not split into inbox rows yet."""
+    return await rows(box, InboxDelivery)
+
+
+async def processed(box: Sandbox, timeout: float = 10.0) -> None:
+    """Wait for the process jobs queued or running now: every delivery committed before this call is
+    then split into inbox rows and every pending row processed (effects on Slack may still follow)."""
+    async with unit_of_work(box.services.sessions) as session:
+        ids = (await session.exec(select(Job.id).where(
+            Job.kind == PROCESS, Job.state.in_([JobState.QUEUED, JobState.RUNNING])  # type: ignore[attr-defined]
+        ))).all()
+    for job_id in ids:
+        assert job_id is not None
+        await box.services.jobs.wait_for(job_id, timeout=timeout)
 
 
 async def alerts(box: Sandbox) -> list[ConsentAlert]:

@@ -11,11 +11,13 @@ from sqlmodel import select
 from bot.privacy import subject_hash
 from bot.sandbox.harness import Sandbox, sandbox
 from bot.sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
+from handlers.intake_jobs import split_deliveries
+from storage import intake as store
 from storage.db import unit_of_work
 from storage.intake import InboxState
 from storage.ledger import AuditEntry
 from tests.conftest import test_tuning
-from tests.intake.helpers import alerts, inbox, jobs_idle, records
+from tests.intake.helpers import alerts, deliveries, inbox, jobs_idle, processed, records
 
 FIXTURES = Path("/work/shared/mautic-fixtures")
 TS = "2024-10-24T15:54:35+00:00"
@@ -44,12 +46,14 @@ async def test_bad_signatures_get_401_and_nothing_is_stored(box: Sandbox) -> Non
         sent = dict(headers, **({"Webhook-Signature": signature} if signature is not None else {}))
         async with box.http.post(url, data=body, headers=sent) as response:
             assert response.status == 401
+    assert await deliveries(box) == [] and await inbox(box) == []
     status, _ = await box.webhook(body + b" ")  # signed over exactly the bytes sent, whitespace included
     assert status == 200
     secret = box.settings.mautic_webhook_secret.get_secret_value()  # type: ignore[union-attr]
     tampered = {**headers, "Webhook-Signature": sign_webhook(body, secret)}
     async with box.http.post(url, data=body.replace(b"a@example", b"b@example"), headers=tampered) as response:
         assert response.status == 401
+    await processed(box)
     assert len(await inbox(box)) == 1  # only the validly signed delivery
 
 
@@ -58,7 +62,7 @@ async def test_oversized_body_gets_413_and_nothing_is_stored(db_url: str, tmp_pa
         big = gap(1, "a@example.com", results={"email": "a@example.com", "comment": "x" * 5000})
         status, _ = await box.webhook(big)
         assert status == 413
-        assert await inbox(box) == []
+        assert await deliveries(box) == [] and await inbox(box) == []
         status, _ = await box.webhook(gap(1, "a@example.com"))
         assert status == 200
 
@@ -72,15 +76,15 @@ async def test_one_alert_per_gap_none_for_consent_none_twice_for_redelivery(box:
     assert sum(len(v) for v in batch.values()) == 10
     status, text = await box.webhook(batch)
     assert status == 200
-    answer = json.loads(text)
-    assert answer == {"ok": True, "events": 10, "new": 10}
-    assert "@" not in text  # Mautic logs our answer: no personal data in it
+    first = json.loads(text)
+    assert first["ok"] is True and set(first) == {"ok", "delivery"}
     posts = await box.slack.wait_for("chat.postMessage", 2)
     await jobs_idle(box)
-    # Redelivery of the same body (Mautic is at-least-once): stored and processed once.
+    # Redelivery of the same body (Mautic is at-least-once): a second delivery, its events processed once.
     status, text = await box.webhook(batch)
-    assert status == 200 and json.loads(text)["new"] == 0
+    assert status == 200 and json.loads(text)["delivery"] != first["delivery"]
     await jobs_idle(box)
+    assert len(await inbox(box)) == 10 and await deliveries(box) == []
     assert len(box.slack.calls_to("chat.postMessage")) == 2
     texts = sorted(p.params["text"] for p in posts)
     assert texts == ["Consent gap: form Newsletter: j***@example.com", "Consent gap: form Webinar: j***@example.org"]
@@ -132,17 +136,70 @@ async def test_send_test_payload_shape_and_unknown_types(box: Sandbox) -> None:
 
 
 async def test_inbox_resumes_after_restart(box: Sandbox) -> None:
-    await box.services.jobs.stop()  # a crash right after the commit: nothing processes the inbox
+    await box.services.jobs.stop()  # a crash right after the commit: nothing splits or processes
     status, _ = await box.webhook(gap(5, "late@example.com"))
     assert status == 200
-    assert [e.state for e in await inbox(box)] == [InboxState.PENDING]
+    # Split but not processed (a crash between the two steps) ...
+    assert await split_deliveries(box.services) == 1
+    assert [e.state for e in await inbox(box)] == [InboxState.PENDING] and await deliveries(box) == []
+    # ... and committed but not split: only the raw body is stored.
+    status, _ = await box.webhook(gap(6, "later@example.com", form_id=9, form_name="Webinar", sub=14))
+    assert status == 200
+    (delivery,) = await deliveries(box)
+    assert b"later@example.com" in delivery.body and len(await inbox(box)) == 1
     assert box.slack.calls_to("chat.postMessage") == []
     await box.restart_bot()
-    (post,) = await box.slack.wait_for("chat.postMessage")
-    assert "l***@example.com" in post.params["text"]
+    posts = await box.slack.wait_for("chat.postMessage", 2)
+    assert sorted(p.params["text"] for p in posts) == ["Consent gap: form Newsletter: l***@example.com",
+                                                       "Consent gap: form Webinar: l***@example.com"]
     await jobs_idle(box)
-    assert [e.state for e in await inbox(box)] == [InboxState.DONE]
-    assert len(await alerts(box)) == 1
+    assert [e.state for e in await inbox(box)] == [InboxState.DONE] * 2 and await deliveries(box) == []
+    assert len(await alerts(box)) == 2 and len(await records(box)) == 2
+    assert len(box.slack.calls_to("chat.postMessage")) == 2  # each split and processed once
+
+
+async def test_same_delivery_twice_before_the_split_gives_one_set_of_events(box: Sandbox) -> None:
+    await box.services.jobs.stop()  # both copies wait, unsplit, and are split together
+    batch = merge_payloads(gap(1, "jane@example.com"), *[consented(10 + n, f"c{n}@example.com", sub=100 + n)
+                                                         for n in range(4)])
+    answers = [await box.webhook(batch) for _ in range(2)]
+    assert [status for status, _ in answers] == [200, 200]
+    assert len({json.loads(text)["delivery"] for _, text in answers}) == 2
+    assert len(await deliveries(box)) == 2
+    await box.restart_bot()
+    await processed(box)
+    assert await deliveries(box) == []
+    assert len(await inbox(box)) == 5 and len(await records(box)) == 5
+    await jobs_idle(box)
+    assert len(box.slack.calls_to("chat.postMessage")) == 1 and len(await alerts(box)) == 1
+
+
+async def test_the_answer_carries_no_personal_data(box: Sandbox) -> None:
+    for body in (gap(1, "jane.doe@example.com", form_name="Jane Doe's form"),
+                 b'{"mautic.form_on_submit":[{"results":{"email":"jane.doe@example.com"'):  # a dead letter
+        status, text = await box.webhook(body)
+        assert status == 200
+        answer = json.loads(text)
+        assert set(answer) == {"ok", "delivery"} and answer["ok"] is True and isinstance(answer["delivery"], int)
+        assert "jane" not in text.lower() and "@" not in text and "example" not in text
+    await processed(box)
+    assert len(await inbox(box)) == 2  # the event and the dead letter, both kept
+
+
+async def test_erasure_reaches_a_delivery_not_split_yet(box: Sandbox) -> None:
+    await box.services.jobs.stop()
+    assert (await box.webhook(merge_payloads(gap(1, "gone@example.com"), gap(2, "stays@example.com", sub=2))))[0] == 200
+    erased = subject_hash(box.services.hash_key, "gone@example.com")
+    async with unit_of_work(box.services.sessions) as session:
+        purged = await store.purge_subject(session, erased)
+    assert purged["inbox_events"] == 1  # split inside the erasure, then purged with the rest
+    assert await deliveries(box) == []
+    assert [e.subject_hash for e in await inbox(box)] == [subject_hash(box.services.hash_key, "stays@example.com")]
+    await box.restart_bot()
+    (post,) = await box.slack.wait_for("chat.postMessage")
+    assert "s***@example.com" in post.params["text"]
+    await jobs_idle(box)
+    assert [r.email for r in await records(box)] == ["stays@example.com"]
 
 
 async def test_burst_of_gaps_is_folded_into_one_alert(box: Sandbox) -> None:
@@ -166,6 +223,7 @@ async def test_dead_letter_is_kept_and_reported_once(box: Sandbox) -> None:
     for _ in range(2):
         status, text = await box.webhook(body)
         assert status == 200 and "@" not in text
+    await processed(box)
     (post,) = await box.slack.wait_for("chat.postMessage")
     assert "dead letter" in post.params["text"].lower()
     await jobs_idle(box)
