@@ -156,13 +156,17 @@ def _scheduler(tuning: Tuning):  # type: ignore[no-untyped-def]
         services = app[SERVICES]
         scheduler = AsyncIOScheduler(timezone=services.settings.digest_timezone)
         services.scheduler = scheduler
+        runs = None
         if tuning.start_scheduler:
             from handlers.jobs import schedule_jobs
 
-            schedule_jobs(scheduler, services)
+            runs = schedule_jobs(scheduler, services)
             scheduler.start()
         yield
         if scheduler.running:
+            scheduler.pause()  # no new runs; let the ones in flight finish before resources close
+            if runs is not None:
+                await runs.drain()
             scheduler.shutdown(wait=False)
 
     return ctx
