@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import UserFacingError
 from bot.services import Services
 from handlers.slack import consent, digests, requests
+from handlers.slack.answers import tell_user
 from handlers.slack.commands import register_privacy_command
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,3 @@ async def _on_error(
         log.error("listener failed (ref %s): %s", ref, type(error).__name__, exc_info=error)
         text = f"Something went wrong on my side (ref `{ref}`). Nothing was lost; please try again."
     await tell_user(body, respond, client, text)
-
-
-async def tell_user(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, text: str) -> None:
-    if body.get("response_url") or body.get("response_urls"):
-        await respond(text=text, response_type="ephemeral", replace_original=False)
-        return
-    user = (body.get("user") or {}).get("id") or body.get("user_id")
-    channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
-    if user and channel:
-        await client.chat_postEphemeral(channel=channel, user=user, text=text)

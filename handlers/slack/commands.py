@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks.help import help_message, unknown_subcommand_message, wrong_channel_text
 from bot.errors import UserFacingError
 from bot.services import Services
+from handlers.slack.answers import answer_user
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,3 @@ def register_privacy_command(bolt: AsyncApp, services: Services, subcommands: Se
             await answer_user(ack, respond, exc.message)
 
     bolt.command("/privacy")(privacy)
-
-
-async def answer_user(ack: AsyncAck, respond: AsyncRespond, text: str) -> None:
-    """Answer ephemerally: through the ack when it is still unsent, else through ``response_url``."""
-    if ack.response is None:
-        await ack(text)
-    else:
-        await respond(text=text, response_type="ephemeral", replace_original=False)

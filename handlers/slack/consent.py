@@ -35,6 +35,7 @@ from bot.errors import BadCommand
 from bot.privacy import is_valid_email, mask_email, normalise_email, subject_hash
 from bot.services import Services
 from handlers.intake_jobs import APPLY_DECISION, alert_view
+from handlers.slack.answers import tell_user
 from handlers.slack.commands import CommandCall, Subcommand
 from storage import intake as store
 from storage import jobs as job_queue
@@ -165,13 +166,6 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.action(ACTION_RECONSENT)(on_reconsent)
     bolt.action(ACTION_DISMISS)(on_dismiss)
     bolt.view(DISMISS_VIEW)(on_dismiss_submit)
-
-
-async def tell_user(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, text: str) -> None:
-    # Imported late: handlers.slack imports this module while it is being built.
-    from handlers.slack import tell_user as tell
-
-    await tell(body, respond, client, text)
 
 
 def _alert_id(body: dict[str, Any]) -> int | None:

@@ -20,6 +20,7 @@ from bot.digests.service import KINDS
 from bot.errors import BadCommand, UserFacingError
 from bot.services import Services
 from handlers import digests_jobs
+from handlers.slack.answers import tell_user
 from handlers.slack.commands import CommandCall, Subcommand
 from storage import digests as store
 
@@ -100,7 +101,6 @@ async def _after_ack(body: dict[str, Any], respond: AsyncRespond, client: AsyncW
 
 
 async def _tell(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, text: str) -> None:
-    from handlers.slack import tell_user  # the package imports this module while it initialises
 
     await tell_user(body, respond, client, text)
 
