@@ -100,6 +100,7 @@ class DeliveryWriter:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.last_arrival = -math.inf  # loop time of the latest delivery handed to commit()
+        self.in_flight = 0  # deliveries handed to commit() and not answered yet
         self._turn = asyncio.Lock()
         self._last_turn = -math.inf  # loop time the latest processing chunk ended
 
@@ -112,7 +113,12 @@ class DeliveryWriter:
         self._pending.append((row, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain(), name="intake-delivery-writer")
-        return await future
+        self.in_flight += 1
+        try:
+            return await future
+        finally:
+            self.in_flight -= 1
+            self.last_arrival = loop.time()  # its sender's next delivery is on its way
 
     async def _drain(self) -> None:
         while self._pending:
@@ -145,16 +151,19 @@ class DeliveryWriter:
         return ids
 
     @contextlib.asynccontextmanager
-    async def processing_turn(self) -> AsyncIterator[None]:
-        """Hold the processing turn for one chunk, once intake has had its way.
+    async def processing_turn(self) -> AsyncIterator[int]:
+        """Hold the processing turn for one chunk, once intake has had its way; yields the chunk scale.
 
         Splitting and processing run on the same event loop (and core) as the webhook view, and a chunk
-        holds the loop (and on SQLite the one writer) for milliseconds. Intake comes first: while
-        deliveries keep arriving (the latest less than QUIET_GAP ago) a processor waits for a gap, so a
-        burst is answered at intake speed and worked off after it. The wait never exceeds
+        holds the loop (and on SQLite the one writer) for milliseconds. Intake comes first: while a
+        delivery waits for its commit, or one arrived or was answered less than QUIET_GAP ago (senders
+        post again as soon as they are answered), a processor waits for a gap, so a burst is answered at
+        intake speed and worked off after it. The wait never exceeds
         PROCESSING_FLOOR since the previous chunk ended, so a flood without gaps still gets at least one
         chunk per floor and cannot starve processing. One turn at a time per process: chunks of
-        concurrent process jobs queue here.
+        concurrent process jobs queue here. A turn taken in a quiet moment may do CHUNK_SCALE times the
+        work (fewer transactions per event, a faster drain); one forced by the floor does one unit, so it
+        holds the loop and SQLite's writer only briefly.
         """
         async with self._turn:
             loop = asyncio.get_running_loop()
@@ -162,11 +171,12 @@ class DeliveryWriter:
             while True:
                 now = loop.time()
                 quiet_for = now - self.last_arrival
-                if quiet_for >= QUIET_GAP or now >= floor_at:
+                quiet = quiet_for >= QUIET_GAP and not self.in_flight
+                if quiet or now >= floor_at:
                     break
-                await asyncio.sleep(min(QUIET_GAP - quiet_for, floor_at - now))
+                await asyncio.sleep(min(max(QUIET_GAP - quiet_for, QUIET_GAP / 5), floor_at - now))
             try:
-                yield
+                yield CHUNK_SCALE if quiet else 1
             finally:
                 self._last_turn = loop.time()
 
@@ -174,6 +184,7 @@ class DeliveryWriter:
 WRITER_KEY = "intake_writer"
 QUIET_GAP = 0.005  # seconds without a new delivery that count as a gap in intake
 PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often, however busy intake is
+CHUNK_SCALE = 4  # chunk size multiplier for a turn taken while intake is quiet
 
 
 def delivery_writer(services: Services) -> DeliveryWriter:
@@ -241,14 +252,14 @@ async def process_inbox(run: JobRun) -> None:
                 await _process_chunk(services, ids[start:start + PROCESS_CHUNK])
     else:
         while True:
-            async with writer.processing_turn():
-                split = await split_deliveries(services)
+            async with writer.processing_turn() as scale:
+                split, wanted = await split_deliveries(services, SPLIT_CHUNK * scale), SPLIT_CHUNK * scale
             while True:
-                async with writer.processing_turn():
-                    done = await _process_chunk(services, None)
-                if done < PROCESS_CHUNK:
+                async with writer.processing_turn() as scale:
+                    done, limit = await _process_chunk(services, None, PROCESS_CHUNK * scale), PROCESS_CHUNK * scale
+                if done < limit:
                     break
-            if split < SPLIT_CHUNK:
+            if split < wanted:
                 break  # a delivery committed from here on finds no queued job and enqueues one
     services.jobs.notify()
 
@@ -258,10 +269,10 @@ async def process_inbox(run: JobRun) -> None:
 SPLIT_CHUNK = 10  # deliveries per split transaction (up to ~100 events in queue mode)
 
 
-async def split_deliveries(services: Services) -> int:
-    """Split up to SPLIT_CHUNK of the oldest deliveries into inbox rows; returns how many were read."""
+async def split_deliveries(services: Services, limit: int = SPLIT_CHUNK) -> int:
+    """Split up to ``limit`` of the oldest deliveries into inbox rows; returns how many were read."""
     async with unit_of_work(services.sessions) as session:
-        found = await store.read_deliveries(session, limit=SPLIT_CHUNK)
+        found = await store.read_deliveries(session, limit=limit)
     if not found:
         return 0
     split: list[tuple[int, list[dict[str, Any]]]] = []
@@ -302,10 +313,10 @@ async def _store_split(session: AsyncSession, split: list[tuple[int, list[dict[s
     return len(taken)
 
 
-async def _process_chunk(services: Services, ids: list[int] | None) -> int:
-    """One transaction over up to PROCESS_CHUNK pending rows; returns how many were claimed."""
+async def _process_chunk(services: Services, ids: list[int] | None, limit: int = PROCESS_CHUNK) -> int:
+    """One transaction over up to ``limit`` pending rows; returns how many were claimed."""
     async with unit_of_work(services.sessions) as session:
-        claimed = await store.claim_pending(session, ids, limit=PROCESS_CHUNK)
+        claimed = await store.claim_pending(session, ids, limit=limit)
         rows = [
             _Row(row_id, event_type, dict(payload or {}), occurred_at, contact_id, subject, int(raw_size), note)
             for row_id, event_type, payload, occurred_at, contact_id, subject, note, raw_size in claimed
