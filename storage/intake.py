@@ -301,6 +301,17 @@ async def queued_job(session: AsyncSession, kind: str) -> int | None:
     return (await session.exec(query)).first()
 
 
+async def queued_job_due(session: AsyncSession, kind: str) -> datetime | None:
+    """When the first job of ``kind`` still waiting to start is due (None: none waits), share-locked so no
+    runner starts it before we commit."""
+    query = (
+        select(Job.run_after).where(col(Job.kind) == kind, col(Job.state) == JobState.QUEUED)
+        .order_by(col(Job.run_after)).limit(1).with_for_update(read=True)
+    )
+    due: datetime | None = (await session.exec(query)).first()
+    return due
+
+
 async def pending_ids(session: AsyncSession, *, older_than: datetime, limit: int = 500) -> list[int]:
     query = (
         select(InboxEvent.id)
