@@ -104,6 +104,7 @@ class DeliveryWriter:
         self._turn = asyncio.Lock()
         self._last_turn = -math.inf  # loop time the latest processing chunk ended
         self._job_due: datetime | None = None  # run_after of a process job seen queued (wall clock)
+        self._sqlite = services.engine.dialect.name == "sqlite"
 
     async def commit(self, body: bytes, received_at: datetime) -> int:
         """Store one raw delivery durably; returns its id once committed."""
@@ -144,11 +145,14 @@ class DeliveryWriter:
         # need to look for it again. Checked again after the commit, which is what correctness rests on.
         due = self._job_due
         known = due is not None and utcnow() < due - JOB_DUE_MARGIN
-        async with unit_of_work(services.sessions) as session:
-            ids = await store.insert_deliveries(session, rows)
-            found = None if known else await self._ensure_job(session)
-        if found is not None:
-            self._job_due = found  # only once committed: a rolled-back enqueue leaves no job to count on
+        if known and self._sqlite:
+            ids = await store.commit_deliveries_sqlite(services.sessions, rows)
+        else:
+            async with unit_of_work(services.sessions) as session:
+                ids = await store.insert_deliveries(session, rows)
+                found = None if known else await self._ensure_job(session)
+            if found is not None:
+                self._job_due = found  # only once committed: a rolled-back enqueue leaves no job to count on
         if known and due is not None and utcnow() >= due - JOB_DUE_MARGIN:
             # The commit ended too close to the job's start (a slow commit): the job may already be past
             # these rows, so look again now that they are visible.

@@ -8,6 +8,8 @@ everything else joins on the keyed subject hash. :func:`purge_subject` removes a
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -31,9 +33,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.db import SessionFactory, _sqlite_writer_lock
 from storage.erasures import ErasedSubject, is_erased
 from storage.jobs import Job, JobState
 from storage.types import JSONType, UTCDateTime
@@ -188,6 +192,47 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
     """Store raw deliveries ({received_at, body, body_sha256}); returns their ids in the order given."""
     result = await session.exec(_INSERT_DELIVERIES, params=list(rows))  # type: ignore[call-overload]
     return [row_id for (row_id,) in result.all()]
+
+
+_INSERT_DELIVERY_SQLITE = "INSERT INTO inbox_deliveries (received_at, body, body_sha256) VALUES (?, ?, ?)"
+
+
+async def commit_deliveries_sqlite(sessions: SessionFactory, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """SQLite only: store raw deliveries in a transaction of their own, as ONE call on the driver's thread
+    (BEGIN IMMEDIATE, the inserts, COMMIT); returns their ids in the order given.
+
+    Through a session each statement is its own trip to aiosqlite's worker thread, and each trip's answer
+    waits behind HTTP work on the event loop; the webhook's group commit spent most of its time there.
+    """
+    engine: AsyncEngine = sessions.kw["bind"]
+    lock = _sqlite_writer_lock(sessions)  # the same queue for the writer as unit_of_work's
+    assert lock is not None, "SQLite only"
+    process = _deliveries.c.received_at.type.bind_processor(engine.dialect)
+    params = [(process(row["received_at"]), row["body"], row["body_sha256"]) for row in rows]
+    async with lock, engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        return await _on_sqlite_thread(raw.driver_connection, functools.partial(_insert_deliveries_sync, params))
+
+
+def _insert_deliveries_sync(params: list[tuple[Any, ...]], db: sqlite3.Connection) -> list[int]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        ids: list[int] = [db.execute(_INSERT_DELIVERY_SQLITE, row).lastrowid for row in params]  # type: ignore[misc]
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return ids
+
+
+async def _on_sqlite_thread(driver_connection: Any, fn: Callable[[sqlite3.Connection], list[int]]) -> list[int]:
+    """Run ``fn(sqlite3 connection)`` on aiosqlite's worker thread as one queued call.
+
+    Private aiosqlite API (``_execute``, ``_conn``), kept to this one function: its public methods are one
+    statement per call, and the whole point is one trip for the whole transaction.
+    """
+    result: list[int] = await driver_connection._execute(fn, driver_connection._conn)
+    return result
 
 
 async def read_deliveries(session: AsyncSession, *, limit: int, lock: bool = False) -> list[Any]:
