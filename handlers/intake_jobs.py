@@ -147,6 +147,8 @@ class DeliveryWriter:
         known = due is not None and utcnow() < due - JOB_DUE_MARGIN
         if known and self._sqlite:
             ids = await store.commit_deliveries_sqlite(services.sessions, rows)
+        elif known and len(rows) <= store.INSERTMANY_ROWS:
+            ids = await store.commit_deliveries_autocommit(services.sessions, rows)
         else:
             async with unit_of_work(services.sessions) as session:
                 ids = await store.insert_deliveries(session, rows)

@@ -194,6 +194,23 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
     return [row_id for (row_id,) in result.all()]
 
 
+async def commit_deliveries_autocommit(sessions: SessionFactory, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """PostgreSQL: store raw deliveries as ONE autocommitted statement (a single INSERT is atomic and
+    durable once the server answers), saving BEGIN and COMMIT round trips; ids in the order given.
+
+    At most INSERTMANY_ROWS rows: more would be split into several statements, no longer one transaction.
+    """
+    assert len(rows) <= INSERTMANY_ROWS
+    engine: AsyncEngine = sessions.kw["bind"]
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        result = await auto.execute(_INSERT_DELIVERIES, list(rows))
+        return [row_id for (row_id,) in result.all()]
+
+
+INSERTMANY_ROWS = 1000  # SQLAlchemy's insertmanyvalues batch size: rows sent as one statement
+
+
 _INSERT_DELIVERY_SQLITE = "INSERT INTO inbox_deliveries (received_at, body, body_sha256) VALUES (?, ?, ?)"
 
 
