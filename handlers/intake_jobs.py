@@ -105,6 +105,7 @@ class DeliveryWriter:
         self._last_turn = -math.inf  # loop time the latest processing chunk ended
         self._job_due: datetime | None = None  # run_after of a process job seen queued (wall clock)
         self._sqlite = services.engine.dialect.name == "sqlite"
+        self._last_commit = -math.inf  # loop time the latest group commit ended
 
     async def commit(self, body: bytes, received_at: datetime) -> int:
         """Store one raw delivery durably; returns its id once committed."""
@@ -161,6 +162,7 @@ class DeliveryWriter:
             async with unit_of_work(services.sessions) as session:
                 found = await self._ensure_job(session)
             self._job_due = found
+        self._last_commit = asyncio.get_running_loop().time()
         return ids
 
     async def _ensure_job(self, session: AsyncSession) -> datetime:
@@ -170,10 +172,12 @@ class DeliveryWriter:
         services = self.services
         due = await store.queued_job_due(session, PROCESS)
         if due is None:
-            due = utcnow() + PROCESS_DELAY
+            loop = asyncio.get_running_loop()
+            delay = BURST_PROCESS_DELAY if loop.time() - self._last_commit < BURST_GAP else PROCESS_DELAY
+            due = utcnow() + delay
             await job_queue.enqueue(session, PROCESS, {}, max_attempts=process_max_attempts(services), run_after=due)
             # The runner polls only every few seconds; wake it when the job becomes due.
-            asyncio.get_running_loop().call_later(PROCESS_DELAY.total_seconds(), services.jobs.notify)
+            loop.call_later(delay.total_seconds(), services.jobs.notify)
         return due
 
     @contextlib.asynccontextmanager
@@ -252,6 +256,10 @@ class _Row:
 PROCESS_CHUNK = 50  # rows per transaction: bounds how long SQLite's one writer is held
 # Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
 PROCESS_DELAY = timedelta(milliseconds=200)
+# The same during a burst (a commit ended less than BURST_GAP ago): processing then only gets the floor's
+# chunks anyway, and a job due later lets more group commits skip the queued-job check.
+BURST_PROCESS_DELAY = timedelta(milliseconds=500)
+BURST_GAP = 0.1  # seconds
 # A delivery skips the queued-job check only if its commit ends at least this long before that job is due
 # (room for clock skew between replicas' runners).
 JOB_DUE_MARGIN = timedelta(milliseconds=50)
