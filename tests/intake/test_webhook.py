@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import select
 
 from bot.privacy import subject_hash
 from bot.sandbox.harness import Sandbox, sandbox
 from bot.sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
+from handlers import intake_jobs
 from handlers.intake_jobs import split_deliveries
 from storage import intake as store
 from storage.db import unit_of_work
 from storage.intake import InboxState
+from storage.jobs import Job, JobState
 from storage.ledger import AuditEntry
+from storage.types import utcnow
 from tests.conftest import test_tuning
 from tests.intake.helpers import alerts, deliveries, inbox, jobs_idle, processed, records
 
@@ -253,3 +260,49 @@ async def test_policy_file_exempts_forms_and_keeps_ip_when_allowed(db_url: str, 
         (record,) = await records(box)
         assert record.exempt and not record.given and record.source_ip == "203.0.113.9"
         assert box.slack.calls_to("chat.postMessage") == []
+
+
+async def queued_process_jobs(box: Sandbox) -> list[Job]:
+    async with unit_of_work(box.services.sessions) as session:
+        return list((await session.exec(select(Job).where(
+            Job.kind == intake_jobs.PROCESS, Job.state == JobState.QUEUED))).all())
+
+
+async def test_deliveries_after_the_first_share_its_job_without_looking_for_it(box: Sandbox) -> None:
+    await box.services.jobs.stop()  # the job stays queued: every delivery must find it
+    answers = [await box.webhook(gap(n, f"p{n}@example.com")) for n in range(3)]
+    answers += await asyncio.gather(*[box.webhook(gap(n, f"q{n}@example.com")) for n in range(3, 20)])
+    assert [status for status, _ in answers] == [200] * 20
+    assert len({json.loads(text)["delivery"] for _, text in answers}) == 20
+    assert len(await deliveries(box)) == 20 and len(await queued_process_jobs(box)) == 1
+    await box.restart_bot()
+    await processed(box)
+    assert await deliveries(box) == [] and len(await inbox(box)) == 20
+
+
+async def test_a_commit_ending_after_its_known_job_is_due_enqueues_another(
+        box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    await box.services.jobs.stop()
+    # Due in a second: the second delivery below surely comes while the job is known and not yet due.
+    monkeypatch.setattr(intake_jobs, "PROCESS_DELAY", timedelta(seconds=1))
+    assert (await box.webhook(gap(1, "first@example.com")))[0] == 200
+    (job,) = await queued_process_jobs(box)
+    sqlite = box.services.engine.dialect.name == "sqlite"
+    name = "commit_deliveries_sqlite" if sqlite else "commit_deliveries_autocommit"
+    fast_commit = getattr(store, name)
+
+    async def slow_commit(*args: Any) -> list[int]:
+        ids: list[int] = await fast_commit(*args)
+        # Meanwhile a runner elsewhere took the known job and finished before these rows were visible.
+        async with unit_of_work(box.services.sessions) as session:
+            await session.exec(update(Job).where(Job.id == job.id).values(state=JobState.DONE))  # type: ignore[call-overload, arg-type]
+        await asyncio.sleep((job.run_after - utcnow()).total_seconds())  # the commit ends after it was due
+        return ids
+
+    monkeypatch.setattr(store, name, slow_commit)
+    assert (await box.webhook(gap(2, "second@example.com")))[0] == 200
+    (again,) = await queued_process_jobs(box)
+    assert again.id != job.id  # the late commit enqueued a job of its own
+    await box.restart_bot()
+    await processed(box)
+    assert await deliveries(box) == [] and {e.contact_id for e in await inbox(box)} == {1, 2}
