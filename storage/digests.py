@@ -312,7 +312,7 @@ async def purge_figures(session: AsyncSession, since: datetime, until: datetime)
 
 
 async def request_figures(
-    session: AsyncSession, since: datetime, until: datetime, *, today: Any, due_soon_days: int = 7
+    session: AsyncSession, since: datetime, until: datetime, *, today: Any, due_soon_days: int
 ) -> dict[str, Any] | None:
     """Data-subject request figures for the compliance digest, or None while that feature is not built.
 

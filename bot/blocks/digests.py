@@ -24,6 +24,7 @@ from bot.blocks import (
 from bot.digests.compliance import ComplianceDigest, sparkline
 from bot.digests.forms import FormAudit
 from bot.digests.retention import RetentionSnapshot
+from bot.requests.deadlines import DUE_SOON_DAYS
 
 TEXT_BUDGET = 2900  # under the 3,000 limit, leaving room for the "…and N more" line
 MAX_SEGMENT_LINES = 15
@@ -163,7 +164,7 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
     median = "–" if r.median_days_to_close is None else f"{r.median_days_to_close:.1f} days"
     blocks.append(fields([
         ("Requests opened / closed", f"{_n(r.opened)} / {_n(r.closed)}"),
-        ("Due within 7 days / overdue", f"{_n(r.due_soon)} / {_n(r.overdue)}"),
+        (f"Due within {DUE_SOON_DAYS} days / overdue", f"{_n(r.due_soon)} / {_n(r.overdue)}"),
         ("Median time to close", median),
         ("Bulk purges filed / finished", f"{_n(digest.purges.filed)} / {_n(digest.purges.completed)} "
                                          f"({_n(digest.purges.contacts_deleted)} contacts)"),

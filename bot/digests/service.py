@@ -36,6 +36,7 @@ from bot.digests.retention import (
 )
 from bot.mautic import MauticClient, MauticError, MauticUnavailable
 from bot.privacy import mask_email
+from bot.requests.deadlines import DUE_SOON_DAYS
 from storage import digests as store
 from storage import ledger
 from storage.db import SessionFactory, unit_of_work
@@ -128,7 +129,8 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
     missing: list[str] = []
     async with unit_of_work(services.sessions) as session:
         counts, weeks = await _intake_counts(session, since, until, missing)
-        requests = await store.request_figures(session, since, until, today=until.date())
+        requests = await store.request_figures(session, since, until, today=until.date(),
+                                               due_soon_days=DUE_SOON_DAYS)
         purges = await store.purge_figures(session, since, until)
         verdict = await ledger.verify(session)
     if requests is None:
