@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -89,6 +90,21 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         session = await stack.enter_async_context(factory())
         await stack.enter_async_context(session.begin())
         yield session
+
+
+async def insert_unless_duplicate(session: AsyncSession, row: Any) -> bool:
+    """Insert ``row`` in a savepoint; False when a unique constraint says it exists already.
+
+    The one way a double click or a second replica racing for the same claim loses quietly, without
+    spoiling the caller's transaction.
+    """
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def ping(engine: AsyncEngine) -> None:

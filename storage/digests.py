@@ -17,10 +17,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, UniqueConstraint, and_, func, or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.db import insert_unless_duplicate
 from storage.types import JSONType, UTCDateTime
 
 
@@ -131,13 +131,8 @@ async def claim_slot(
     Returns the claimed row, or None when another replica holds or finished it.
     """
     slot = DigestSlot(kind=kind, slot_at=slot_at, owner=owner, claimed_at=now, lease_until=now + lease)
-    try:
-        async with session.begin_nested():
-            session.add(slot)
-            await session.flush()
+    if await insert_unless_duplicate(session, slot):
         return slot
-    except IntegrityError:
-        pass
     # The row exists. Take it over only if its claim is stale; the guard in the WHERE makes one winner.
     result = await session.exec(  # type: ignore[call-overload]
         update(DigestSlot)
@@ -164,13 +159,7 @@ async def mark_baseline(session: AsyncSession, kind: str, slot_at: datetime, *, 
     """Record where a schedule starts without posting (the first start of a fresh install)."""
     slot = DigestSlot(kind=kind, slot_at=slot_at, owner=owner, claimed_at=now, state=SlotState.BASELINE,
                       finished_at=now)
-    try:
-        async with session.begin_nested():
-            session.add(slot)
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
+    return await insert_unless_duplicate(session, slot)
 
 
 async def has_slots(session: AsyncSession, kind: str) -> bool:
@@ -242,13 +231,7 @@ async def purge_for_run(session: AsyncSession, run_id: int) -> PurgeRequest | No
 
 async def file_purge(session: AsyncSession, purge: PurgeRequest) -> PurgeRequest | None:
     """Insert a purge request; None when one already exists for the same digest (a double click)."""
-    try:
-        async with session.begin_nested():
-            session.add(purge)
-            await session.flush()
-    except IntegrityError:
-        return None
-    return purge
+    return purge if await insert_unless_duplicate(session, purge) else None
 
 
 async def transition(

@@ -13,10 +13,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, UniqueConstraint, and_, or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.db import insert_unless_duplicate
 from storage.types import JSONType, UTCDateTime, utcnow
 
 
@@ -74,13 +74,7 @@ async def enqueue(
         await session.flush()
         return job
     # A concurrent replica may insert the same key between our check and our insert.
-    try:
-        async with session.begin_nested():
-            session.add(job)
-            await session.flush()
-    except IntegrityError:
-        return None
-    return job
+    return job if await insert_unless_duplicate(session, job) else None
 
 
 async def claim(
