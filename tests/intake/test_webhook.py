@@ -280,6 +280,30 @@ async def test_deliveries_after_the_first_share_its_job_without_looking_for_it(b
     assert await deliveries(box) == [] and len(await inbox(box)) == 20
 
 
+async def test_a_one_hop_group_commit_returns_each_rows_own_id(box: Sandbox) -> None:
+    # The one-hop paths bypass SQLAlchemy (asyncpg arrays on PostgreSQL, one driver-thread call on SQLite);
+    # each request answers with the id at its row's position, so a shuffled id would misreport deliveries.
+    await box.services.jobs.stop()  # keep the deliveries from being split away while we look
+    sqlite = box.services.engine.dialect.name == "sqlite"
+    commit = store.commit_deliveries_sqlite if sqlite else store.commit_deliveries_autocommit
+    start = utcnow()
+
+    def group(g: int) -> list[dict[str, Any]]:
+        return [{"received_at": start + timedelta(seconds=g, milliseconds=i), "body": f"{g}:{i}".encode(),
+                 "body_sha256": f"{g:032x}{i:032x}"} for i in range(40)]
+
+    groups = [group(g) for g in range(3)]
+    answers = await asyncio.gather(*(commit(box.services.sessions, rows) for rows in groups))  # concurrent
+    stored = {d.id: d for d in await deliveries(box)}
+    assert len(stored) == 120
+    for rows, ids in zip(groups, answers, strict=True):
+        assert len(ids) == len(rows)
+        for row, delivery_id in zip(rows, ids, strict=True):
+            got = stored[delivery_id]
+            assert (got.body, got.body_sha256, got.received_at) == (row["body"], row["body_sha256"],
+                                                                   row["received_at"])
+
+
 async def test_a_commit_ending_after_its_known_job_is_due_enqueues_another(
         box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     await box.services.jobs.stop()
