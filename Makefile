@@ -27,7 +27,7 @@ migrate: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot handlers storage tests bench
-	$(BIN)/mypy bot handlers storage
+	$(BIN)/mypy bot handlers storage tests
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -76,7 +76,7 @@ async def test_mark_do_not_contact_once_with_thread_update_and_ledger(box: Sandb
     assert not any(b["type"] == "actions" for b in final.blocks)
     assert "Do-Not-Contact" in json.dumps(final.blocks) and "<@U0BOB>" in json.dumps(final.blocks)
 
-    again = await box.user.click(CAROL.id, stale, "consent_dnc")
+    again = await box.user.click(CAROL.id, stale, "consent_dnc")  # type: ignore[arg-type]
     assert again.status == 200
     await box.slack.wait_for_response(where=lambda r: "already decided by <@U0BOB>" in r.text)
     await jobs_idle(box)
