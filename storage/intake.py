@@ -568,6 +568,14 @@ async def erased_among(session: AsyncSession, subjects: set[str]) -> set[str]:
     return set(rows.all())
 
 
+async def subject_messages(session: AsyncSession, subject_hash: str) -> list[tuple[str, str]]:
+    """(channel, ts) of the consent alerts posted about this subject, so erasure can redact them;
+    read before :func:`purge_subject` anonymises the alerts."""
+    query = select(ConsentAlert.channel_id, ConsentAlert.message_ts).where(
+        ConsentAlert.subject_hash == subject_hash, col(ConsentAlert.message_ts).is_not(None))
+    return [(str(channel), str(ts)) for channel, ts in (await session.exec(query)).all() if channel and ts]
+
+
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
     """Erasure: delete or anonymise every row about this subject, in the caller's transaction.
 

@@ -15,8 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import select
-
 from bot.blocks import requests as blocks
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normalise_email
@@ -26,7 +24,7 @@ from bot.requests.package import build_access_package
 from bot.requests.policy import load_policy
 from bot.requests.sealed import read_sealed
 from bot.requests.view import RequestInfo, info_from_row
-from storage import erasures, ledger
+from storage import erasures, intake, ledger
 from storage import requests as store
 from storage.db import unit_of_work
 
@@ -38,15 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BOT = "bot"  # the ledger actor for the bot's own steps
 LEFTOVER_TABLES = ("email_stats", "form_submissions")
-
-
-def _intake_function(name: str) -> Any:
-    """The intake feature's store, when it is installed (it is developed alongside this one)."""
-    try:
-        from storage import intake  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(intake, name, None)
 
 
 def seal_secret(services: Services) -> str:
@@ -212,13 +201,7 @@ async def _checkpoint(run: JobRun, **values: Any) -> None:
 async def _bot_holdings(services: Services, row: store.PrivacyRequest) -> dict[str, Any]:
     holdings: dict[str, Any] = {}
     async with unit_of_work(services.sessions) as session:
-        subject_records = _intake_function("subject_records")
-        if subject_records is not None:
-            records = await subject_records(session, row.subject_hash)
-            if isinstance(records, dict):
-                holdings.update(records)
-            elif records is not None:
-                holdings["records"] = records
+        holdings.update(await intake.subject_records(session, row.subject_hash))
         requests = await store.requests_for_subject(session, row.subject_hash)
         decisions = {r.id: await store.decisions_for(session, r.id or 0) for r in requests}
     holdings["requests"] = [
@@ -372,19 +355,14 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
     files: list[str] = []
     messages: list[list[str]] = []
     async with unit_of_work(services.sessions) as session:
-        messages.extend(await _intake_messages(session, row.subject_hash))
+        # Read before purge_subject anonymises the alerts.
+        messages.extend([channel, ts] for channel, ts in await intake.subject_messages(session, row.subject_hash))
         requests = await store.requests_for_subject(session, row.subject_hash)
         for other in requests:
             if other.message_ts:
                 messages.append([other.channel, other.message_ts, f"request:{other.id}"])
             messages.extend([other.channel, ts] for ts in other.pii_messages or [])
-        purge_subject = _intake_function("purge_subject")
-        if purge_subject is not None:
-            outcome = await purge_subject(session, row.subject_hash)
-            if isinstance(outcome, dict):
-                purged.update({str(k): int(v) for k, v in outcome.items() if isinstance(v, int)})
-            elif isinstance(outcome, int):
-                purged["intake_records"] = outcome
+        purged.update(await intake.purge_subject(session, row.subject_hash))
         ids = await store.purge_subject_requests(session, row.subject_hash)
         purged["requests"] = len(ids)
         for link in await store.links_for_requests(session, ids):
@@ -400,19 +378,6 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
         _unlink(Path(name))
     await _checkpoint(run, messages=messages)
     return purged
-
-
-async def _intake_messages(session: AsyncSession, subject_hash: str) -> list[list[str]]:
-    """The consent alerts the bot posted about this subject (read before intake anonymises them)."""
-    subject_messages = _intake_function("subject_messages")
-    if subject_messages is not None:
-        return [[str(m[0]), str(m[1])] for m in await subject_messages(session, subject_hash)]
-    alert = _intake_function("ConsentAlert")
-    if alert is None:
-        return []
-    query = select(alert.channel_id, alert.message_ts).where(
-        alert.subject_hash == subject_hash, alert.message_ts.is_not(None))
-    return [[str(channel), str(ts)] for channel, ts in (await session.exec(query)).all() if channel and ts]
 
 
 async def _redact_slack(services: Services, row: store.PrivacyRequest, messages: list[list[str]]) -> int:
