@@ -225,27 +225,20 @@ async def main() -> None:
         return
     import logging
 
+    from bot.sandbox.harness import reset_postgres_schema
+
     logging.basicConfig(level=logging.ERROR)
     if args.database != "sqlite":
-        await _reset_postgres(args.database)
+        await reset_postgres_schema(args.database)
     if args.only in (None, "package"):
         print(json.dumps({"access_package": await bench_package(args.events, args.database, args.latency)}), flush=True)
     if args.database != "sqlite":
-        await _reset_postgres(args.database)
+        await reset_postgres_schema(args.database)
     if args.only in (None, "acks"):
         print(json.dumps({"dsar_ack": await bench_acks(args.acks, args.concurrency, args.slow, args.database)}),
               flush=True)
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}))
 
-
-async def _reset_postgres(url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":

@@ -160,15 +160,6 @@ async def inbox_pending(database_url: str) -> int:
         await engine.dispose()
 
 
-async def reset_postgres(url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
-
 
 async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: int) -> Result:
     database_url = None
@@ -176,8 +167,10 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: i
     if base == "sqlite":
         database_url = f"sqlite:///{tmp / 'bench.db'}"
     elif base == "postgres":
+        from bot.sandbox.harness import reset_postgres_schema
+
         database_url = args.postgres
-        await reset_postgres(database_url)
+        await reset_postgres_schema(database_url)
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     command = [sys.executable, "-m", "bench.webhook_intake", "--serve", base]
     if database_url:

@@ -46,13 +46,9 @@ async def _postgres_unavailable() -> str | None:
 
 
 async def reset_postgres() -> None:
-    import asyncpg
+    from bot.sandbox.harness import reset_postgres_schema
 
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
+    await reset_postgres_schema(POSTGRES_URL)
 
 
 async def require_postgres() -> None:

@@ -121,6 +121,18 @@ def sandbox_settings(
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+async def reset_postgres_schema(url: str) -> None:
+    """Drop and recreate the ``public`` schema: a fresh, empty database for a test or a benchmark run.
+    Only ever point this at a throw-away database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
 def seed_workspace(slack: FakeSlack) -> None:
     for person in CAST:
         slack.add_user(person.id, person.name, person.email)
