@@ -70,7 +70,9 @@ def make_session_factory(engine: AsyncEngine) -> SessionFactory:
 _sqlite_writer_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def _sqlite_writer_lock(factory: SessionFactory) -> asyncio.Lock | None:
+def sqlite_writer_lock(factory: SessionFactory) -> asyncio.Lock | None:
+    """This process's writer queue for a SQLite engine (None on PostgreSQL); anything that writes to
+    SQLite outside :func:`unit_of_work` must hold it too."""
     bind = factory.kw.get("bind")
     if bind is None or bind.dialect.name != "sqlite":
         return None
@@ -84,7 +86,7 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     Units of work must not nest: on SQLite the inner one would wait for the outer one forever.
     """
     async with AsyncExitStack() as stack:
-        lock = _sqlite_writer_lock(factory)
+        lock = sqlite_writer_lock(factory)
         if lock is not None:
             await stack.enter_async_context(lock)
         session = await stack.enter_async_context(factory())

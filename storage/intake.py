@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.db import SessionFactory, _sqlite_writer_lock
+from storage.db import SessionFactory, sqlite_writer_lock
 from storage.erasures import ErasedSubject, is_erased
 from storage.jobs import Job, JobState
 from storage.types import JSONType, UTCDateTime
@@ -241,7 +241,7 @@ async def commit_deliveries_sqlite(sessions: SessionFactory, rows: Sequence[dict
     waits behind HTTP work on the event loop; the webhook's group commit spent most of its time there.
     """
     engine: AsyncEngine = sessions.kw["bind"]
-    lock = _sqlite_writer_lock(sessions)  # the same queue for the writer as unit_of_work's
+    lock = sqlite_writer_lock(sessions)  # the same queue for the writer as unit_of_work's
     assert lock is not None, "SQLite only"
     process = _deliveries.c.received_at.type.bind_processor(engine.dialect)
     params = [(process(row["received_at"]), row["body"], row["body_sha256"]) for row in rows]
