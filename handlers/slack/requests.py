@@ -72,6 +72,12 @@ SUBCOMMANDS: list[Subcommand] = [
 ]
 
 
+def _clicked(body: dict[str, Any]) -> tuple[str, int | None]:
+    """Who clicked a request button, and the request id its value carries (None if it is not one)."""
+    payload = (body.get("actions") or [{}])[0]
+    return (body.get("user") or {}).get("id", ""), _request_id(payload.get("value"))
+
+
 def _request_id(value: Any) -> int | None:
     text = str(value or "")
     return int(text) if text.isdigit() else None
@@ -92,9 +98,7 @@ async def _ephemeral(respond: AsyncRespond, text: str) -> None:
 def register(bolt: AsyncApp, services: Services) -> None:
     def direct(action: Action) -> Callable[..., Awaitable[None]]:
         async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-            payload = (body.get("actions") or [{}])[0]
-            user = (body.get("user") or {}).get("id", "")
-            request_id = _request_id(payload.get("value"))
+            user, request_id = _clicked(body)
             if request_id is None:
                 await ack()
                 return
@@ -110,9 +114,7 @@ def register(bolt: AsyncApp, services: Services) -> None:
     def with_modal(action: Action, build: Callable[[Any], dict[str, Any]]) -> Callable[..., Awaitable[None]]:
         async def on_click(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
                            respond: AsyncRespond) -> None:
-            payload = (body.get("actions") or [{}])[0]
-            user = (body.get("user") or {}).get("id", "")
-            request_id = _request_id(payload.get("value"))
+            user, request_id = _clicked(body)
             if request_id is None:
                 await ack()
                 return
