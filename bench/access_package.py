@@ -38,7 +38,7 @@ SUBJECT = "bench.subject@example.com"
 
 
 async def serve_mautic(events: int, slow: float) -> None:
-    from bot.sandbox.mautic import FakeMautic
+    from sandbox.mautic import FakeMautic
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -101,9 +101,10 @@ class Bot:
         import aiohttp
         from aiohttp import web
 
-        from bot.app import SERVICES, Tuning, create_app
-        from bot.sandbox.harness import sandbox_settings, seed_workspace
-        from bot.sandbox.slack import FakeSlack, SlackUserAgent
+        from bot.app import Tuning, create_app
+        from handlers.appkeys import SERVICES
+        from sandbox.harness import sandbox_settings, seed_workspace
+        from sandbox.slack import FakeSlack, SlackUserAgent
 
         self.slack = await FakeSlack().__aenter__()
         seed_workspace(self.slack)
@@ -136,8 +137,8 @@ def _state(message: Any) -> str:
 
 
 async def bench_package(events: int, database_url: str, latency: float = 0.0) -> dict[str, Any]:
-    from bot.blocks import requests as blocks
-    from bot.sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL
+    from bot.requests import blocks
+    from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL
 
     with tempfile.TemporaryDirectory() as tmp:
         async with MauticProcess(events, latency) as mautic, Bot(mautic.url, _db(database_url, tmp), Path(tmp)) as bot:
@@ -175,7 +176,7 @@ async def bench_package(events: int, database_url: str, latency: float = 0.0) ->
 
 
 async def bench_acks(acks: int, concurrency: int, slow: float, database_url: str) -> dict[str, Any]:
-    from bot.sandbox.harness import ALICE, PRIVACY_CHANNEL
+    from sandbox.harness import ALICE, PRIVACY_CHANNEL
 
     with tempfile.TemporaryDirectory() as tmp:
         async with MauticProcess(10, slow) as mautic, Bot(mautic.url, _db(database_url, tmp), Path(tmp)) as bot:
@@ -225,7 +226,7 @@ async def main() -> None:
         return
     import logging
 
-    from bot.sandbox.harness import reset_postgres_schema
+    from sandbox.harness import reset_postgres_schema
 
     logging.basicConfig(level=logging.ERROR)
     if args.database != "sqlite":

@@ -35,7 +35,7 @@ def rss_mb() -> float:
 
 
 async def serve(n: int) -> None:
-    from bot.sandbox.mautic import FakeMautic
+    from sandbox.mautic import FakeMautic
 
     fake = FakeMautic()
     started = time.perf_counter()

@@ -64,7 +64,7 @@ async def serve(target: str, database_url: str | None, paused: bool = False) -> 
     import logging
 
     from bot.app import Tuning
-    from bot.sandbox.harness import sandbox
+    from sandbox.harness import sandbox
 
     logging.basicConfig(level=logging.WARNING)
     assert database_url is not None
@@ -82,7 +82,7 @@ async def serve(target: str, database_url: str | None, paused: bool = False) -> 
 
 
 def build_bodies(batches: int, run_id: int) -> list[tuple[bytes, str]]:
-    from bot.sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
+    from sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
 
     bodies = []
     for b in range(batches):
@@ -167,7 +167,7 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: i
     if base == "sqlite":
         database_url = f"sqlite:///{tmp / 'bench.db'}"
     elif base == "postgres":
-        from bot.sandbox.harness import reset_postgres_schema
+        from sandbox.harness import reset_postgres_schema
 
         database_url = args.postgres
         await reset_postgres_schema(database_url)

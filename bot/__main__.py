@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot [serve|migrate|audit verify|check|demo]``."""
+"""Command line: ``python -m bot [serve|migrate|audit verify|check]`` (the demo is ``python -m sandbox``)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="check the hash chain and name the first bad entry")
     commands.add_parser("check", help="validate settings and reach Slack and Mautic")
-    demo = commands.add_parser("demo", help="run a scripted demo against local stand-ins")
-    demo.add_argument("--quiet", action="store_true", help="print only the channel transcript")
     args = parser.parse_args(argv)
 
     try:
-        if args.command == "demo":
-            from bot.demo import run_demo
-
-            return asyncio.run(run_demo(quiet=args.quiet))
         settings = load_settings()
         if args.command in (None, "serve"):
             return serve(settings)

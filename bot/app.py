@@ -9,14 +9,12 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock, system_clock
 from bot.jobs import JobRunner
@@ -24,17 +22,15 @@ from bot.mautic import MauticClient
 from bot.permissions import Permissions, SlackAudience
 from bot.services import Services
 from bot.settings import Settings
-from storage.db import SessionFactory, make_engine, make_session_factory
+from handlers.appkeys import BOLT, ENGINE, HTTP, SERVICES, SESSIONS, SETTINGS
+from handlers.jobs import register_jobs, schedule_jobs
+from handlers.routes import add_routes
+from handlers.slack import build_bolt_app
+from storage.db import make_engine, make_session_factory
 from storage.migrate import migrate
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-ENGINE = web.AppKey("engine", AsyncEngine)
-SESSIONS = web.AppKey("sessions", SessionFactory)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-SERVICES = web.AppKey("services", Services)
-BOLT = web.AppKey("bolt", AsyncApp)
 
 
 @dataclass(frozen=True)
@@ -57,8 +53,6 @@ def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Applicat
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_services(tuning))
     app.cleanup_ctx.append(_scheduler(tuning))
-
-    from handlers.routes import add_routes
 
     add_routes(app)
     return app
@@ -139,9 +133,6 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         )
         app[SERVICES] = services
 
-        from handlers.jobs import register_jobs
-        from handlers.slack import build_bolt_app
-
         app[BOLT] = build_bolt_app(services)
         register_jobs(runner, services)
         runner.start(services)
@@ -158,8 +149,6 @@ def _scheduler(tuning: Tuning):  # type: ignore[no-untyped-def]
         services.scheduler = scheduler
         runs = None
         if tuning.start_scheduler:
-            from handlers.jobs import schedule_jobs
-
             runs = schedule_jobs(scheduler, services)
             scheduler.start()
         yield

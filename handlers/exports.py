@@ -15,9 +15,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.app import SERVICES
 from bot.requests.execution import seal_secret, token_hash
 from bot.requests.sealed import SealedFileError, read_sealed
+from handlers.appkeys import SERVICES
 from storage import ledger
 from storage import requests as store
 from storage.db import unit_of_work

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from bot.app import SERVICES
+from handlers.appkeys import SERVICES
 from storage.db import ping
 
 log = logging.getLogger(__name__)

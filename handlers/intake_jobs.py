@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import text, update
 
-from bot import intake
-from bot.blocks.consent import AlertView, alert_message, decision_thread_text
-from bot.consent import ConsentPolicy, evaluate, load_policy
+from bot.intake.blocks import AlertView, alert_message, decision_thread_text
+from bot.intake import events as intake
+from bot.intake.rules import ConsentPolicy, evaluate, load_policy
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import MauticAuthError, MauticError, MauticNotFound
 from bot.privacy import mask_email

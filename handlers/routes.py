@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from handlers.exports import add_export_routes
 from handlers.health import healthz
-from handlers.mautic import mautic_webhook
 from handlers.slack.http import slack_events
+from handlers.webhook import mautic_webhook
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/mautic/webhook", mautic_webhook)
     app.router.add_get("/healthz", healthz)
-    from handlers.exports import add_export_routes
-
     add_export_routes(app)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from bot.sandbox.harness import Sandbox
+    from sandbox.harness import Sandbox
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _ENV_TO_CLEAR = (
@@ -46,7 +46,7 @@ async def _postgres_unavailable() -> str | None:
 
 
 async def reset_postgres() -> None:
-    from bot.sandbox.harness import reset_postgres_schema
+    from sandbox.harness import reset_postgres_schema
 
     await reset_postgres_schema(POSTGRES_URL)
 
@@ -86,7 +86,7 @@ async def postgres_url() -> str:
 @pytest.fixture
 async def box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
     """The real bot service on a fresh database, with Slack and Mautic stand-ins on loopback."""
-    from bot.sandbox.harness import sandbox
+    from sandbox.harness import sandbox
 
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as running:
         yield running

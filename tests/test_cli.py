@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.sandbox.harness import sandbox
+from sandbox.harness import sandbox
 from tests.conftest import test_tuning
 
 

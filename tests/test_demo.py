@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bot.demo import ALL_SCENES, run_demo
+from sandbox.demo import ALL_SCENES, run_demo
 
 
 async def test_demo_runs_every_scene_and_shows_outcomes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from bot.mautic import (
     MauticUnavailable,
     Where,
 )
-from bot.sandbox.mautic import FakeMautic
+from sandbox.mautic import FakeMautic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CUTOFF = NOW - timedelta(days=1095)

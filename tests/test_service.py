@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.sandbox.harness import ALICE, MALLORY, OTHER_CHANNEL, Sandbox, sandbox
-from bot.sandbox.slack import sign_slack_request
+from sandbox.harness import ALICE, MALLORY, OTHER_CHANNEL, Sandbox, sandbox
+from sandbox.slack import sign_slack_request
 from tests.conftest import test_tuning
 
 
@@ -40,9 +40,9 @@ async def test_help_lists_subcommands_with_examples(box: Sandbox) -> None:
         assert "Privacy bot commands" in _answer(result)
         assert "/privacy help" in _answer(result)
     # Every sub-command a feature registered appears with its usage and an example.
-    from handlers.slack import consent, digests, requests
+    from handlers.slack import digests, intake, requests
 
-    for sub in [*requests.SUBCOMMANDS, *consent.SUBCOMMANDS, *digests.SUBCOMMANDS]:
+    for sub in [*requests.SUBCOMMANDS, *intake.SUBCOMMANDS, *digests.SUBCOMMANDS]:
         assert f"/privacy {sub.usage}" in _answer(result)
         assert sub.example in _answer(result)
 
@@ -154,7 +154,7 @@ async def test_requesters_setting_is_respected_by_permissions(sqlite_url: str, t
 
 
 async def test_an_unexpected_listener_error_becomes_an_ephemeral_answer_with_a_reference(box: Sandbox) -> None:
-    from bot.app import BOLT
+    from handlers.appkeys import BOLT
 
     async def explode(ack, body) -> None:  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")  # before ack: the one error handler must answer

@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import digests as blocks
+from bot.digests import blocks
 from bot.digests.retention import is_stale, stale_filter
 from bot.errors import Conflict, NotPermitted, UserFacingError
 from bot.mautic import BATCH_DELETE_CHUNK, Where

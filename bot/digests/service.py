@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import digests as blocks
+from bot.digests import blocks
 from bot.digests.compliance import (
     ComplianceDigest,
     PurgeFigures,
@@ -108,7 +108,7 @@ async def form_audit(services: Services) -> FormAudit:
 def _policy_rules(path: Any, consent_fields: list[str]) -> FormRule | None:
     """The consent feature's per-form policy (PRIVACY_POLICY_FILE), when that feature is present and readable."""
     try:
-        from bot.consent import PolicyError, load_policy
+        from bot.intake.rules import PolicyError, load_policy
     except ImportError:
         return None
     try:

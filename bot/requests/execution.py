@@ -15,10 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import requests as blocks
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normalise_email
-from bot.requests import notify
+from bot.requests import blocks, notify
 from bot.requests.model import Action, RequestKind, RequestState, transition
 from bot.requests.package import build_access_package
 from bot.requests.policy import load_policy

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks.requests import progress_reply, request_message
+from bot.requests.blocks import progress_reply, request_message
 from bot.requests.view import RequestInfo, info_from_row
 from storage import requests as store
 from storage.db import unit_of_work

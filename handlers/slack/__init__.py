@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError
 from bot.services import Services
-from handlers.slack import consent, digests, requests
+from handlers.slack import digests, intake, requests
 from handlers.slack.answers import tell_user
 from handlers.slack.commands import register_privacy_command
 
@@ -31,10 +31,10 @@ def build_bolt_app(services: Services) -> AsyncApp:
         logger=logging.getLogger("slack_bolt"),
     )
     register_privacy_command(
-        bolt, services, [*requests.SUBCOMMANDS, *consent.SUBCOMMANDS, *digests.SUBCOMMANDS]
+        bolt, services, [*requests.SUBCOMMANDS, *intake.SUBCOMMANDS, *digests.SUBCOMMANDS]
     )
     requests.register(bolt, services)
-    consent.register(bolt, services)
+    intake.register(bolt, services)
     digests.register(bolt, services)
     bolt.error(_on_error)
     return bolt

@@ -12,9 +12,9 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks.help import help_message, unknown_subcommand_message, wrong_channel_text
 from bot.errors import UserFacingError
 from bot.services import Services
+from bot.slack.help import help_message, unknown_subcommand_message, wrong_channel_text
 from handlers.slack.answers import answer_user
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import digests as blocks
+from bot.digests import blocks
 from bot.digests import purge as purges
 from bot.digests.service import KINDS
 from bot.errors import BadCommand, UserFacingError

@@ -10,7 +10,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import BOLT, SETTINGS
+from handlers.appkeys import BOLT, SETTINGS
 from handlers.limits import read_limited
 
 

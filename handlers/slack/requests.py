@@ -16,9 +16,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import requests as blocks
 from bot.errors import Conflict, NotPermitted, UserFacingError
-from bot.requests import notify, service
+from bot.requests import blocks, notify, service
 from bot.requests.commands import USAGE, parse_request, parse_request_id
 from bot.requests.model import Action, RequestKind
 from bot.services import Services

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.app import Tuning
-from bot.sandbox.mautic import FakeMautic
+from sandbox.mautic import FakeMautic
 
 # A Monday, 09:00 UTC plus a little: the default DIGEST_CRON slot has just come due. In the past, so
 # the job queue (which compares run_after with the wall clock) never waits for it.

@@ -6,8 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.sandbox.harness import ALICE, CAROL, Sandbox, sandbox
-from bot.sandbox.mautic import FakeMautic, form_submission_event, merge_payloads
+from sandbox.harness import ALICE, CAROL, Sandbox, sandbox
+from sandbox.mautic import FakeMautic, form_submission_event, merge_payloads
 from tests.digests.helpers import Clock, tuning
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
+from sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
 from storage import digests as store
 from storage.db import unit_of_work
 from storage.ledger import AuditEntry, verify

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from bot.sandbox.harness import ALICE, BOB, MALLORY, sandbox
+from sandbox.harness import ALICE, BOB, MALLORY, sandbox
 from tests.digests.helpers import RETENTION, Clock, seed_contacts, tuning
 
 

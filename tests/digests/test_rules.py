@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.blocks import digests as blocks
+from bot.digests import blocks
 from bot.digests.compliance import ComplianceDigest, FormSubmissions, WeekShare, forms_from_counts, sparkline
 from bot.digests.forms import FormAudit, FormFinding, Problem, audit_form, audit_forms
 from bot.digests.retention import (
@@ -19,7 +19,7 @@ from bot.digests.retention import (
 )
 from bot.digests.schedule import CronError, cron_trigger, latest_due_slot, next_slot
 from bot.mautic import where_params
-from bot.sandbox.slack import validate_blocks
+from sandbox.slack import validate_blocks
 
 NOW = datetime(2026, 3, 2, 9, 0, 30, 123456, tzinfo=UTC)
 CUTOFF = retention_cutoff(NOW, 1095)
@@ -218,7 +218,7 @@ def test_long_lists_are_cut_with_a_count_and_stay_within_slack_limits() -> None:
 
 
 def test_the_consent_policy_names_a_forms_consent_fields_and_exemptions() -> None:
-    from bot.consent import parse_policy
+    from bot.intake.rules import parse_policy
 
     policy = parse_policy({"forms": [{"id": 7, "required": ["einwilligung"]}, {"alias": "support", "exempt": True}]},
                           ALIASES)

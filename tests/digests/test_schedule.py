@@ -9,9 +9,10 @@ from pathlib import Path
 from aiohttp import web
 from sqlmodel import select
 
-from bot.app import SERVICES, create_app
-from bot.sandbox.harness import Sandbox, sandbox
+from bot.app import create_app
 from handlers import digests_jobs
+from handlers.appkeys import SERVICES
+from sandbox.harness import Sandbox, sandbox
 from storage import digests as store
 from storage.db import make_engine, make_session_factory, unit_of_work
 from storage.jobs import Job

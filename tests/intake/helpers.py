@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.sandbox.harness import Sandbox
-from bot.sandbox.slack import Message
 from handlers.intake_jobs import PROCESS
+from sandbox.harness import Sandbox
+from sandbox.slack import Message
 from storage.db import unit_of_work
 from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal
 from storage.jobs import Job, JobState

@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlmodel import select
 
 from bot.privacy import subject_hash
-from bot.sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
-from bot.sandbox.mautic import (
+from sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
+from sandbox.mautic import (
     channel_subscription_event,
     email_send_event,
     form_submission_event,

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.consent import PolicyError, default_policy, evaluate, is_truthy, load_policy
-from bot.intake import (
+from bot.intake.events import (
     CONTACT_DELETED,
     FORM_SUBMIT,
     Disposition,
@@ -17,7 +16,8 @@ from bot.intake import (
     parse_timestamp,
     signature_ok,
 )
-from bot.sandbox.mautic import encode_like_php, form_submission_event, sign_webhook
+from bot.intake.rules import PolicyError, default_policy, evaluate, is_truthy, load_policy
+from sandbox.mautic import encode_like_php, form_submission_event, sign_webhook
 
 FIXTURES = Path("/work/shared/mautic-fixtures")
 

@@ -13,10 +13,10 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from bot.privacy import subject_hash
-from bot.sandbox.harness import Sandbox, sandbox
-from bot.sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
 from handlers import intake_jobs
 from handlers.intake_jobs import split_deliveries
+from sandbox.harness import Sandbox, sandbox
+from sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
 from storage import intake as store
 from storage.db import unit_of_work
 from storage.intake import InboxState

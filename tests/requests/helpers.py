@@ -8,10 +8,10 @@ import json
 import zipfile
 from typing import Any
 
-from bot.blocks import requests as blocks
+from bot.requests import blocks
 from bot.requests.model import RequestState
-from bot.sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
-from bot.sandbox.slack import Message
+from sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
+from sandbox.slack import Message
 from storage import requests as store
 from storage.db import unit_of_work
 

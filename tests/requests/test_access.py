@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.blocks import requests as blocks
+from bot.requests import blocks
 from bot.requests.deadlines import due_date
-from bot.sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
+from sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
 from storage import requests as store
 from storage.db import unit_of_work
 from storage.ledger import AuditEntry, verify
@@ -177,7 +177,7 @@ async def test_bad_input_answers_with_the_right_form_and_files_nothing(box: Sand
 
 
 async def test_requesters_list_limits_who_may_file(tmp_path: Path, sqlite_url: str) -> None:
-    from bot.sandbox.harness import sandbox
+    from sandbox.harness import sandbox
     from tests.conftest import test_tuning
 
     async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "x",

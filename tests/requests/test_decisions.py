@@ -14,11 +14,11 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.app import Tuning, create_app
-from bot.blocks import requests as blocks
+from bot.requests import blocks
 from bot.requests.deadlines import add_months
-from bot.sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox, sandbox
-from bot.sandbox.slack import SlackUserAgent
 from handlers.requests_jobs import enqueue_daily
+from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox, sandbox
+from sandbox.slack import SlackUserAgent
 from storage import requests as store
 from storage.db import unit_of_work
 from storage.jobs import Job

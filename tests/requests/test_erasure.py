@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from bot.blocks import requests as blocks
 from bot.privacy import subject_hash
-from bot.sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox
-from bot.sandbox.mautic import form_submission_event
+from bot.requests import blocks
+from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox
+from sandbox.mautic import form_submission_event
 from storage import requests as store
 from storage.db import unit_of_work
 from storage.erasures import ErasedSubject, is_erased
@@ -124,7 +124,7 @@ async def test_rectifying_email_refuses_the_merge_trap(box: Sandbox) -> None:
 
 
 async def test_slack_delivery_uploads_the_package_into_the_thread(tmp_path: Path, sqlite_url: str) -> None:
-    from bot.sandbox.harness import sandbox
+    from sandbox.harness import sandbox
     from tests.conftest import test_tuning
 
     async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "exports",

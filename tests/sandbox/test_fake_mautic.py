@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.sandbox.mautic import (
+from sandbox.mautic import (
     FakeMautic,
     channel_subscription_event,
     contact_delete_event,

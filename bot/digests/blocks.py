@@ -10,7 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.blocks import (
+from bot.digests.compliance import ComplianceDigest, sparkline
+from bot.digests.forms import FormAudit
+from bot.digests.retention import RetentionSnapshot
+from bot.requests.deadlines import DUE_SOON_DAYS
+from bot.slack.blocks import (
     Block,
     actions,
     button,
@@ -21,10 +25,6 @@ from bot.blocks import (
     header,
     section,
 )
-from bot.digests.compliance import ComplianceDigest, sparkline
-from bot.digests.forms import FormAudit
-from bot.digests.retention import RetentionSnapshot
-from bot.requests.deadlines import DUE_SOON_DAYS
 
 TEXT_BUDGET = 2900  # under the 3,000 limit, leaving room for the "…and N more" line
 MAX_SEGMENT_LINES = 15

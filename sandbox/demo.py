@@ -8,11 +8,11 @@ import tempfile
 from pathlib import Path
 
 from bot.app import Tuning
-from bot.demo_scenes import consent, digests, foundation, requests
-from bot.demo_scenes.base import Narrator, Scene
-from bot.sandbox.harness import sandbox
+from sandbox.harness import sandbox
+from sandbox.scenes import digests, foundation, intake, requests
+from sandbox.scenes.base import Narrator, Scene
 
-ALL_SCENES: list[Scene] = [*foundation.SCENES, *consent.SCENES, *requests.SCENES, *digests.SCENES]
+ALL_SCENES: list[Scene] = [*foundation.SCENES, *intake.SCENES, *requests.SCENES, *digests.SCENES]
 
 
 async def run_demo(*, quiet: bool = False, scenes: list[Scene] | None = None) -> int:

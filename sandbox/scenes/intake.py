@@ -7,15 +7,15 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING
 
-from bot.demo_scenes.base import Narrator, Scene
 from bot.privacy import subject_hash
-from bot.sandbox.harness import BOB, CAROL
-from bot.sandbox.mautic import form_submission_event, merge_payloads, unsubscribe_event
+from sandbox.harness import BOB, CAROL
+from sandbox.mautic import form_submission_event, merge_payloads, unsubscribe_event
+from sandbox.scenes.base import Narrator, Scene
 from storage.db import unit_of_work
 from storage.intake import consent_history
 
 if TYPE_CHECKING:
-    from bot.sandbox.harness import Sandbox
+    from sandbox.harness import Sandbox
 
 
 async def gap_and_resolution(box: Sandbox, say: Narrator) -> None:

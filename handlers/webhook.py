@@ -13,8 +13,8 @@ import logging
 
 from aiohttp import web
 
-from bot.app import SERVICES
-from bot.intake import signature_ok
+from bot.intake.events import signature_ok
+from handlers.appkeys import SERVICES
 from handlers.intake_jobs import delivery_writer
 from handlers.limits import read_limited
 

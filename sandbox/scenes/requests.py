@@ -8,16 +8,16 @@ import re
 import zipfile
 from typing import TYPE_CHECKING
 
-from bot.blocks import requests as blocks
-from bot.demo_scenes.base import Narrator, Scene
 from bot.privacy import subject_hash
-from bot.sandbox.harness import ALICE, BOB, CAROL
+from bot.requests import blocks
+from sandbox.harness import ALICE, BOB, CAROL
+from sandbox.scenes.base import Narrator, Scene
 from storage.db import unit_of_work
 from storage.erasures import is_erased
 
 if TYPE_CHECKING:
-    from bot.sandbox.harness import Sandbox
-    from bot.sandbox.slack import Message
+    from sandbox.harness import Sandbox
+    from sandbox.slack import Message
 
 TIMEOUT = 20.0
 

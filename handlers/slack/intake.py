@@ -16,7 +16,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks.consent import (
+from bot.errors import BadCommand
+from bot.intake.blocks import (
     ACTION_DISMISS,
     ACTION_DNC,
     ACTION_RECONSENT,
@@ -31,7 +32,6 @@ from bot.blocks.consent import (
     dismiss_modal,
     fallback_text,
 )
-from bot.errors import BadCommand
 from bot.privacy import is_valid_email, mask_email, normalise_email, subject_hash
 from bot.services import Services
 from handlers.intake_jobs import APPLY_DECISION, alert_view

@@ -10,11 +10,22 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from bot.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, header, section, truncate
 from bot.privacy import mask_email
 from bot.requests.deadlines import Urgency, countdown, deadline_label, extended_due_date, extension_label
 from bot.requests.model import RequestKind, RequestState
 from bot.requests.view import RequestInfo
+from bot.slack.blocks import (
+    Block,
+    actions,
+    button,
+    cap_blocks,
+    confirm_dialog,
+    context,
+    fields,
+    header,
+    section,
+    truncate,
+)
 
 # Shared with handlers/slack/requests.py so the builders and the listeners agree on one constant.
 VERIFY = "request_verify"

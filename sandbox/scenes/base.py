@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.sandbox.harness import Sandbox
+    from sandbox.harness import Sandbox
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Narrator:
         self.show_responses(who)
 
     def show_responses(self, who: str) -> None:
-        from bot.sandbox.slack import render_message
+        from sandbox.slack import render_message
 
         responses = self.box.slack.responses
         for response in responses[self._responses_seen:]:
@@ -54,7 +54,7 @@ class Narrator:
 
     def show_channel(self) -> None:
         """Print channel messages and thread replies that are new or were edited since last time."""
-        from bot.sandbox.slack import render_message
+        from sandbox.slack import render_message
 
         slack = self.box.slack
         for message in slack.messages(self.box.channel):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, section, truncate
+from bot.slack.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, section, truncate
 
 ACTION_DNC = "consent_dnc"
 ACTION_RECONSENT = "consent_reconsent"

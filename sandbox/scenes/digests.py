@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.demo_scenes.base import Narrator, Scene
-from bot.sandbox.harness import ALICE, BOB, CAROL
+from sandbox.harness import ALICE, BOB, CAROL
+from sandbox.scenes.base import Narrator, Scene
 
 if TYPE_CHECKING:
-    from bot.sandbox.harness import Sandbox
+    from sandbox.harness import Sandbox
 
 
 def _seed(box: Sandbox) -> list[int]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.demo_scenes.base import Narrator, Scene
-from bot.sandbox.harness import ALICE, OTHER_CHANNEL
+from sandbox.harness import ALICE, OTHER_CHANNEL
+from sandbox.scenes.base import Narrator, Scene
 
 if TYPE_CHECKING:
-    from bot.sandbox.harness import Sandbox
+    from sandbox.harness import Sandbox
 
 
 async def health(box: Sandbox, say: Narrator) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from bot.blocks import context, header, section
+from bot.slack.blocks import context, header, section
 
 
 class _Documented(Protocol):

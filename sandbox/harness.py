@@ -16,11 +16,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.app import SERVICES, Tuning, create_app
-from bot.sandbox.mautic import FakeMautic, send_webhook
-from bot.sandbox.slack import FakeSlack, SlackUserAgent
+from bot.app import Tuning, create_app
 from bot.services import Services
 from bot.settings import Settings
+from handlers.appkeys import SERVICES
+from sandbox.mautic import FakeMautic, send_webhook
+from sandbox.slack import FakeSlack, SlackUserAgent
 
 PRIVACY_CHANNEL = "C0PRIVACY"
 OTHER_CHANNEL = "C0RANDOM"
