@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,18 +18,23 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.approvals import Approvals
 from bot.clock import Clock, system_clock
-from bot.jobs import JobRunner
+from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
 from bot.permissions import Permissions, SlackAudience
+from bot.policy import load_policy
 from bot.services import Services
 from bot.settings import Settings
-from handlers.appkeys import BOLT, ENGINE, HTTP, SERVICES, SESSIONS, SETTINGS
+from bot.slack.messenger import SlackMessenger
+from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
+from handlers.intake_jobs import DeliveryWriter
 from handlers.jobs import register_jobs, schedule_jobs
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
-from storage.db import make_engine, make_session_factory
+from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ class Tuning:
     job_backoff_base: float = 2.0
     start_scheduler: bool = True
     migrate_on_start: bool | None = None  # None: only on SQLite, as documented
+    job_observers: tuple[SettleObserver, ...] = ()  # told whenever a job settles (tests wait on this)
 
 
 def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Application:
@@ -110,34 +119,47 @@ def build_mautic_client(settings: Settings, http: aiohttp.ClientSession) -> Maut
     )
 
 
+def build_services(settings: Settings, *, engine: AsyncEngine, sessions: SessionFactory,
+                   http: aiohttp.ClientSession, clock: Clock = system_clock, job_poll_interval: float = 2.0,
+                   job_backoff_base: float = 2.0) -> Services:
+    """Everything the core needs, built once; a bad policy file stops start-up with a one-line reason."""
+    slack = build_slack_client(settings, http)
+    permissions = Permissions(
+        approvers=SlackAudience(settings.privacy_approvers, slack),
+        requesters=SlackAudience(settings.privacy_requesters, slack),
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        http=http,
+        slack=slack,
+        messenger=SlackMessenger(slack),
+        mautic=build_mautic_client(settings, http),
+        jobs=JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base),
+        permissions=permissions,
+        approvals=Approvals(permissions, settings.approval_ttl),
+        policy=load_policy(settings.privacy_policy_file, settings.consent_fields,
+                           controller=settings.privacy_controller, contact=settings.privacy_contact),
+        clock=clock,
+        instance_id=f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+    )
+
+
 def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[SETTINGS]
-        slack = build_slack_client(settings, app[HTTP])
-        runner = JobRunner(
-            app[SESSIONS], poll_interval=tuning.job_poll_interval, backoff_base=tuning.job_backoff_base
-        )
-        services = Services(
-            settings=settings,
-            engine=app[ENGINE],
-            sessions=app[SESSIONS],
-            http=app[HTTP],
-            slack=slack,
-            mautic=build_mautic_client(settings, app[HTTP]),
-            jobs=runner,
-            permissions=Permissions(
-                approvers=SlackAudience(settings.privacy_approvers, slack),
-                requesters=SlackAudience(settings.privacy_requesters, slack),
-            ),
-            clock=tuning.clock,
-        )
+        services = build_services(app[SETTINGS], engine=app[ENGINE], sessions=app[SESSIONS], http=app[HTTP],
+                                  clock=tuning.clock, job_poll_interval=tuning.job_poll_interval,
+                                  job_backoff_base=tuning.job_backoff_base)
         app[SERVICES] = services
-
         app[BOLT] = build_bolt_app(services)
-        register_jobs(runner, services)
-        runner.start(services)
+        writer = app[INTAKE_WRITER] = DeliveryWriter(services)
+        register_jobs(services.jobs, services, writer)
+        for observer in tuning.job_observers:
+            services.jobs.observe(observer)
+        services.jobs.start()
         yield
-        await runner.stop()
+        await services.jobs.stop()
 
     return ctx
 
@@ -146,7 +168,6 @@ def _scheduler(tuning: Tuning):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
         scheduler = AsyncIOScheduler(timezone=services.settings.digest_timezone)
-        services.scheduler = scheduler
         runs = None
         if tuning.start_scheduler:
             runs = schedule_jobs(scheduler, services)

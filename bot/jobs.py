@@ -1,6 +1,8 @@
 """The durable job runner: works off the ``jobs`` table after the HTTP answer has gone out.
 
-Handlers are registered by kind. A handler raising :class:`RetryableJobError` (or any error it does
+Handlers are registered by kind, already bound to what they need (a feature binds its dependencies when
+it registers), so the runner itself knows only the database and the clock. A handler raising
+:class:`RetryableJobError` (or any error it does
 not classify) is retried with exponential backoff until ``max_attempts``; :class:`PermanentJobError`
 fails at once. ``on_failed`` hooks let a feature react to a final failure (a Retry button, say).
 """
@@ -14,13 +16,11 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bot.clock import Clock, system_clock
 from storage import jobs as queue
 from storage.db import SessionFactory, unit_of_work
-
-if TYPE_CHECKING:
-    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +43,23 @@ class JobRun:
     max_attempts: int
     payload: dict[str, Any]
     progress: dict[str, Any]
-    services: Services
+    sessions: SessionFactory
 
     async def checkpoint(self, progress: dict[str, Any]) -> None:
-        async with unit_of_work(self.services.sessions) as session:
+        async with unit_of_work(self.sessions) as session:
             await queue.save_progress(session, self.id, progress)
 
 
 JobHandler = Callable[[JobRun], Awaitable[None]]
 FailureHook = Callable[[JobRun, str], Awaitable[None]]
+# Told when a job settles: (job id, kind, outcome), outcome one of "done", "retry", "failed".
+SettleObserver = Callable[[int, str, str], None]
 
 
 @dataclass
 class JobRunner:
     sessions: SessionFactory
+    clock: Clock = system_clock
     lease: timedelta = timedelta(seconds=60)
     poll_interval: float = 2.0
     concurrency: int = 4
@@ -67,34 +70,30 @@ class JobRunner:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _running: set[asyncio.Task[None]] = field(default_factory=set)
-    _services: Services | None = None
     _stopping: bool = False
-    # Outcomes ("done", "retry", "failed") per job id, with a condition so callers (tests, the demo,
-    # benchmarks) can wait for a job to settle instead of polling the table.
-    outcomes: dict[int, list[str]] = field(default_factory=dict)
-    _settled: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _observers: list[SettleObserver] = field(default_factory=list)
 
     def register(self, kind: str, handler: JobHandler, *, on_failed: FailureHook | None = None) -> None:
         self.handlers[kind] = handler
         if on_failed is not None:
             self.failure_hooks[kind] = on_failed
 
-    async def wait_for(self, job_id: int, outcome: str = "done", *, timeout: float = 10.0) -> None:
-        """Wait until job ``job_id`` has reached ``outcome`` in this runner."""
-        async with asyncio.timeout(timeout), self._settled:
-            await self._settled.wait_for(lambda: outcome in self.outcomes.get(job_id, []))
+    def observe(self, observer: SettleObserver) -> Callable[[], None]:
+        """Call ``observer`` whenever a job settles here (the demo, tests and benchmarks wait on this
+        instead of polling the table); returns the function that stops observing. Nothing is kept
+        once nobody observes."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
 
-    async def _settle(self, job_id: int, outcome: str) -> None:
-        async with self._settled:
-            self.outcomes.setdefault(job_id, []).append(outcome)
-            self._settled.notify_all()
+    def _settle(self, run: JobRun, outcome: str) -> None:
+        for observer in list(self._observers):
+            observer(run.id, run.kind, outcome)
 
     def notify(self) -> None:
         """Wake the loop now: a job was just enqueued in this process."""
         self._wake.set()
 
-    def start(self, services: Services) -> None:
-        self._services = services
+    def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="job-runner")
 
     async def stop(self, *, grace: float = 10.0) -> None:
@@ -140,8 +139,8 @@ class JobRunner:
             runs = [(job.id, job.kind, job.attempts, job.max_attempts, dict(job.payload), dict(job.progress))
                     for job in claimed]
         for job_id, kind, attempt, max_attempts, payload, progress in runs:
-            assert job_id is not None and self._services is not None
-            run = JobRun(job_id, kind, attempt, max_attempts, payload, progress, self._services)
+            assert job_id is not None
+            run = JobRun(job_id, kind, attempt, max_attempts, payload, progress, self.sessions)
             task = asyncio.create_task(self._execute(run), name=f"job-{kind}-{job_id}")
             self._running.add(task)
             task.add_done_callback(self._job_done)
@@ -161,12 +160,12 @@ class JobRunner:
             raise
         except PermanentJobError as exc:
             await self._fail(run, str(exc) or type(exc).__name__)
-            await self._settle(run.id, "failed")
+            self._settle(run, "failed")
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if run.attempt >= run.max_attempts:
                 await self._fail(run, error)
-                await self._settle(run.id, "failed")
+                self._settle(run, "failed")
             else:
                 delay = min(self.backoff_cap, self.backoff_base * 2 ** (run.attempt - 1))
                 delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
@@ -175,13 +174,13 @@ class JobRunner:
                 async with unit_of_work(self.sessions) as session:
                     await queue.retry_later(
                         session, run.id, run.attempt, error=error,
-                        at=run.services.clock() + timedelta(seconds=delay),
+                        at=self.clock() + timedelta(seconds=delay),
                     )
-                await self._settle(run.id, "retry")
+                self._settle(run, "retry")
         else:
             async with unit_of_work(self.sessions) as session:
                 await queue.finish(session, run.id, run.attempt)
-            await self._settle(run.id, "done")
+            self._settle(run, "done")
         finally:
             finished.set()
             await heartbeat
@@ -206,4 +205,4 @@ class JobRunner:
             except TimeoutError:
                 pass
             async with unit_of_work(self.sessions) as session:
-                await queue.extend_lease(session, run.id, run.attempt, run.services.clock() + self.lease)
+                await queue.extend_lease(session, run.id, run.attempt, self.clock() + self.lease)

@@ -1,40 +1,43 @@
-"""What the edges need to do their work, built once per process by the app factory."""
+"""What the core needs to do its work, built once per process by the app factory and never changed.
+
+Every field is typed; a feature that needs a long-lived helper of its own (the intake writer, say) keeps
+it in its own object, built by the app factory and bound to the feature's handlers at registration.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.clock import Clock, system_clock
+from bot.approvals import Approvals
+from bot.clock import Clock
+from bot.jobs import JobRunner
+from bot.mautic import MauticClient
+from bot.permissions import Permissions
+from bot.policy import PolicyFile
 from bot.settings import Settings
+from bot.slack.messenger import SlackMessenger
 from storage.db import SessionFactory
 
-if TYPE_CHECKING:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from bot.jobs import JobRunner
-    from bot.mautic import MauticClient
-    from bot.permissions import Permissions
-
-
-@dataclass
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: SessionFactory
     http: aiohttp.ClientSession
-    slack: AsyncWebClient
+    slack: AsyncWebClient  # for what the messenger does not cover (views.open in a listener)
+    messenger: SlackMessenger
     mautic: MauticClient
     jobs: JobRunner
     permissions: Permissions
-    scheduler: AsyncIOScheduler | None = None
-    clock: Clock = system_clock
-    # Feature modules may hang their own long-lived helpers here (keyed by feature name).
-    extras: dict[str, Any] = field(default_factory=dict)
+    approvals: Approvals
+    policy: PolicyFile
+    clock: Clock
+    instance_id: str  # host:pid:nonce, names this process in claims (digest slots) for operators
 
     @property
     def hash_key(self) -> str:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from bot.services import Services
     from bot.settings import Settings
+    from handlers.intake_jobs import DeliveryWriter
     from storage.db import SessionFactory
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -26,3 +27,4 @@ SESSIONS: web.AppKey[SessionFactory] = web.AppKey("sessions")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt")
+INTAKE_WRITER: web.AppKey[DeliveryWriter] = web.AppKey("intake_writer")

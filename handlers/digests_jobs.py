@@ -11,10 +11,8 @@ lease ran out (its replica died and the job never finished) is taken over.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from apscheduler.triggers.interval import IntervalTrigger
@@ -44,9 +42,9 @@ SWEEP_INTERVAL = timedelta(minutes=10)
 
 
 def register(runner: JobRunner, services: Services) -> None:
-    runner.register(POST_KIND, _post_job)
-    runner.register(FORMS_KIND, _forms_job)
-    runner.register(purges.JOB_KIND, _purge_job, on_failed=_purge_failed)
+    runner.register(POST_KIND, partial(_post_job, services))
+    runner.register(FORMS_KIND, partial(_forms_job, services))
+    runner.register(purges.JOB_KIND, partial(_purge_job, services), on_failed=partial(_purge_failed, services))
 
 
 def cron_for(services: Services, kind: str) -> str:
@@ -79,11 +77,7 @@ def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:
 
 def replica_id(services: Services) -> str:
     """Who holds a claim (for operators reading the table): host, process and a per-app nonce."""
-    owner = services.extras.get("digests.owner")
-    if owner is None:
-        owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        services.extras["digests.owner"] = owner
-    return str(owner)
+    return services.instance_id
 
 
 async def run_slot(services: Services, kind: str, slot_at: datetime) -> bool:
@@ -150,12 +144,12 @@ async def enqueue_form_audit(services: Services, *, requested_by: str) -> None:
     services.jobs.notify()
 
 
-async def _post_job(run: JobRun) -> None:
+async def _post_job(services: Services, run: JobRun) -> None:
     payload = run.payload
     slot_text = payload.get("slot_at")
     try:
         await post_digest(
-            run.services, str(payload["kind"]), job_id=run.id,
+            services, str(payload["kind"]), job_id=run.id,
             slot_at=slots.parse_slot(slot_text) if slot_text else None,
             generation=payload.get("generation"), requested_by=payload.get("requested_by"),
         )
@@ -163,19 +157,19 @@ async def _post_job(run: JobRun) -> None:
         raise PermanentJobError(f"digest cannot be built: {type(exc).__name__}") from exc
 
 
-async def _forms_job(run: JobRun) -> None:
+async def _forms_job(services: Services, run: JobRun) -> None:
     try:
-        await post_form_audit(run.services)
+        await post_form_audit(services)
     except MauticAuthError as exc:
         raise PermanentJobError("Mautic refused the credentials") from exc
 
 
-async def _purge_job(run: JobRun) -> None:
+async def _purge_job(services: Services, run: JobRun) -> None:
     try:
-        await purges.PurgeExecution(run.services, int(run.payload["purge_id"])).run()
+        await purges.PurgeExecution(services, int(run.payload["purge_id"])).run()
     except MauticError as exc:  # a 4xx: retrying the same request cannot help
         raise PermanentJobError(str(exc)) from exc
 
 
-async def _purge_failed(run: JobRun, error: str) -> None:
-    await purges.PurgeExecution(run.services, int(run.payload["purge_id"])).stop_after_failure(error)
+async def _purge_failed(services: Services, run: JobRun, error: str) -> None:
+    await purges.PurgeExecution(services, int(run.payload["purge_id"])).stop_after_failure(error)

@@ -20,14 +20,15 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import text, update
 
-from bot.intake.blocks import AlertView, alert_message, decision_thread_text
 from bot.intake import events as intake
-from bot.intake.rules import ConsentPolicy, evaluate, load_policy
+from bot.intake.blocks import AlertView, alert_message, decision_thread_text
+from bot.intake.rules import evaluate
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import MauticAuthError, MauticError, MauticNotFound
 from bot.privacy import mask_email
@@ -54,21 +55,18 @@ APPLY_DECISION = "intake.apply_decision"
 SWEEP = "intake.sweep"
 
 ACTOR = "mautic-webhook"
-POLICY_KEY = "consent_policy"
 # Folded findings refresh the lead message at most once per this many seconds (chat.update budget).
 REFRESH_BUCKET_SECONDS = 3
 RETRY_AFTER_CAP_SECONDS = 30.0
 
 
-def register(runner: JobRunner, services: Services) -> None:
-    """Register this feature's job kinds; a bad policy file stops start-up with a one-line reason."""
-    settings = services.settings
-    services.extras[POLICY_KEY] = load_policy(settings.privacy_policy_file, settings.consent_fields)
-    runner.register(PROCESS, process_inbox)
-    runner.register(POST_ALERT, post_alert)
-    runner.register(REFRESH_ALERT, refresh_alert)
-    runner.register(APPLY_DECISION, apply_decision, on_failed=decision_failed)
-    runner.register(SWEEP, sweep_inbox)
+def register(runner: JobRunner, services: Services, writer: DeliveryWriter) -> None:
+    """Register this feature's job kinds, bound to the services and the process's delivery writer."""
+    runner.register(PROCESS, partial(process_inbox, services, writer))
+    runner.register(POST_ALERT, partial(post_alert, services))
+    runner.register(REFRESH_ALERT, partial(refresh_alert, services))
+    runner.register(APPLY_DECISION, partial(apply_decision, services), on_failed=partial(decision_failed, services))
+    runner.register(SWEEP, partial(sweep_inbox, services))
     # Erasure (storage.intake.purge_subject) splits what is still pending first, with our hash key.
     store.install_splitter(services.engine, functools.partial(split_all_pending, hash_key=services.hash_key))
 
@@ -211,29 +209,13 @@ class DeliveryWriter:
                 self._last_turn = loop.time()
 
 
-WRITER_KEY = "intake_writer"
 QUIET_GAP = 0.005  # seconds without a new delivery that count as a gap in intake
 PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often, however busy intake is
 CHUNK_SCALE = 4  # chunk size multiplier for a turn taken while intake is quiet
 
 
-def delivery_writer(services: Services) -> DeliveryWriter:
-    writer = services.extras.get(WRITER_KEY)
-    if writer is None:
-        writer = services.extras[WRITER_KEY] = DeliveryWriter(services)
-    return writer
-
-
 def process_max_attempts(services: Services) -> int:
     return max(services.settings.job_max_attempts, 5)
-
-
-def policy_of(services: Services) -> ConsentPolicy:
-    policy = services.extras.get(POLICY_KEY)
-    if policy is None:
-        policy = load_policy(services.settings.privacy_policy_file, services.settings.consent_fields)
-        services.extras[POLICY_KEY] = policy
-    return policy
 
 
 # ---- processing the inbox -----------------------------------------------------------------------------
@@ -277,11 +259,9 @@ class _Chunk:
         self.records = []
 
 
-async def process_inbox(run: JobRun) -> None:
+async def process_inbox(services: Services, writer: DeliveryWriter, run: JobRun) -> None:
     """Process the given rows, or (no ids) split every pending delivery and process every pending row,
     oldest first, chunk by chunk, each chunk in its own transaction and processing turn."""
-    services = run.services
-    writer = delivery_writer(services)
     if "ids" in run.payload:
         ids = sorted(int(i) for i in run.payload["ids"])
         for start in range(0, len(ids), PROCESS_CHUNK):
@@ -446,7 +426,7 @@ def _display(services: Services, email: str | None) -> str | None:
 
 async def _form_submitted(session: AsyncSession, services: Services, row: _Row, event: intake.InboundEvent,
                           chunk: _Chunk) -> None:
-    policy = policy_of(services)
+    policy = services.policy.consent
     sub = intake.form_submission(row.payload, fallback_at=row.occurred_at)
     verdict = evaluate(policy, sub.form_id, sub.form_alias, sub.results)
     now = services.clock()
@@ -627,9 +607,8 @@ async def _lock_burst(session: AsyncSession, burst_key: str) -> None:
         await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "burst:" + burst_key})
 
 
-async def sweep_inbox(run: JobRun) -> None:
+async def sweep_inbox(services: Services, run: JobRun) -> None:
     """Rows or deliveries left pending with no live job (their job failed for good) get a fresh process job."""
-    services = run.services
     stale = services.clock() - timedelta(minutes=10)
     async with unit_of_work(services.sessions) as session:
         ids = await store.pending_ids(session, older_than=stale)
@@ -680,8 +659,7 @@ async def slack_call(method: Any, **kwargs: Any) -> Any:
     raise RetryableJobError("Slack rate limit")
 
 
-async def post_alert(run: JobRun) -> None:
-    services = run.services
+async def post_alert(services: Services, run: JobRun) -> None:
     alert_id = int(run.payload["alert_id"])
     async with unit_of_work(services.sessions) as session:
         alert = await store.get_alert(session, alert_id)
@@ -699,11 +677,11 @@ async def post_alert(run: JobRun) -> None:
         await _update_message(services, fresh)
 
 
-async def refresh_alert(run: JobRun) -> None:
-    async with unit_of_work(run.services.sessions) as session:
+async def refresh_alert(services: Services, run: JobRun) -> None:
+    async with unit_of_work(services.sessions) as session:
         alert = await store.get_alert(session, int(run.payload["alert_id"]))
     if alert is not None and alert.message_ts is not None:
-        await _update_message(run.services, alert)
+        await _update_message(services, alert)
 
 
 async def _update_message(services: Services, alert: ConsentAlert) -> None:
@@ -715,8 +693,7 @@ async def _update_message(services: Services, alert: ConsentAlert) -> None:
 # ---- applying a decision ------------------------------------------------------------------------------
 
 
-async def apply_decision(run: JobRun) -> None:
-    services = run.services
+async def apply_decision(services: Services, run: JobRun) -> None:
     alert_id = int(run.payload["alert_id"])
     async with unit_of_work(services.sessions) as session:
         lead = await store.get_alert(session, alert_id)
@@ -726,18 +703,17 @@ async def apply_decision(run: JobRun) -> None:
         raise PermanentJobError(f"alert {alert_id} is not decided")
     progress = dict(run.progress)
     if lead.outcome is None:
-        outcome, counts = await _run_in_mautic(run, lead, members, progress)
+        outcome, counts = await _run_in_mautic(services, run, lead, members, progress)
         async with unit_of_work(services.sessions) as session:
             if await store.set_outcome(session, alert_id, outcome, services.clock()):
                 await ledger.record(session, actor="privacy-bot", action="consent.decision_applied",
                                     subject=f"alert:{alert_id}", details={"decision": lead.decision, **counts})
             lead = await store.get_alert(session, alert_id) or lead
-    await _tell_thread_and_update(run, lead, len(members), progress)
+    await _tell_thread_and_update(services, run, lead, len(members), progress)
 
 
-async def _run_in_mautic(run: JobRun, lead: ConsentAlert, members: list[ConsentAlert],
+async def _run_in_mautic(services: Services, run: JobRun, lead: ConsentAlert, members: list[ConsentAlert],
                          progress: dict[str, Any]) -> tuple[str, dict[str, int]]:
-    services = run.services
     contacts = sorted({m.contact_id for m in members if m.contact_id is not None})
     done: list[int] = list(progress.get("done", []))
     missing: list[int] = list(progress.get("missing", []))
@@ -782,8 +758,8 @@ async def _run_in_mautic(run: JobRun, lead: ConsentAlert, members: list[ConsentA
                            "refused": len(failed)}
 
 
-async def _tell_thread_and_update(run: JobRun, lead: ConsentAlert, members: int, progress: dict[str, Any]) -> None:
-    services = run.services
+async def _tell_thread_and_update(services: Services, run: JobRun, lead: ConsentAlert, members: int,
+                                  progress: dict[str, Any]) -> None:
     view = alert_view(lead, services)
     if not progress.get("thread") and lead.message_ts:
         await slack_call(services.slack.chat_postMessage, channel=lead.channel_id, thread_ts=lead.message_ts,
@@ -794,8 +770,7 @@ async def _tell_thread_and_update(run: JobRun, lead: ConsentAlert, members: int,
         await _update_message(services, lead)
 
 
-async def decision_failed(run: JobRun, error: str) -> None:
-    services = run.services
+async def decision_failed(services: Services, run: JobRun, error: str) -> None:
     alert_id = int(run.payload["alert_id"])
     outcome = f"Failed in Mautic after {run.attempt} attempts ({error.split(':', 1)[0]}); retry from Mautic."
     async with unit_of_work(services.sessions) as session:
@@ -805,4 +780,4 @@ async def decision_failed(run: JobRun, error: str) -> None:
         lead = await store.get_alert(session, alert_id)
         members = len(await store.burst_members(session, alert_id))
     if lead is not None:
-        await _tell_thread_and_update(run, lead, members, dict(run.progress))
+        await _tell_thread_and_update(services, run, lead, members, dict(run.progress))

@@ -14,13 +14,15 @@ if TYPE_CHECKING:
 
     from bot.jobs import JobRunner
     from bot.services import Services
+    from handlers.intake_jobs import DeliveryWriter
 
 _FEATURES = (intake_jobs, requests_jobs, digests_jobs)
 
 
-def register_jobs(runner: JobRunner, services: Services) -> None:
-    for feature in _FEATURES:
-        feature.register(runner, services)
+def register_jobs(runner: JobRunner, services: Services, writer: DeliveryWriter) -> None:
+    intake_jobs.register(runner, services, writer)
+    requests_jobs.register(runner, services)
+    digests_jobs.register(runner, services)
 
 
 def schedule_jobs(scheduler: AsyncIOScheduler, services: Services) -> ScheduledRuns:

@@ -9,6 +9,7 @@ lapses stale approvals, re-announces due-soon/overdue requests and removes expir
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
@@ -28,9 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def register(runner: JobRunner, services: Services) -> None:
-    runner.register(ANNOUNCE_JOB, execution.announce, on_failed=execution.announce_failed)
-    runner.register(EXECUTE_JOB, execution.execute, on_failed=execution.execute_failed)
-    runner.register(DAILY_JOB, execution.daily)
+    runner.register(ANNOUNCE_JOB, partial(execution.announce, services),
+                    on_failed=partial(execution.announce_failed, services))
+    runner.register(EXECUTE_JOB, partial(execution.execute, services),
+                    on_failed=partial(execution.execute_failed, services))
+    runner.register(DAILY_JOB, partial(execution.daily, services))
 
 
 async def enqueue_daily(services: Services) -> bool:

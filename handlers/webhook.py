@@ -14,8 +14,7 @@ import logging
 from aiohttp import web
 
 from bot.intake.events import signature_ok
-from handlers.appkeys import SERVICES
-from handlers.intake_jobs import delivery_writer
+from handlers.appkeys import INTAKE_WRITER, SERVICES
 from handlers.limits import read_limited
 
 log = logging.getLogger(__name__)
@@ -30,6 +29,6 @@ async def mautic_webhook(request: web.Request) -> web.Response:
         log.warning("mautic webhook: missing or wrong Webhook-Signature (%d bytes), nothing stored", len(raw))
         return web.json_response({"ok": False, "error": "invalid signature"}, status=401)
     # Committed (in one transaction shared with concurrent deliveries) before we answer.
-    delivery = await delivery_writer(services).commit(raw, services.clock())
+    delivery = await request.app[INTAKE_WRITER].commit(raw, services.clock())
     # An opaque id only: Mautic writes this body into its webhook log.
     return web.Response(body=b'{"ok":true,"delivery":%d}' % delivery, content_type="application/json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,7 @@ from bot.app import Tuning, create_app
 from bot.services import Services
 from bot.settings import Settings
 from handlers.appkeys import SERVICES
+from sandbox.jobs import JobWatcher
 from sandbox.mautic import FakeMautic, send_webhook
 from sandbox.slack import FakeSlack, SlackUserAgent
 
@@ -54,6 +55,7 @@ class Sandbox:
     runner: web.AppRunner | None = None
     url: str = ""
     user: SlackUserAgent = field(init=False)
+    jobs: JobWatcher = field(default_factory=JobWatcher)  # every job of the bot's runner, across restarts
 
     @property
     def app(self) -> web.Application:
@@ -69,7 +71,8 @@ class Sandbox:
         return PRIVACY_CHANNEL
 
     async def start_bot(self) -> None:
-        app = create_app(self.settings, self.tuning)
+        tuning = replace(self.tuning, job_observers=(*self.tuning.job_observers, self.jobs))
+        app = create_app(self.settings, tuning)
         self.runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

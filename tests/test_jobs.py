@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from sqlmodel import select
 
-from bot.clock import system_clock
 from bot.jobs import JobRun, JobRunner, PermanentJobError
-from bot.services import Services
+from sandbox.jobs import JobWatcher
 from storage import jobs as queue
 from storage.db import make_engine, make_session_factory, unit_of_work
 from storage.jobs import Job, JobState
@@ -25,10 +23,11 @@ async def _setup(db_url: str):  # type: ignore[no-untyped-def]
     return engine, make_session_factory(engine)
 
 
-def _runner(sessions: Any, **kwargs: Any) -> tuple[JobRunner, Services]:
+def _runner(sessions: Any, **kwargs: Any) -> tuple[JobRunner, JobWatcher]:
     runner = JobRunner(sessions, poll_interval=0.05, backoff_base=0.01, **kwargs)
-    services = cast(Services, SimpleNamespace(sessions=sessions, clock=system_clock, jobs=runner))
-    return runner, services
+    watcher = JobWatcher()
+    runner.observe(watcher)
+    return runner, watcher
 
 
 async def _enqueue(sessions: Any, kind: str, payload: dict[str, Any], **kwargs: Any) -> int:
@@ -55,17 +54,17 @@ async def test_retries_then_succeeds(db_url: str) -> None:
             raise ConnectionError("Mautic timed out")
         done.set()
 
-    runner, services = _runner(sessions)
+    runner, watcher = _runner(sessions)
     runner.register("flaky", flaky)
     job_id = await _enqueue(sessions, "flaky", {"x": 1}, max_attempts=5)
-    runner.start(services)
-    await runner.wait_for(job_id, "done", timeout=5)
+    runner.start()
+    await watcher.wait_for(job_id, "done", timeout=5)
     await runner.stop()
     job = await _job(sessions, job_id)
     await engine.dispose()
     assert done.is_set()
     assert attempts == [1, 2, 3]
-    assert runner.outcomes[job_id] == ["retry", "retry", "done"]
+    assert watcher.outcomes[job_id] == ["retry", "retry", "done"]
     assert (job.state, job.attempts) == (JobState.DONE, 3)
 
 
@@ -85,12 +84,12 @@ async def test_exhausted_and_permanent_failures_call_the_hook_once(db_url: str) 
         if len(failures) == 2:
             hooked.set()
 
-    runner, services = _runner(sessions)
+    runner, _watcher = _runner(sessions)
     runner.register("down", always_down, on_failed=on_failed)
     runner.register("bad", bad_input, on_failed=on_failed)
     down_id = await _enqueue(sessions, "down", {}, max_attempts=2)
     bad_id = await _enqueue(sessions, "bad", {}, max_attempts=5)
-    runner.start(services)
+    runner.start()
     await asyncio.wait_for(hooked.wait(), 5)
     await runner.stop()
     down, bad = await _job(sessions, down_id), await _job(sessions, bad_id)
@@ -158,18 +157,18 @@ async def test_two_runners_on_one_database_run_each_job_once(db_url: str) -> Non
     # Two runners with separate engines stand in for two replicas.
     engine_b = make_engine(db_url)
     sessions_b = make_session_factory(engine_b)
-    runner_a, services_a = _runner(sessions)
-    runner_b, services_b = _runner(sessions_b)
+    runner_a, watcher_a = _runner(sessions)
+    runner_b, watcher_b = _runner(sessions_b)
     for runner in (runner_a, runner_b):
         runner.register("work", work)
     ids = [await _enqueue(sessions, "work", {"n": i}) for i in range(n)]
-    runner_a.start(services_a)
-    runner_b.start(services_b)
+    runner_a.start()
+    runner_b.start()
     await asyncio.wait_for(all_done.wait(), 10)
 
     async def settled(job_id: int) -> None:
         # Whichever runner claimed the job reports it; the other never sees it.
-        waits = [asyncio.create_task(r.wait_for(job_id, timeout=10)) for r in (runner_a, runner_b)]
+        waits = [asyncio.create_task(r.wait_for(job_id, timeout=10)) for r in (watcher_a, watcher_b)]
         finished, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -184,4 +183,4 @@ async def test_two_runners_on_one_database_run_each_job_once(db_url: str) -> Non
     await engine.dispose()
     assert sorted(ran) == list(range(n))
     assert set(states) == {JobState.DONE}
-    assert len(runner_a.outcomes) + len(runner_b.outcomes) == n
+    assert len(watcher_a.outcomes) + len(watcher_b.outcomes) == n

@@ -122,21 +122,22 @@ async def test_url_verification_handshake(box: Sandbox) -> None:
     assert json.loads(result.text) == {"challenge": "c-123"}
 
 
-async def test_healthz_reports_the_database(box: Sandbox) -> None:
+async def test_healthz_reports_the_database(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     async with box.http.get(f"{box.url}/healthz") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok", "database": "ok"}
-    # Point the service at a database that cannot answer: the health check must say so.
-    from storage.db import make_engine
+    # Point the health check at a database that cannot answer: it must say so.
+    import handlers.health
+    from storage.db import make_engine, ping
 
-    working, box.services.engine = box.services.engine, make_engine("postgresql://nobody@127.0.0.1:1/none")
+    dead = make_engine("postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setattr(handlers.health, "ping", lambda _engine: ping(dead))
     try:
         async with box.http.get(f"{box.url}/healthz") as response:
             assert response.status == 503
             assert (await response.json())["database"] == "down"
     finally:
-        await box.services.engine.dispose()
-        box.services.engine = working
+        await dead.dispose()
 
 
 async def test_requesters_setting_is_respected_by_permissions(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

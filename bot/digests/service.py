@@ -35,6 +35,7 @@ from bot.digests.retention import (
     tally_segments,
 )
 from bot.mautic import MauticClient, MauticError, MauticUnavailable
+from bot.policy import ConsentPolicy
 from bot.privacy import mask_email
 from bot.requests.deadlines import DUE_SOON_DAYS
 from storage import digests as store
@@ -102,20 +103,11 @@ async def form_audit(services: Services) -> FormAudit:
         full.append(form)
     settings = services.settings
     return audit_forms(full, consent_aliases(settings.consent_fields),
-                       rule_for=_policy_rules(settings.privacy_policy_file, settings.consent_fields))
+                       rule_for=_policy_rules(services.policy.consent))
 
 
-def _policy_rules(path: Any, consent_fields: list[str]) -> FormRule | None:
-    """The consent feature's per-form policy (PRIVACY_POLICY_FILE), when that feature is present and readable."""
-    try:
-        from bot.intake.rules import PolicyError, load_policy
-    except ImportError:
-        return None
-    try:
-        policy = load_policy(path, consent_fields)
-    except PolicyError:
-        log.warning("consent policy file unreadable; the form audit uses CONSENT_FIELDS only")
-        return None
+def _policy_rules(policy: ConsentPolicy) -> FormRule:
+    """The per-form consent rules of the policy file, as the form audit asks for them."""
 
     def rule_for(form_id: int | None, alias: str | None) -> tuple[Sequence[str], bool]:
         rule = policy.rule_for(form_id, alias)

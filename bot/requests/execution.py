@@ -20,7 +20,6 @@ from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normal
 from bot.requests import blocks, notify
 from bot.requests.model import Action, RequestKind, RequestState, transition
 from bot.requests.package import build_access_package
-from bot.requests.policy import load_policy
 from bot.requests.sealed import read_sealed
 from bot.requests.view import RequestInfo, info_from_row
 from storage import erasures, intake, ledger
@@ -75,8 +74,8 @@ async def _move(services: Services, row: store.PrivacyRequest, action: Action, v
 # ---- announce: post the request and look up its contacts ------------------------------------------
 
 
-async def announce(run: JobRun) -> None:
-    services, request_id = run.services, int(run.payload["request_id"])
+async def announce(services: Services, run: JobRun) -> None:
+    request_id = int(run.payload["request_id"])
     info = await notify.ensure_posted(services, request_id)
     if info is None:
         return
@@ -95,18 +94,18 @@ async def announce(run: JobRun) -> None:
         await notify.refresh_message(services, request_id)
 
 
-async def announce_failed(run: JobRun, error: str) -> None:
-    info = await notify.refresh_message(run.services, int(run.payload["request_id"]))
+async def announce_failed(services: Services, run: JobRun, error: str) -> None:
+    info = await notify.refresh_message(services, int(run.payload["request_id"]))
     if info is not None:
         await notify.safely("posting lookup failure",
-                            notify.post_in_thread(run.services, info, blocks.lookup_failed_reply()))
+                            notify.post_in_thread(services, info, blocks.lookup_failed_reply()))
 
 
 # ---- execute ---------------------------------------------------------------------------------------
 
 
-async def execute(run: JobRun) -> None:
-    services, request_id = run.services, int(run.payload["request_id"])
+async def execute(services: Services, run: JobRun) -> None:
+    request_id = int(run.payload["request_id"])
     row = await _row(services, request_id)
     state = RequestState(row.state)
     if state is RequestState.APPROVED:
@@ -124,11 +123,11 @@ async def execute(run: JobRun) -> None:
     kind = RequestKind(row.kind)
     try:
         if kind is RequestKind.ACCESS:
-            await _execute_access(run, row)
+            await _execute_access(services, run, row)
         elif kind is RequestKind.ERASURE:
-            await _execute_erasure(run, row)
+            await _execute_erasure(services, run, row)
         else:
-            await _execute_rectification(run, row)
+            await _execute_rectification(services, run, row)
     except (MauticNotFound, ContactMerged):
         raise
     except MauticError as exc:
@@ -136,9 +135,9 @@ async def execute(run: JobRun) -> None:
         raise PermanentJobError(f"Mautic refused the call ({exc}); check the API user's permissions") from exc
 
 
-async def execute_failed(run: JobRun, error: str) -> None:
+async def execute_failed(services: Services, run: JobRun, error: str) -> None:
     """After JOB_MAX_ATTEMPTS (or a permanent error): failed, with a Retry button."""
-    services, request_id = run.services, int(run.payload["request_id"])
+    request_id = int(run.payload["request_id"])
     row = await _row(services, request_id)
     if row.state not in (RequestState.RUNNING.value, RequestState.APPROVED.value):
         return
@@ -213,8 +212,8 @@ async def _bot_holdings(services: Services, row: store.PrivacyRequest) -> dict[s
     return holdings
 
 
-async def _execute_access(run: JobRun, row: store.PrivacyRequest) -> None:
-    services, settings = run.services, run.services.settings
+async def _execute_access(services: Services, run: JobRun, row: store.PrivacyRequest) -> None:
+    settings = services.settings
     info = info_from_row(row)
     contact_ids = await _contacts(services, run, row)
     progress = notify.ProgressReply(services, info)
@@ -227,8 +226,7 @@ async def _execute_access(run: JobRun, row: store.PrivacyRequest) -> None:
         request={"id": row.id, "type": "access", "regime": row.regime, "received_at": row.received_at.isoformat(),
                  "due_date": row.due_date.isoformat()},
         email=row.subject_email, contact_ids=contact_ids, bot_holdings=await _bot_holdings(services, row),
-        policy=load_policy(settings.privacy_policy_file, controller=settings.privacy_controller,
-                           contact=settings.privacy_contact),
+        policy=services.policy.access,
         generated_at=services.clock(), progress=progress,
     )
     counts = {"contacts": [asdict(c) for c in result.contacts], "bot_items": result.bot_items,
@@ -301,8 +299,7 @@ async def _leftovers(services: Services, contact_id: int) -> dict[str, int]:
     return counts
 
 
-async def _execute_erasure(run: JobRun, row: store.PrivacyRequest) -> None:
-    services = run.services
+async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRequest) -> None:
     info = info_from_row(row)
     if not run.progress.get("purged"):
         contact_ids = await _contacts(services, run, row)
@@ -407,8 +404,7 @@ def _same(requested: str, actual: Any) -> bool:
     return actual is not None and str(actual).strip().lower() == requested.strip().lower()
 
 
-async def _execute_rectification(run: JobRun, row: store.PrivacyRequest) -> None:
-    services = run.services
+async def _execute_rectification(services: Services, run: JobRun, row: store.PrivacyRequest) -> None:
     info = info_from_row(row)
     changes: dict[str, str] = {str(k): str(v) for k, v in (row.changes or {}).items()}
     if not changes and "rows" not in run.progress:
@@ -466,9 +462,8 @@ async def _execute_rectification(run: JobRun, row: store.PrivacyRequest) -> None
 # ---- the daily sweep -------------------------------------------------------------------------------
 
 
-async def daily(run: JobRun) -> None:
+async def daily(services: Services, run: JobRun) -> None:
     """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files."""
-    services = run.services
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
         stale = await store.stale_approvals(session, now - services.settings.approval_ttl)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,10 +20,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _lock(services: Services, request_id: int) -> asyncio.Lock:
-    # Two updates of one message in flight could land out of order; one lock per request per process.
-    locks: dict[int, asyncio.Lock] = services.extras.setdefault("requests.message_locks", {})
-    return locks.setdefault(request_id, asyncio.Lock())
+def _lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContextManager[None]:
+    # Two updates of one message in flight could land out of order; one at a time per request.
+    return services.messenger.one_at_a_time(f"request:{request_id}")
 
 
 async def ensure_posted(services: Services, request_id: int) -> RequestInfo | None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from bot.requests.policy import AccessPolicy
+from bot.policy import AccessPolicy
 from bot.requests.sealed import SealedWriter
 
 FORMAT = "mautic-privacy-bot/access-package/1"

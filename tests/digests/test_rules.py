@@ -218,7 +218,7 @@ def test_long_lists_are_cut_with_a_count_and_stay_within_slack_limits() -> None:
 
 
 def test_the_consent_policy_names_a_forms_consent_fields_and_exemptions() -> None:
-    from bot.intake.rules import parse_policy
+    from bot.policy import parse_policy
 
     policy = parse_policy({"forms": [{"id": 7, "required": ["einwilligung"]}, {"alias": "support", "exempt": True}]},
                           ALIASES)

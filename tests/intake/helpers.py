@@ -37,7 +37,7 @@ async def processed(box: Sandbox, timeout: float = 10.0) -> None:
         ))).all()
     for job_id in ids:
         assert job_id is not None
-        await box.services.jobs.wait_for(job_id, timeout=timeout)
+        await box.jobs.wait_for(job_id, timeout=timeout)
 
 
 async def alerts(box: Sandbox) -> list[ConsentAlert]:

@@ -16,7 +16,8 @@ from bot.intake.events import (
     parse_timestamp,
     signature_ok,
 )
-from bot.intake.rules import PolicyError, default_policy, evaluate, is_truthy, load_policy
+from bot.intake.rules import evaluate, is_truthy
+from bot.policy import PolicyError, default_policy, load_policy
 from sandbox.mautic import encode_like_php, form_submission_event, sign_webhook
 
 FIXTURES = Path("/work/shared/mautic-fixtures")
@@ -138,7 +139,7 @@ def test_policy_file_rules_by_id_and_alias_and_exempt_forms(tmp_path: Path) -> N
         "  - alias: Contact-Support\n    exempt: true\n"
         "  - alias: de\n    any_of: [einwilligung]\n"
     )
-    policy = load_policy(path, ["consent"])
+    policy = load_policy(path, ["consent"]).consent
     assert policy.store_source_ip
     partial = evaluate(policy, 7, "x", {"consent": "1", "terms": "0"})
     assert partial.gap and partial.missing == ("terms",)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bot.errors import BadCommand
+from bot.policy import AccessPolicy, load_policy
 from bot.requests.commands import parse_request, parse_request_id
 from bot.requests.deadlines import Urgency, add_months, countdown, due_date, extended_due_date, extension_refusal
 from bot.requests.model import TRANSITIONS, Action, RequestKind, RequestState, TransitionError, allowed_from, transition
 from bot.requests.package import build_access_package
-from bot.requests.policy import AccessPolicy, load_policy
 from bot.requests.sealed import SealedFileError, SealedWriter, read_sealed
 
 # ---- deadlines ----------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class _Reader:
 
 
 async def test_package_is_complete_json_and_a_summary(tmp_path: Path) -> None:
-    policy = load_policy(None, controller="Acme GmbH")
+    policy = load_policy(None, [], controller="Acme GmbH").access
     result = await build_access_package(
         _Reader(), path=tmp_path / "pkg", secret="k", request={"id": 7, "received_at": "2026-03-01T10:00:00+00:00"},
         email="jane@example.com", contact_ids=[5, 99], bot_holdings={"consent_records": [{"form_id": 1}]},
@@ -222,7 +222,7 @@ async def test_package_is_complete_json_and_a_summary(tmp_path: Path) -> None:
 def test_policy_file_overrides_defaults(tmp_path: Path) -> None:
     policy_file = tmp_path / "policy.yml"
     policy_file.write_text("forms: {}\naccess_summary:\n  purposes: [Newsletter only]\n  retention: Two years.\n")
-    policy = load_policy(policy_file, contact="dpo@acme.test")
+    policy = load_policy(policy_file, [], contact="dpo@acme.test").access
     assert policy.purposes == ["Newsletter only"] and policy.retention == "Two years."
     assert policy.contact == "dpo@acme.test" and policy.recipients == AccessPolicy().recipients
 
