@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from bot.privacy import normalise_email
+
 log = logging.getLogger(__name__)
 
 BATCH_DELETE_CHUNK = 200  # Mautic's api_batch_max_limit; keeps the ?ids= URL short too
@@ -167,11 +169,6 @@ def _to_int(value: Any, default: int = 0) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
-
-
-def normalise_email(email: str) -> str:
-    """Exact-match key: trimmed and lower-cased. Not accent-folded: jörg@ and jorg@ are different people."""
-    return email.strip().lower()
 
 
 @dataclass(frozen=True)

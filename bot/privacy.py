@@ -13,6 +13,8 @@ EMAIL_IN_TEXT = re.compile(r"[\w.+'%-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 
 
 def normalise_email(email: str) -> str:
+    """The one exact-match key for an address (subject hashes and Mautic look-ups depend on it): trimmed and
+    lower-cased, not accent-folded (jörg@ and jorg@ are different people)."""
     return email.strip().lower()
 
 
