@@ -14,12 +14,11 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.digests import blocks
+from bot.digests import blocks, jobs
 from bot.digests import purge as purges
 from bot.digests.service import KINDS
 from bot.errors import BadCommand, UserFacingError
 from bot.services import Services
-from handlers import digests_jobs
 from handlers.slack.answers import tell_user
 from handlers.slack.commands import CommandCall, Subcommand
 from storage import digests as store
@@ -31,14 +30,14 @@ async def digest_command(call: CommandCall) -> None:
     kind = call.args.strip().lower()
     if kind not in KINDS:
         raise BadCommand("Which digest? Use `/privacy digest retention` or `/privacy digest compliance`.")
-    await digests_jobs.enqueue_digest(call.services, kind, requested_by=call.user_id)
+    await jobs.enqueue_digest(call.services, kind, requested_by=call.user_id)
     await call.ack(blocks.digest_queued(kind))
 
 
 async def forms_command(call: CommandCall) -> None:
     if call.args.strip():
         raise BadCommand("`/privacy forms` takes no arguments.")
-    await digests_jobs.enqueue_form_audit(call.services, requested_by=call.user_id)
+    await jobs.enqueue_form_audit(call.services, requested_by=call.user_id)
     await call.ack(blocks.forms_queued())
 
 
