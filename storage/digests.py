@@ -234,18 +234,6 @@ async def file_purge(session: AsyncSession, purge: PurgeRequest) -> PurgeRequest
     return purge if await insert_unless_duplicate(session, purge) else None
 
 
-async def transition(
-    session: AsyncSession, purge_id: int, from_states: tuple[str, ...], to_state: str, **values: Any
-) -> bool:
-    """Move a purge between states, guarded in the database so two clicks or replicas cannot both win."""
-    result = await session.exec(  # type: ignore[call-overload]
-        update(PurgeRequest)
-        .where(col(PurgeRequest.id) == purge_id, col(PurgeRequest.state).in_(from_states))
-        .values(state=to_state, **values)
-    )
-    return bool(result.rowcount)
-
-
 async def update_purge(session: AsyncSession, purge_id: int, **values: Any) -> None:
     await session.exec(update(PurgeRequest).where(col(PurgeRequest.id) == purge_id).values(**values))  # type: ignore[call-overload]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from bot.digests.compliance import ComplianceDigest, sparkline
@@ -25,16 +26,23 @@ from bot.slack.blocks import (
     header,
     section,
 )
+from bot.slack.buttons import ref_value
 
 TEXT_BUDGET = 2900  # under the 3,000 limit, leaving room for the "…and N more" line
 MAX_SEGMENT_LINES = 15
 MAX_FORM_LINES = 12
 MAX_FINDING_LINES = 20
 
-ACTION_PURGE_FILE = "digest_purge_file"
-ACTION_PURGE_APPROVE = "digest_purge_approve"
-ACTION_PURGE_REJECT = "digest_purge_reject"
-ACTION_PURGE_RESUME = "digest_purge_resume"
+
+
+class PurgeAction(StrEnum):
+    """The action ids of the purge buttons: the builders below put them on, the listeners match them."""
+
+    FILE = "digest_purge_file"
+    APPROVE = "digest_purge_approve"
+    REJECT = "digest_purge_reject"
+    RESUME = "digest_purge_resume"
+
 
 Message = dict[str, Any]
 
@@ -122,7 +130,7 @@ def retention_digest(snapshot: RetentionSnapshot, *, run_id: int, title_suffix: 
         blocks.append(actions(
             f"digest_purge:{run_id}",
             button(
-                f"Purge {_n(total)} stale contacts", ACTION_PURGE_FILE, str(run_id), style="danger",
+                f"Purge {_n(total)} stale contacts", PurgeAction.FILE, ref_value(run_id), style="danger",
                 confirm=confirm_dialog(
                     "File a bulk erasure?",
                     f"This files a request to delete up to {_n(total)} contacts from Mautic. An approver other "
@@ -227,13 +235,13 @@ def purge_request(
                      "runs are spared.")
         blocks = [section("\n".join(lines)), actions(
             f"purge:{purge_id}",
-            button(f"Approve: delete {_n(count)}", ACTION_PURGE_APPROVE, str(purge_id), style="danger",
+            button(f"Approve: delete {_n(count)}", PurgeAction.APPROVE, ref_value(purge_id), style="danger",
                    confirm=confirm_dialog(
                        "Delete contacts from Mautic?",
                        f"Up to {_n(count)} contacts are deleted in chunks of 200. This cannot be undone. "
                        "Contacts active again since the digest are spared.",
                        "Approve and delete", danger=True)),
-            button("Reject", ACTION_PURGE_REJECT, str(purge_id)),
+            button("Reject", PurgeAction.REJECT, ref_value(purge_id)),
         )]
     else:
         outcome = {
@@ -271,7 +279,7 @@ def purge_progress(
         blocks.append(section(f"Reason: {reason}"))
     if can_resume:
         blocks.append(actions(f"purge_resume:{purge_id}", button(
-            "Resume purge", ACTION_PURGE_RESUME, str(purge_id),
+            "Resume purge", PurgeAction.RESUME, ref_value(purge_id),
             confirm=confirm_dialog("Resume the purge?", "It continues after the last finished chunk, re-checking "
                                    "every contact first.", "Resume", danger=True))))
     blocks.append(context("Each chunk of up to 200 is re-checked against the retention rule just before deletion "

@@ -1,8 +1,12 @@
 """Bulk purge of stale contacts: filing, the four-eyes decision, and the resumable batch execution.
 
-The rules are those of single erasures: anyone who may file requests may file a purge from a retention
-digest; only a privacy approver who is not the filer may approve it (four eyes); an approval must come
-within ``APPROVAL_TTL``. Every decision is a guarded state transition written with its ledger entry.
+The rules are those of single erasures, from the one approvals policy (:mod:`bot.approvals`): anyone who
+may file requests may file a purge from a retention digest; only a privacy approver who is not the filer
+may approve, reject or resume it (four eyes); an approval must come within ``APPROVAL_TTL``. Every decision,
+and every state change of the execution, is a guarded state transition written with its ledger entry.
+
+Slack is told after the fact, through the messenger: from a listener best effort (the decision is
+committed), from the job not (the job is retried and shows the recorded state).
 
 Execution re-checks everything: it counts the stale contacts again with the digest's cutoff, pages the
 contacts that still match by id, checks each one against the rule once more, and deletes chunks of at most
@@ -18,9 +22,10 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot import approvals
 from bot.digests import blocks
 from bot.digests.retention import is_stale, stale_filter
-from bot.errors import Conflict, NotPermitted, UserFacingError
+from bot.errors import Conflict, UserFacingError
 from bot.mautic import BATCH_DELETE_CHUNK, Where
 from storage import digests as store
 from storage import jobs as queue
@@ -28,6 +33,8 @@ from storage import ledger
 from storage.db import unit_of_work
 
 if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
     from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -44,8 +51,10 @@ async def file_purge(
 
     Storage only, so the click can be acknowledged once this returns; :func:`announce` posts the message.
     """
-    if not await services.permissions.may_file(user_id):
-        raise NotPermitted("You are not on the list of people who may file privacy requests.")
+    if channel != services.settings.privacy_channel:
+        raise UserFacingError("Purges can only be filed in the privacy channel.")
+    await services.approvals.require_filer(
+        user_id, refusal="You are not on the list of people who may file privacy requests.")
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
         run = await store.get_run(session, run_id)
@@ -64,23 +73,39 @@ async def file_purge(
         filed = await store.file_purge(session, purge)
         if filed is None:
             raise Conflict("A purge from this digest was already filed.")
-        await ledger.record(session, actor=user_id, action="purge.filed", subject=f"purge:{filed.id}",
+        await ledger.record(session, actor=user_id, action="purge.filed", subject=_subject(filed.id),
                             details={"digest": run_id, "count": filed.approved_count,
                                      "cutoff": filed.cutoff.isoformat()})
     return filed
 
 
 async def announce(services: Services, purge: store.PurgeRequest) -> None:
-    """Post the request message (in the digest's thread, broadcast to the channel) with Approve / Reject."""
+    """Post the request message (in the digest's thread, broadcast to the channel) with Approve / Reject.
+
+    Runs after the click was acknowledged: the filing is committed, so Slack being down does not undo it.
+    """
     assert purge.id is not None
     message = blocks.purge_request(purge_id=purge.id, count=purge.approved_count, cutoff=purge.cutoff,
                                    filed_by=purge.filed_by, state="pending")
-    response = await services.slack.chat_postMessage(
-        channel=purge.channel, thread_ts=purge.thread_ts, reply_broadcast=purge.thread_ts is not None,
-        text=message["text"], blocks=message["blocks"])
+    posted = await services.messenger.post(
+        purge.channel, text=message["text"], blocks=message["blocks"], thread_ts=purge.thread_ts,
+        reply_broadcast=purge.thread_ts is not None, best_effort=True)
+    if posted is None:
+        log.warning("purge #%s filed, but its request message could not be posted", purge.id)
+        return
     async with unit_of_work(services.sessions) as session:
-        await store.update_purge(session, purge.id, message_ts=str(response["ts"]))
-    purge.message_ts = str(response["ts"])
+        await store.update_purge(session, purge.id, message_ts=posted.ts)
+    purge.message_ts = posted.ts
+
+
+async def _pending(services: Services, purge_id: int) -> store.PurgeRequest:
+    async with unit_of_work(services.sessions) as session:
+        purge = await store.get_purge(session, purge_id)
+    if purge is None:
+        raise UserFacingError(f"There is no purge request #{purge_id}.")
+    if purge.state != store.PurgeState.PENDING:
+        raise Conflict(f"Purge request #{purge_id} was already decided ({purge.state}).")
+    return purge
 
 
 async def decide(services: Services, *, purge_id: int, user_id: str, approve: bool) -> store.PurgeRequest:
@@ -89,28 +114,23 @@ async def decide(services: Services, *, purge_id: int, user_id: str, approve: bo
     Guarded against double decisions; storage only, so the click can be acknowledged once this returns.
     A purge older than APPROVAL_TTL lapses instead of being approved (see :func:`after_decision`).
     """
-    if not await services.permissions.is_approver(user_id):
-        raise NotPermitted("Only privacy approvers may decide a purge.")
+    approvals = services.approvals
+    # Approvers only, before anything about the purge is said; four eyes once we know who filed it.
+    await approvals.require_decider(user_id, filed_by=None, doing="decide", what="a purge")
+    purge = await _pending(services, purge_id)
+    await approvals.require_decider(user_id, filed_by=purge.filed_by, doing="approve" if approve else "reject",
+                                    what="this purge")
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
-        purge = await store.get_purge(session, purge_id)
-        if purge is None:
-            raise UserFacingError(f"There is no purge request #{purge_id}.")
-        if purge.state != store.PurgeState.PENDING:
-            raise Conflict(f"Purge request #{purge_id} was already decided ({purge.state}).")
-        if approve and purge.filed_by == user_id:
-            raise NotPermitted("Four eyes: you filed this purge, so another approver must approve it.")
-        if approve and now - purge.filed_at > services.settings.approval_ttl:
-            if await store.transition(session, purge_id, (store.PurgeState.PENDING,), store.PurgeState.LAPSED,
-                                      decided_at=now):
-                await ledger.record(session, actor="system", action="purge.lapsed", subject=f"purge:{purge_id}")
+        if approve and approvals.lapsed(purge.filed_at, now):
+            await _move(session, purge_id, (store.PurgeState.PENDING,), store.PurgeState.LAPSED,
+                        actor="system", action="purge.lapsed", decided_at=now)
         else:
             to_state = store.PurgeState.APPROVED if approve else store.PurgeState.REJECTED
-            if not await store.transition(session, purge_id, (store.PurgeState.PENDING,), to_state,
-                                          decided_by=user_id, decided_at=now):
+            if not await _move(session, purge_id, (store.PurgeState.PENDING,), to_state, actor=user_id,
+                               action="purge.approved" if approve else "purge.rejected",
+                               details={"count": purge.approved_count}, decided_by=user_id, decided_at=now):
                 raise Conflict(f"Purge request #{purge_id} was decided by someone else a moment ago.")
-            await ledger.record(session, actor=user_id, action="purge.approved" if approve else "purge.rejected",
-                                subject=f"purge:{purge_id}", details={"count": purge.approved_count})
             if approve:
                 job = await queue.enqueue(session, JOB_KIND, {"purge_id": purge_id}, dedupe_key=f"purge:{purge_id}",
                                           max_attempts=services.settings.job_max_attempts)
@@ -122,44 +142,69 @@ async def decide(services: Services, *, purge_id: int, user_id: str, approve: bo
 
 async def after_decision(services: Services, purge: store.PurgeRequest) -> None:
     """After the ack: update the request message, start the job, or explain a lapse."""
-    await refresh_request_message(services, purge)
+    await refresh_request_message(services, purge, best_effort=True)
     if purge.state == store.PurgeState.APPROVED:
         services.jobs.notify()
     if purge.state == store.PurgeState.LAPSED:
         raise Conflict(f"Purge request #{purge.id} lapsed: it was not approved within "
-                       f"{services.settings.approval_ttl.days} days. File a new one from a fresh digest.")
+                       f"{services.approvals.ttl.days} days. File a new one from a fresh digest.")
 
 
-async def resume(services: Services, *, purge_id: int, user_id: str) -> bool:
-    """Continue a stopped purge after the last finished chunk (approvers only, not the filer)."""
-    if not await services.permissions.is_approver(user_id):
-        raise NotPermitted("Only privacy approvers may resume a purge.")
+async def resume(services: Services, *, purge_id: int, user_id: str) -> None:
+    """Continue a stopped purge after the last finished chunk (approvers only, not the filer); the job is
+    queued with the decision and the runner woken once it is committed."""
+    approvals = services.approvals
+    await approvals.require_decider(user_id, filed_by=None, doing="resume", what="a purge")
     async with unit_of_work(services.sessions) as session:
         purge = await store.get_purge(session, purge_id)
-        if purge is None or purge.state != store.PurgeState.STOPPED or purge.recheck_count is None:
-            raise Conflict(f"Purge #{purge_id} is not a stopped purge that can be resumed.")
-        if purge.filed_by == user_id:
-            raise NotPermitted("Four eyes: you filed this purge, so another approver must resume it.")
-        if not await store.transition(session, purge_id, (store.PurgeState.STOPPED,), store.PurgeState.RUNNING,
-                                      failed_chunks=0, stop_reason=None, finished_at=None):
+    if purge is None or purge.state != store.PurgeState.STOPPED or purge.recheck_count is None:
+        raise Conflict(f"Purge #{purge_id} is not a stopped purge that can be resumed.")
+    await approvals.require_decider(user_id, filed_by=purge.filed_by, doing="resume", what="this purge")
+    async with unit_of_work(services.sessions) as session:
+        if not await _move(session, purge_id, (store.PurgeState.STOPPED,), store.PurgeState.RUNNING,
+                           actor=user_id, action="purge.resumed", details={"deleted_so_far": purge.deleted},
+                           failed_chunks=0, stop_reason=None, finished_at=None):
             raise Conflict(f"Purge #{purge_id} was resumed by someone else a moment ago.")
         job = await queue.enqueue(session, JOB_KIND, {"purge_id": purge_id},
                                   dedupe_key=f"purge:{purge_id}:resume:{services.clock().isoformat()}",
                                   max_attempts=services.settings.job_max_attempts)
         await store.update_purge(session, purge_id, job_id=job.id if job else None)
-        await ledger.record(session, actor=user_id, action="purge.resumed", subject=f"purge:{purge_id}",
-                            details={"deleted_so_far": purge.deleted})
-    return True
+    services.jobs.notify()
 
 
-async def refresh_request_message(services: Services, purge: store.PurgeRequest) -> None:
-    if purge.message_ts is None or purge.id is None:
+async def refresh_request_message(services: Services, purge: store.PurgeRequest, *, best_effort: bool = False) -> None:
+    """Show the purge's state on its request message.
+
+    The listener (after a decision) and the job (start, stop, finish) both edit this message; one at a time,
+    each showing the row as it is then, so a late edit never puts back an older state.
+    """
+    if purge.id is None:
         return
-    message = blocks.purge_request(purge_id=purge.id, count=purge.approved_count, cutoff=purge.cutoff,
-                                   filed_by=purge.filed_by, state=purge.state, decided_by=purge.decided_by,
-                                   reason=purge.stop_reason)
-    await services.slack.chat_update(channel=purge.channel, ts=purge.message_ts, text=message["text"],
-                                     blocks=message["blocks"])
+    async with services.messenger.one_at_a_time(f"purge:{purge.id}:request"):
+        async with unit_of_work(services.sessions) as session:
+            latest = await store.get_purge(session, purge.id)
+        if latest is None or latest.message_ts is None:
+            return
+        message = blocks.purge_request(purge_id=purge.id, count=latest.approved_count, cutoff=latest.cutoff,
+                                       filed_by=latest.filed_by, state=latest.state, decided_by=latest.decided_by,
+                                       reason=latest.stop_reason)
+        await services.messenger.update(latest.channel, latest.message_ts, text=message["text"],
+                                        blocks=message["blocks"], best_effort=best_effort)
+
+
+def _subject(purge_id: int | None) -> str:
+    return f"purge:{purge_id}"
+
+
+async def _move(
+    session: AsyncSession, purge_id: int, from_states: tuple[str, ...], to_state: str, *, actor: str, action: str,
+    details: dict[str, Any] | None = None, **values: Any,
+) -> bool:
+    """A guarded state change of one purge, written with its ledger entry; False if another click or
+    replica moved it first (then nothing is written)."""
+    return await approvals.decide(session, store.PurgeRequest, purge_id, from_states=from_states,
+                                  values={"state": to_state, **values}, actor=actor, action=action,
+                                  subject=_subject(purge_id), details=details)
 
 
 # ---- execution --------------------------------------------------------------------------------------
@@ -182,6 +227,10 @@ class PurgeExecution:
 
     async def run(self) -> None:
         purge = await self._load()
+        if purge.state in (store.PurgeState.DONE, store.PurgeState.STOPPED):
+            # A retry after Slack was unavailable at the very end: the work is recorded, show it.
+            await self._show(purge)
+            return
         if purge.state == store.PurgeState.APPROVED:
             if not await self._start(purge):
                 return
@@ -229,23 +278,17 @@ class PurgeExecution:
             if recount > purge.approved_count:
                 reason = (f"{recount:,} contacts match now, more than the {purge.approved_count:,} approved; "
                           "nothing was deleted. File a new purge from a fresh digest")
-                await store.transition(session, self.purge_id, (store.PurgeState.APPROVED,),
-                                       store.PurgeState.STOPPED, stop_reason=reason[:500], recheck_count=None,
-                                       finished_at=self.services.clock())
-                await ledger.record(session, actor="system", action="purge.stopped", subject=f"purge:{self.purge_id}",
-                                    details={"recount": recount, "approved": purge.approved_count})
+                await _move(session, self.purge_id, (store.PurgeState.APPROVED,), store.PurgeState.STOPPED,
+                            actor="system", action="purge.stopped",
+                            details={"recount": recount, "approved": purge.approved_count},
+                            stop_reason=reason[:500], recheck_count=None, finished_at=self.services.clock())
                 started = False
             else:
-                started = await store.transition(
-                    session, self.purge_id, (store.PurgeState.APPROVED,), store.PurgeState.RUNNING,
-                    recheck_count=recount, spared=purge.approved_count - recount)
-                if started:
-                    await ledger.record(session, actor="system", action="purge.started",
-                                        subject=f"purge:{self.purge_id}",
-                                        details={"recount": recount, "approved": purge.approved_count})
-        purge = await self._load()
-        await refresh_request_message(self.services, purge)
-        await self._progress(purge, force=True)
+                started = await _move(session, self.purge_id, (store.PurgeState.APPROVED,), store.PurgeState.RUNNING,
+                                      actor="system", action="purge.started",
+                                      details={"recount": recount, "approved": purge.approved_count},
+                                      recheck_count=recount, spared=purge.approved_count - recount)
+        await self._show(await self._load())
         return started
 
     async def _delete_chunk(self, chunk: store.PurgeChunk, *, resumed: bool) -> bool:
@@ -282,7 +325,7 @@ class PurgeExecution:
                 refused=purge.refused + refused, spared=purge.spared + gone, chunks_done=purge.chunks_done + 1,
                 failed_chunks=failed_chunks,
             )
-            await ledger.record(session, actor="system", action="purge.chunk", subject=f"purge:{self.purge_id}",
+            await ledger.record(session, actor="system", action="purge.chunk", subject=_subject(self.purge_id),
                                 details={"chunk": chunk.seq, "deleted": len(deleted) + already, "refused": refused,
                                          "gone": gone, "first_id": min(chunk.ids, default=None),
                                          "last_id": max(chunk.ids, default=None), "resumed": resumed})
@@ -291,43 +334,51 @@ class PurgeExecution:
                 await self._stop(session, f"Mautic refused {MAX_FAILED_CHUNKS} chunks in a row")
         purge = await self._load()
         if stop:
-            await refresh_request_message(self.services, purge)
-        await self._progress(purge, force=stop)
+            await self._show(purge)
+        else:
+            await self._progress(purge)
         return not stop
 
-    async def _stop(self, session: Any, reason: str) -> None:
-        await store.transition(session, self.purge_id, (store.PurgeState.RUNNING, store.PurgeState.APPROVED),
-                               store.PurgeState.STOPPED, stop_reason=reason[:500], finished_at=self.services.clock())
-        await ledger.record(session, actor="system", action="purge.stopped", subject=f"purge:{self.purge_id}",
-                            details={"reason": reason[:200]})
+    async def _stop(self, session: AsyncSession, reason: str) -> None:
+        await _move(session, self.purge_id, (store.PurgeState.RUNNING, store.PurgeState.APPROVED),
+                    store.PurgeState.STOPPED, actor="system", action="purge.stopped", details={"reason": reason[:200]},
+                    stop_reason=reason[:500], finished_at=self.services.clock())
 
     async def _finish(self) -> None:
         purge = await self._load()
         async with unit_of_work(self.services.sessions) as session:
             spared = max(0, purge.approved_count - purge.deleted - purge.refused)
-            done = await store.transition(session, self.purge_id, (store.PurgeState.RUNNING,), store.PurgeState.DONE,
-                                          spared=spared, finished_at=self.services.clock())
-            if done:
-                await ledger.record(session, actor="system", action="purge.finished",
-                                    subject=f"purge:{self.purge_id}",
-                                    details={"deleted": purge.deleted, "spared": spared, "refused": purge.refused,
-                                             "approved": purge.approved_count})
-        purge = await self._load()
-        await refresh_request_message(self.services, purge)
-        await self._progress(purge, force=True)
+            await _move(session, self.purge_id, (store.PurgeState.RUNNING,), store.PurgeState.DONE,
+                        actor="system", action="purge.finished",
+                        details={"deleted": purge.deleted, "spared": spared, "refused": purge.refused,
+                                 "approved": purge.approved_count},
+                        spared=spared, finished_at=self.services.clock())
+        await self._show(await self._load())
 
     async def stop_after_failure(self, error: str) -> None:
         """The job failed for good (Mautic kept failing): stop the purge and offer a resume."""
         async with unit_of_work(self.services.sessions) as session:
             await self._stop(session, f"Mautic kept failing ({error[:120]})")
-        purge = await self._load()
-        await refresh_request_message(self.services, purge)
-        await self._progress(purge, force=True)
+        # Nothing retries a failure hook: show what Slack lets us show, and go on.
+        await self._show(await self._load(), best_effort=True)
 
-    async def _progress(self, purge: store.PurgeRequest, *, force: bool = False) -> None:
-        """Keep one progress message in the digest's thread up to date (throttled for Slack's rate limits)."""
+    async def _show(self, purge: store.PurgeRequest, *, best_effort: bool = False) -> None:
+        """A state change: the request message and the progress message both show it.
+
+        Not best effort inside the job: if Slack stays unavailable the job is retried, and the retry shows
+        the recorded state (see :meth:`run`).
+        """
+        await refresh_request_message(self.services, purge, best_effort=best_effort)
+        await self._progress(purge, force=True, best_effort=best_effort)
+
+    async def _progress(self, purge: store.PurgeRequest, *, force: bool = False, best_effort: bool = False) -> None:
+        """Keep one progress message in the digest's thread up to date (throttled for Slack's rate limits).
+
+        A routine tick is best effort: the chunk is recorded already, and the next tick shows it anyway.
+        """
         if not force and time.monotonic() - self._last_progress < PROGRESS_EVERY_SECONDS:
             return
+        best_effort = best_effort or not force
         self._last_progress = time.monotonic()
         message = blocks.purge_progress(
             purge_id=self.purge_id, state=purge.state, approved=purge.approved_count, recheck=purge.recheck_count,
@@ -335,12 +386,13 @@ class PurgeExecution:
             reason=purge.stop_reason,
             can_resume=purge.state == store.PurgeState.STOPPED and purge.recheck_count is not None,
         )
-        slack = self.services.slack
+        messenger = self.services.messenger
         if purge.progress_ts is None:
-            response = await slack.chat_postMessage(channel=purge.channel, thread_ts=purge.thread_ts,
-                                                    text=message["text"], blocks=message["blocks"])
-            async with unit_of_work(self.services.sessions) as session:
-                await store.update_purge(session, self.purge_id, progress_ts=str(response["ts"]))
+            posted = await messenger.post(purge.channel, text=message["text"], blocks=message["blocks"],
+                                          thread_ts=purge.thread_ts, best_effort=best_effort)
+            if posted is not None:
+                async with unit_of_work(self.services.sessions) as session:
+                    await store.update_purge(session, self.purge_id, progress_ts=posted.ts)
         else:
-            await slack.chat_update(channel=purge.channel, ts=purge.progress_ts, text=message["text"],
-                                    blocks=message["blocks"])
+            await messenger.update(purge.channel, purge.progress_ts, text=message["text"], blocks=message["blocks"],
+                                   best_effort=best_effort)

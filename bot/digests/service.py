@@ -216,8 +216,10 @@ async def post_digest(
     async with unit_of_work(services.sessions) as session:
         # Saved before posting: a click on the message's button may arrive before the post returns.
         await store.update_run(session, run_id, summary=summary)
-    response = await services.slack.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"])
-    ts = str(response["ts"])
+    # Not best effort: if Slack stays unavailable the job is retried, and the retry reuses this run.
+    posted = await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
+    assert posted is not None
+    ts = posted.ts
     async with unit_of_work(services.sessions) as session:
         await store.update_run(session, run_id, message_ts=ts, posted_at=services.clock())
         if slot_at is not None and generation is not None:
@@ -240,7 +242,7 @@ async def post_form_audit(services: Services) -> None:
     channel = services.settings.privacy_channel
     assert channel is not None
     message = blocks.form_audit(await form_audit(services))
-    await services.slack.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"])
+    await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
 
 
 async def runs_posted(sessions: SessionFactory, kind: str | None = None) -> list[store.DigestRun]:

@@ -10,7 +10,8 @@ from aiohttp import web
 from sqlmodel import select
 
 from bot.app import create_app
-from handlers import digests_jobs
+from bot.digests import slots
+from bot.digests.jobs import POST_KIND
 from handlers.appkeys import SERVICES
 from sandbox.harness import Sandbox, sandbox
 from storage import digests as store
@@ -22,7 +23,7 @@ from tests.digests.helpers import MONDAY, Clock, seed_contacts, tuning
 
 async def _digest_jobs(box: Sandbox) -> list[Job]:
     async with unit_of_work(box.services.sessions) as session:
-        return list((await session.exec(select(Job).where(Job.kind == digests_jobs.POST_KIND))).all())
+        return list((await session.exec(select(Job).where(Job.kind == POST_KIND))).all())
 
 
 async def _slot_times(box: Sandbox, kind: str) -> list[tuple[datetime, str]]:
@@ -39,7 +40,7 @@ async def test_slot_runners_racing_in_one_process_claim_each_slot_once(db_url: s
     async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=1)
         slot = datetime(2026, 3, 2, 9, tzinfo=UTC)
-        results = await asyncio.gather(*(digests_jobs.run_slot(box.services, "retention", slot) for _ in range(6)))
+        results = await asyncio.gather(*(slots.run_slot(box.services, "retention", slot) for _ in range(6)))
         assert results.count(True) == 1
         await _all_posted(box, 1)
         assert len(await _digest_jobs(box)) == 1
@@ -59,7 +60,7 @@ async def test_two_replicas_post_one_digest_per_slot(postgres_url: str, tmp_path
             for week in range(2):
                 clock.now = MONDAY + timedelta(days=7 * week)
                 results = await asyncio.gather(*(
-                    digests_jobs.tick(services, kind)
+                    slots.tick(services, kind)
                     for kind in ("retention", "compliance") for services in replicas for _ in range(2)
                 ))
                 assert results.count(True) == 2, results  # one winner per digest kind
@@ -80,8 +81,8 @@ async def test_missed_slots_run_once_at_the_next_start(db_url: str, tmp_path: Pa
     clock = Clock()
     async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=2)
-        assert await digests_jobs.tick(box.services, "retention")
-        assert await digests_jobs.tick(box.services, "compliance")
+        assert await slots.tick(box.services, "retention")
+        assert await slots.tick(box.services, "compliance")
         await _all_posted(box, 2)
 
         await box.stop_bot()  # every replica down for three Mondays
@@ -94,7 +95,7 @@ async def test_missed_slots_run_once_at_the_next_start(db_url: str, tmp_path: Pa
         assert [t for t, _ in await _slot_times(box, "compliance")] == [
             datetime(2026, 3, 2, 9, tzinfo=UTC), datetime(2026, 3, 23, 9, tzinfo=UTC)]
         # A second sweep (or another replica starting) finds the slot taken.
-        assert not await digests_jobs.catch_up(box.services, "retention")
+        assert not await slots.catch_up(box.services, "retention")
         assert len(await _digest_jobs(box)) == 4
         # The compliance digest after the gap covers the whole gap: since the previous digest.
         async with unit_of_work(box.services.sessions) as session:
@@ -107,11 +108,11 @@ async def test_missed_slots_run_once_at_the_next_start(db_url: str, tmp_path: Pa
 async def test_fresh_install_starts_its_schedule_without_posting(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock(MONDAY + timedelta(days=2))
     async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
-        assert not await digests_jobs.catch_up(box.services, "retention")
+        assert not await slots.catch_up(box.services, "retention")
         assert await _slot_times(box, "retention") == [(datetime(2026, 3, 2, 9, tzinfo=UTC), "baseline")]
         assert await _digest_jobs(box) == []
         clock.advance(days=7)  # the next Monday was missed: now it is a real missed slot
-        assert await digests_jobs.catch_up(box.services, "retention")
+        assert await slots.catch_up(box.services, "retention")
         await _all_posted(box, 1)
 
 
