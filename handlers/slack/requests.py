@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import Conflict, NotPermitted, UserFacingError
 from bot.requests import blocks, notify, service
 from bot.requests.commands import USAGE, parse_request, parse_request_id
+from bot.requests.ids import ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
 from bot.services import Services
 from handlers.slack.commands import CommandCall, Subcommand
@@ -132,11 +133,11 @@ def register(bolt: AsyncApp, services: Services) -> None:
     def submission(action: Action) -> Callable[..., Awaitable[None]]:
         async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
             user = (body.get("user") or {}).get("id", "")
-            values = ((view.get("state") or {}).get("values") or {}).get(blocks.REASON_BLOCK) or {}
-            reason = str((values.get(blocks.REASON_INPUT) or {}).get("value") or "").strip()
+            values = ((view.get("state") or {}).get("values") or {}).get(ReasonInput.BLOCK) or {}
+            reason = str((values.get(ReasonInput.ACTION) or {}).get("value") or "").strip()
             if len(reason) < 3:
                 await ack(response_action="errors",
-                          errors={blocks.REASON_BLOCK: "A reason is required (at least a few words)."})
+                          errors={ReasonInput.BLOCK: "A reason is required (at least a few words)."})
                 return
             request_id = _request_id(view.get("private_metadata"))
             if request_id is None:
@@ -144,17 +145,17 @@ def register(bolt: AsyncApp, services: Services) -> None:
                 return
             outcome = await service.decide(services, request_id, user, action, reason=reason[:blocks.REASON_MAX])
             if not outcome.accepted:
-                await ack(response_action="errors", errors={blocks.REASON_BLOCK: outcome.message[:150]})
+                await ack(response_action="errors", errors={ReasonInput.BLOCK: outcome.message[:150]})
                 return
             await ack()
             await _after_decision(services, outcome, action, user, reason)
 
         return on_submit
 
-    bolt.action(blocks.VERIFY)(direct(Action.VERIFY))
-    bolt.action(blocks.APPROVE)(direct(Action.APPROVE))
-    bolt.action(blocks.RETRY)(direct(Action.RETRY))
-    bolt.action(blocks.REJECT)(with_modal(Action.REJECT, blocks.reject_modal))
-    bolt.action(blocks.EXTEND)(with_modal(Action.EXTEND, blocks.extend_modal))
-    bolt.view(blocks.REJECT_VIEW)(submission(Action.REJECT))
-    bolt.view(blocks.EXTEND_VIEW)(submission(Action.EXTEND))
+    bolt.action(RequestButton.VERIFY)(direct(Action.VERIFY))
+    bolt.action(RequestButton.APPROVE)(direct(Action.APPROVE))
+    bolt.action(RequestButton.RETRY)(direct(Action.RETRY))
+    bolt.action(RequestButton.REJECT)(with_modal(Action.REJECT, blocks.reject_modal))
+    bolt.action(RequestButton.EXTEND)(with_modal(Action.EXTEND, blocks.extend_modal))
+    bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
+    bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))
