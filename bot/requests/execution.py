@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import approvals
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normalise_email
 from bot.requests import blocks, notify
@@ -58,12 +59,11 @@ async def _move(services: Services, row: store.PrivacyRequest, action: Action, v
     new_state = transition(row.state, action).value
 
     async def apply(s: AsyncSession) -> bool:
-        won = await store.guarded_update(s, row.id or 0, expected_state=row.state,
-                                         values={"state": new_state, "updated_at": now, **values})
-        if won:
-            await ledger.record(s, actor=BOT, action=f"request.{action.value}", subject=f"request:{row.id}", at=now,
-                                details={"from": row.state, "to": new_state, "kind": row.kind, **(details or {})})
-        return won
+        return await approvals.decide(
+            s, store.PrivacyRequest, row.id or 0, from_states=[row.state],
+            values={"state": new_state, "updated_at": now, **values}, actor=BOT, action=f"request.{action.value}",
+            subject=f"request:{row.id}", at=now,
+            details={"from": row.state, "to": new_state, "kind": row.kind, **(details or {})})
 
     if session is not None:
         return await apply(session)
@@ -110,7 +110,7 @@ async def execute(services: Services, run: JobRun) -> None:
     state = RequestState(row.state)
     if state is RequestState.APPROVED:
         assert row.approved_at is not None
-        if services.clock() - row.approved_at > services.settings.approval_ttl:
+        if services.approvals.lapsed(row.approved_at, services.clock()):
             await lapse(services, row)
             return
         if not await _move(services, row, Action.START, {}, details={"attempt": run.attempt}):
@@ -158,7 +158,7 @@ def _public_error(error: str) -> str:
 
 
 async def lapse(services: Services, row: store.PrivacyRequest) -> None:
-    ttl_days = services.settings.approval_ttl.total_seconds() / 86400
+    ttl_days = services.approvals.ttl.total_seconds() / 86400
     if not await _move(services, row, Action.LAPSE, {"subject_email": None, "changes": {},
                                                      "completed_at": services.clock()},
                        details={"approval_ttl_days": ttl_days}):
@@ -466,9 +466,10 @@ async def daily(services: Services, run: JobRun) -> None:
     """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files."""
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
-        stale = await store.stale_approvals(session, now - services.settings.approval_ttl)
-    for row in stale:
-        await lapse(services, row)
+        approved = await store.requests_in_state(session, RequestState.APPROVED.value)
+    for row in approved:
+        if row.approved_at is not None and services.approvals.lapsed(row.approved_at, now):
+            await lapse(services, row)
     await remind(services, now)
     await expire_files(services, now)
 

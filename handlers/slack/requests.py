@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import Conflict, NotPermitted, UserFacingError
 from bot.requests import blocks, notify, service
-from bot.requests.commands import USAGE, parse_request, parse_request_id
+from bot.requests.commands import USAGE, parse_request_id
 from bot.requests.ids import ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
 from bot.services import Services
@@ -29,11 +29,8 @@ log = logging.getLogger(__name__)
 
 def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
     async def run(call: CommandCall) -> None:
-        services = call.services
-        if not await services.permissions.may_file(call.user_id):
-            raise NotPermitted("Only privacy requesters and approvers may file data-subject requests.")
-        parsed = parse_request(kind, call.args, extra_fields=services.settings.rectify_fields)
-        info = await service.file_request(services, user_id=call.user_id, channel_id=call.channel_id, parsed=parsed)
+        info = await service.file_request(call.services, user_id=call.user_id, channel_id=call.channel_id,
+                                          kind=kind, args=call.args)
         await call.ack(
             f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked}; legal due date "
             f"{info.due_date.isoformat()}. I'm posting it in this channel with the Mautic contacts I find."
