@@ -86,6 +86,16 @@ async def file_request(services: Services, *, user_id: str, channel_id: str, kin
     return info
 
 
+async def enqueue_daily(services: Services) -> bool:
+    """Queue today's sweep once, however many replicas' schedulers fire."""
+    day = services.clock().date().isoformat()
+    async with unit_of_work(services.sessions) as session:
+        job = await queue.enqueue(session, DAILY_JOB, {"day": day}, dedupe_key=f"requests:daily:{day}",
+                                  max_attempts=services.settings.job_max_attempts)
+    services.jobs.notify()
+    return job is not None
+
+
 async def load(services: Services, request_id: int) -> RequestInfo | None:
     async with unit_of_work(services.sessions) as session:
         row = await store.get_request(session, request_id)

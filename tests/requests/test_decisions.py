@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from bot.app import Tuning, create_app
 from bot.requests.deadlines import add_months
 from bot.requests.ids import RequestButton, RequestModal
-from handlers.requests_jobs import enqueue_daily
+from bot.requests.service import enqueue_daily
 from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox, sandbox
 from sandbox.slack import SlackUserAgent
 from storage import requests as store
