@@ -137,7 +137,7 @@ def _state(message: Any) -> str:
 
 
 async def bench_package(events: int, database_url: str, latency: float = 0.0) -> dict[str, Any]:
-    from bot.requests import blocks
+    from bot.requests.ids import RequestButton
     from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +146,7 @@ async def bench_package(events: int, database_url: str, latency: float = 0.0) ->
             await bot.slack.wait_until(lambda: bool(bot.slack.messages(PRIVACY_CHANNEL)), timeout=30)
             message = bot.slack.messages(PRIVACY_CHANNEL)[-1]
             await bot.slack.wait_until(lambda: "looking up" not in json.dumps(message.blocks), timeout=30)
-            await bot.user.click(BOB.id, message, blocks.VERIFY)
+            await bot.user.click(BOB.id, message, RequestButton.VERIFY)
             await bot.slack.wait_until(lambda: "verified" in _state(message), timeout=30)
             rss_before = rss_mb()
             sampled = [rss_before]
@@ -158,7 +158,7 @@ async def bench_package(events: int, database_url: str, latency: float = 0.0) ->
 
             sampler = asyncio.create_task(sample())
             started = time.perf_counter()
-            await bot.user.click(CAROL.id, message, blocks.APPROVE)
+            await bot.user.click(CAROL.id, message, RequestButton.APPROVE)
             await bot.slack.wait_until(lambda: "Done" in _state(message), timeout=1800)
             wall = time.perf_counter() - started
             sampler.cancel()

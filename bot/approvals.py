@@ -7,7 +7,9 @@ four-eyes rule or ``APPROVAL_TTL`` is a change here and nowhere else.
 - Filers: ``PRIVACY_REQUESTERS`` (users and user groups; empty means anyone in the privacy channel)
   and every approver.
 - Deciders: ``PRIVACY_APPROVERS`` (users and user groups), never the person who filed the thing
-  (four eyes). Identity attestation follows the same rule: the filer cannot vouch for the requester.
+  (four eyes).
+- Identity attestation (a data-subject request's "Identity verified") is a filer's step: any filer,
+  the one who filed included; the approval that must follow is where the second pair of eyes comes in.
 - Lapse: an approval that has not been acted on within ``APPROVAL_TTL`` no longer counts.
 """
 

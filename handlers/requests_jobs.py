@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.requests import execution
-from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB
-from storage import jobs as queue
-from storage.db import unit_of_work
+from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB, enqueue_daily
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -34,16 +32,6 @@ def register(runner: JobRunner, services: Services) -> None:
     runner.register(EXECUTE_JOB, partial(execution.execute, services),
                     on_failed=partial(execution.execute_failed, services))
     runner.register(DAILY_JOB, partial(execution.daily, services))
-
-
-async def enqueue_daily(services: Services) -> bool:
-    """Queue today's sweep once, however many replicas' schedulers fire."""
-    day = services.clock().date().isoformat()
-    async with unit_of_work(services.sessions) as session:
-        job = await queue.enqueue(session, DAILY_JOB, {"day": day}, dedupe_key=f"requests:daily:{day}",
-                                  max_attempts=services.settings.job_max_attempts)
-    services.jobs.notify()
-    return job is not None
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:

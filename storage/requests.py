@@ -1,9 +1,9 @@
 """Data-subject requests: the request rows, their decisions, export links.
 
-State changes go through :func:`guarded_update`, an ``UPDATE … WHERE id = … AND state = …`` whose
-row count tells whether this caller won; two approvers, a double click or two replicas can never
-both move the same request. The pure rules (which action is allowed from which state) live in
-``bot.requests.model``.
+State changes go through ``bot.approvals.decide`` (``storage.transitions.guarded_update`` and its ledger
+entry), an ``UPDATE … WHERE id = … AND state IN (…)`` whose row count tells whether this caller won; two
+approvers, a double click or two replicas can never both move the same request. The pure rules (which
+action is allowed from which state) live in ``bot.requests.model``.
 """
 
 from __future__ import annotations
@@ -106,20 +106,6 @@ async def get_request(session: AsyncSession, request_id: int) -> PrivacyRequest 
     return (await session.exec(query)).first()
 
 
-async def guarded_update(
-    session: AsyncSession, request_id: int, *, expected_state: str, values: dict[str, Any],
-    extra_guard: Any = None,
-) -> bool:
-    """Apply ``values`` only if the request is still in ``expected_state``; True if this caller won."""
-    query = update(PrivacyRequest).where(
-        col(PrivacyRequest.id) == request_id, col(PrivacyRequest.state) == expected_state
-    )
-    if extra_guard is not None:
-        query = query.where(extra_guard)
-    result = await session.exec(query.values(**values))  # type: ignore[call-overload]
-    return bool(result.rowcount)
-
-
 async def set_fields(session: AsyncSession, request_id: int, values: dict[str, Any]) -> None:
     """Unguarded bookkeeping (message ts, contacts found, result) that never changes the state."""
     await session.exec(update(PrivacyRequest).where(col(PrivacyRequest.id) == request_id).values(**values))  # type: ignore[call-overload]
@@ -145,10 +131,8 @@ async def open_requests(session: AsyncSession) -> list[PrivacyRequest]:
     return list((await session.exec(query)).all())
 
 
-async def stale_approvals(session: AsyncSession, older_than: datetime) -> list[PrivacyRequest]:
-    query = select(PrivacyRequest).where(
-        col(PrivacyRequest.state) == "approved", col(PrivacyRequest.approved_at) < older_than
-    )
+async def requests_in_state(session: AsyncSession, state: str) -> list[PrivacyRequest]:
+    query = select(PrivacyRequest).where(col(PrivacyRequest.state) == state).order_by(col(PrivacyRequest.id))
     return list((await session.exec(query)).all())
 
 

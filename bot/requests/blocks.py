@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.privacy import mask_email
 from bot.requests.deadlines import Urgency, countdown, deadline_label, extended_due_date, extension_label
+from bot.requests.ids import ReasonInput, RequestButton, RequestModal
 from bot.requests.model import RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from bot.slack.blocks import (
@@ -26,18 +27,9 @@ from bot.slack.blocks import (
     section,
     truncate,
 )
+from bot.slack.buttons import ref_value
 
-# Shared with handlers/slack/requests.py so the builders and the listeners agree on one constant.
-VERIFY = "request_verify"
-APPROVE = "request_approve"
-REJECT = "request_reject"
-EXTEND = "request_extend"
-RETRY = "request_retry"
-REJECT_VIEW = "request_reject_modal"
-EXTEND_VIEW = "request_extend_modal"
-REASON_BLOCK = "reason"
-REASON_INPUT = "reason_input"
-REASON_MAX = 1000
+REASON_MAX = 1000  # characters of a reject/extend reason; the listener cuts a longer one to this
 
 _STATE_ICON = {
     RequestState.FILED: "🕓",
@@ -131,11 +123,11 @@ def decision_lines(info: RequestInfo) -> list[str]:
 
 
 def _buttons(info: RequestInfo) -> list[Block]:
-    value = str(info.id)
+    value = ref_value(info.id)
     state = info.state
     out: list[Block] = []
     if state is RequestState.FILED:
-        out.append(button("Identity verified", VERIFY, value))
+        out.append(button("Identity verified", RequestButton.VERIFY, value))
     if state in (RequestState.FILED, RequestState.VERIFIED):
         if info.kind is RequestKind.ERASURE:
             confirm = confirm_dialog(
@@ -145,14 +137,14 @@ def _buttons(info: RequestInfo) -> list[Block]:
                 "Erase",
                 danger=True,
             )
-            out.append(button("Approve erasure", APPROVE, value, style="danger", confirm=confirm))
+            out.append(button("Approve erasure", RequestButton.APPROVE, value, style="danger", confirm=confirm))
         else:
-            out.append(button("Approve", APPROVE, value, style="primary"))
-        out.append(button("Reject", REJECT, value))
+            out.append(button("Approve", RequestButton.APPROVE, value, style="primary"))
+        out.append(button("Reject", RequestButton.REJECT, value))
     if state in (RequestState.FILED, RequestState.VERIFIED, RequestState.APPROVED) and not info.extended_at:
-        out.append(button("Extend", EXTEND, value))
+        out.append(button("Extend", RequestButton.EXTEND, value))
     if state is RequestState.FAILED:
-        out.append(button("Retry", RETRY, value, style="primary"))
+        out.append(button("Retry", RequestButton.RETRY, value, style="primary"))
     return out
 
 
@@ -321,11 +313,11 @@ def redacted_notice(request_id: int | None = None) -> dict[str, Any]:
 def _reason_input(label: str, placeholder: str) -> Block:
     return {
         "type": "input",
-        "block_id": REASON_BLOCK,
+        "block_id": ReasonInput.BLOCK,
         "label": {"type": "plain_text", "text": label},
         "element": {
             "type": "plain_text_input",
-            "action_id": REASON_INPUT,
+            "action_id": ReasonInput.ACTION,
             "multiline": True,
             "min_length": 3,
             "max_length": REASON_MAX,
@@ -337,8 +329,8 @@ def _reason_input(label: str, placeholder: str) -> Block:
 def reject_modal(info: RequestInfo) -> dict[str, Any]:
     return {
         "type": "modal",
-        "callback_id": REJECT_VIEW,
-        "private_metadata": str(info.id),
+        "callback_id": RequestModal.REJECT,
+        "private_metadata": ref_value(info.id),
         "title": {"type": "plain_text", "text": f"Reject request #{info.id}"[:24]},
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -354,8 +346,8 @@ def extend_modal(info: RequestInfo) -> dict[str, Any]:
     new_due = extended_due_date(info.original_due_date, info.regime)  # type: ignore[arg-type]
     return {
         "type": "modal",
-        "callback_id": EXTEND_VIEW,
-        "private_metadata": str(info.id),
+        "callback_id": RequestModal.EXTEND,
+        "private_metadata": ref_value(info.id),
         "title": {"type": "plain_text", "text": f"Extend request #{info.id}"[:24]},
         "submit": {"type": "plain_text", "text": "Extend"},
         "close": {"type": "plain_text", "text": "Cancel"},

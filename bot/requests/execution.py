@@ -7,6 +7,7 @@ of deleting, patching or posting twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import approvals
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normalise_email
 from bot.requests import blocks, notify
@@ -58,12 +60,11 @@ async def _move(services: Services, row: store.PrivacyRequest, action: Action, v
     new_state = transition(row.state, action).value
 
     async def apply(s: AsyncSession) -> bool:
-        won = await store.guarded_update(s, row.id or 0, expected_state=row.state,
-                                         values={"state": new_state, "updated_at": now, **values})
-        if won:
-            await ledger.record(s, actor=BOT, action=f"request.{action.value}", subject=f"request:{row.id}", at=now,
-                                details={"from": row.state, "to": new_state, "kind": row.kind, **(details or {})})
-        return won
+        return await approvals.decide(
+            s, store.PrivacyRequest, row.id or 0, from_states=[row.state],
+            values={"state": new_state, "updated_at": now, **values}, actor=BOT, action=f"request.{action.value}",
+            subject=f"request:{row.id}", at=now,
+            details={"from": row.state, "to": new_state, "kind": row.kind, **(details or {})})
 
     if session is not None:
         return await apply(session)
@@ -89,7 +90,7 @@ async def announce(services: Services, run: JobRun) -> None:
                                 details={"count": len(ids), "contact_ids": ids})
         info = await notify.refresh_message(services, request_id)
         if info is not None:
-            await notify.safely("posting contacts", notify.post_in_thread(services, info, blocks.contacts_reply(info)))
+            await notify.post_in_thread(services, info, blocks.contacts_reply(info), best_effort=True)
     elif row.message_ts:
         await notify.refresh_message(services, request_id)
 
@@ -97,8 +98,7 @@ async def announce(services: Services, run: JobRun) -> None:
 async def announce_failed(services: Services, run: JobRun, error: str) -> None:
     info = await notify.refresh_message(services, int(run.payload["request_id"]))
     if info is not None:
-        await notify.safely("posting lookup failure",
-                            notify.post_in_thread(services, info, blocks.lookup_failed_reply()))
+        await notify.post_in_thread(services, info, blocks.lookup_failed_reply(), best_effort=True)
 
 
 # ---- execute ---------------------------------------------------------------------------------------
@@ -110,13 +110,13 @@ async def execute(services: Services, run: JobRun) -> None:
     state = RequestState(row.state)
     if state is RequestState.APPROVED:
         assert row.approved_at is not None
-        if services.clock() - row.approved_at > services.settings.approval_ttl:
+        if services.approvals.lapsed(row.approved_at, services.clock()):
             await lapse(services, row)
             return
         if not await _move(services, row, Action.START, {}, details={"attempt": run.attempt}):
             return  # someone else moved it (rejected? lapsed?) in between
         row = await _row(services, request_id)
-        await notify.safely("refreshing", notify.refresh_message(services, request_id))
+        await notify.refresh_message(services, request_id, best_effort=True)
     elif state is not RequestState.RUNNING:
         log.info("request %s is %s; nothing to execute", request_id, state.value)
         return
@@ -144,10 +144,9 @@ async def execute_failed(services: Services, run: JobRun, error: str) -> None:
     message = _public_error(error)
     await _move(services, row, Action.FAIL, {"failure": message[:1000]},
                 details={"attempts": run.attempt, "error": message[:300]})
-    info = await notify.safely("refreshing", notify.refresh_message(services, request_id))
+    info = await notify.refresh_message(services, request_id, best_effort=True)
     if info is not None:
-        await notify.safely("posting failure", notify.post_in_thread(
-            services, info, blocks.failed_reply(info, message, run.attempt)))
+        await notify.post_in_thread(services, info, blocks.failed_reply(info, message, run.attempt), best_effort=True)
 
 
 def _public_error(error: str) -> str:
@@ -158,14 +157,14 @@ def _public_error(error: str) -> str:
 
 
 async def lapse(services: Services, row: store.PrivacyRequest) -> None:
-    ttl_days = services.settings.approval_ttl.total_seconds() / 86400
+    ttl_days = services.approvals.ttl.total_seconds() / 86400
     if not await _move(services, row, Action.LAPSE, {"subject_email": None, "changes": {},
                                                      "completed_at": services.clock()},
                        details={"approval_ttl_days": ttl_days}):
         return
-    info = await notify.safely("refreshing", notify.refresh_message(services, row.id or 0))
+    info = await notify.refresh_message(services, row.id or 0, best_effort=True)
     if info is not None:
-        await notify.safely("posting lapse", notify.post_in_thread(services, info, blocks.lapsed_reply(info, ttl_days)))
+        await notify.post_in_thread(services, info, blocks.lapsed_reply(info, ttl_days), best_effort=True)
 
 
 async def _complete(services: Services, row: store.PrivacyRequest, result: dict[str, Any], *,
@@ -251,10 +250,9 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
                                 details={"link": link_row.id, "expires_at": expires.isoformat(), "size": result.size})
             await _complete(services, row, {"delivery": "link", "link_id": link_row.id, **counts}, session=session)
         link = f"{settings.external_url}/exports/{token}"
-    done = await notify.safely("refreshing", notify.refresh_message(services, row.id or 0))
-    await notify.safely("posting package", notify.post_in_thread(
-        services, done or info, blocks.access_done_reply(info, link=link, expires=expires, counts=counts,
-                                                         uploaded=link is None)))
+    done = await notify.refresh_message(services, row.id or 0, best_effort=True)
+    await notify.post_in_thread(services, done or info, blocks.access_done_reply(
+        info, link=link, expires=expires, counts=counts, uploaded=link is None), best_effort=True)
 
 
 def token_hash(token: str) -> str:
@@ -262,22 +260,19 @@ def token_hash(token: str) -> str:
 
 
 async def _deliver_by_upload(services: Services, info: RequestInfo, path: Path) -> None:
-    """EXPORT_DELIVERY=slack: decrypt into a private temp file, upload to the thread, delete both."""
-    import asyncio
-    import os
-    import tempfile
+    """EXPORT_DELIVERY=slack: decrypt in memory, upload into the request's thread, delete the sealed file.
 
-    fd, name = tempfile.mkstemp(prefix="package-", suffix=".zip", dir=path.parent)
+    The Slack SDK holds a whole upload in memory whatever it is given, so the plain package never needs to
+    touch the disk. The sealed file goes whatever happens: a retried job builds a fresh package.
+    """
     try:
-        with os.fdopen(fd, "wb") as out:
-            async for chunk in read_sealed(path, seal_secret(services)):
-                await asyncio.to_thread(out.write, chunk)
-        await services.slack.files_upload_v2(
-            channel=info.channel, thread_ts=info.message_ts, file=name,
-            filename=f"access-request-{info.id}.zip", title=f"Access package, request #{info.id}",
-        )
+        package = bytearray()
+        async for chunk in read_sealed(path, seal_secret(services)):
+            package += chunk
+        await services.messenger.upload(
+            info.channel, thread_ts=info.message_ts, content=bytes(package),
+            filename=f"access-request-{info.id}.zip", title=f"Access package, request #{info.id}")
     finally:
-        await asyncio.to_thread(_unlink, Path(name))
         await asyncio.to_thread(_unlink, path)
 
 
@@ -337,10 +332,10 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
                                               "redacted": run.progress.get("redacted", 0)}, session=session)
     if not won:
         return
-    done = await notify.safely("refreshing", notify.refresh_message(services, row.id or 0)) or info
-    await notify.safely("posting erasure summary", notify.post_in_thread(services, done, blocks.erasure_done_reply(
-        done, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0)))))
-    await notify.safely("posting leftovers", notify.post_in_thread(services, done, blocks.leftovers_reply(leftovers)))
+    done = await notify.refresh_message(services, row.id or 0, best_effort=True) or info
+    await notify.post_in_thread(services, done, blocks.erasure_done_reply(
+        done, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True)
+    await notify.post_in_thread(services, done, blocks.leftovers_reply(leftovers), best_effort=True)
 
 
 async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRun) -> dict[str, int]:
@@ -383,11 +378,10 @@ async def _redact_slack(services: Services, row: store.PrivacyRequest, messages:
     for entry in messages:
         channel, ts = entry[0], entry[1]
         if len(entry) > 2 and entry[2].startswith("request:"):
-            ok = await notify.safely("redacting", notify.refresh_message(services, int(entry[2].split(":")[1])))
+            ok = await notify.refresh_message(services, int(entry[2].split(":")[1]), best_effort=True) is not None
         else:
-            ok = await notify.safely("redacting", services.slack.chat_update(
-                channel=channel, ts=ts, **blocks.redacted_notice(row.id)))
-        count += ok is not None
+            ok = await services.messenger.update(channel, ts, **blocks.redacted_notice(row.id), best_effort=True)
+        count += ok
     return count
 
 
@@ -445,8 +439,8 @@ async def _execute_rectification(services: Services, run: JobRun, row: store.Pri
         async with unit_of_work(services.sessions) as session:
             await ledger.record(session, actor=BOT, action="mautic.contact_rectified", subject=info.ref,
                                 details={"contact_id": cid, "fields": sorted(changes)})
-    reply_ts = await notify.safely("posting before/after", notify.post_in_thread(
-        services, info, blocks.rectification_reply(info, [r for r in rows if not r.get("missing")])))
+    reply_ts = await notify.post_in_thread(
+        services, info, blocks.rectification_reply(info, [r for r in rows if not r.get("missing")]), best_effort=True)
     not_applied = sum(1 for r in rows for c in r["changes"] if not c["applied"])
     async with unit_of_work(services.sessions) as session:
         if reply_ts:
@@ -456,7 +450,7 @@ async def _execute_rectification(services: Services, run: JobRun, row: store.Pri
                                         "not_applied": not_applied}, session=session)
     # The values were needed only to show them once; the job row should not keep them.
     await run.checkpoint({"rows": [{"id": r["id"]} for r in rows], "contacts": contact_ids})
-    await notify.safely("refreshing", notify.refresh_message(services, row.id or 0))
+    await notify.refresh_message(services, row.id or 0, best_effort=True)
 
 
 # ---- the daily sweep -------------------------------------------------------------------------------
@@ -466,9 +460,10 @@ async def daily(services: Services, run: JobRun) -> None:
     """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files."""
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
-        stale = await store.stale_approvals(session, now - services.settings.approval_ttl)
-    for row in stale:
-        await lapse(services, row)
+        approved = await store.requests_in_state(session, RequestState.APPROVED.value)
+    for row in approved:
+        if row.approved_at is not None and services.approvals.lapsed(row.approved_at, now):
+            await lapse(services, row)
     await remind(services, now)
     await expire_files(services, now)
 
@@ -487,8 +482,8 @@ async def remind(services: Services, now: datetime) -> int:
             claimed = await store.mark_reminded(session, row.id or 0, today)
         if not claimed:
             continue  # already re-announced today (another replica, or an earlier run)
-        info = await notify.safely("refreshing", notify.refresh_message(services, row.id or 0)) or info_from_row(row)
-        await notify.safely("reminding", notify.post_in_thread(services, info, blocks.reminder_reply(info, today)))
+        info = await notify.refresh_message(services, row.id or 0, best_effort=True) or info_from_row(row)
+        await notify.post_in_thread(services, info, blocks.reminder_reply(info, today), best_effort=True)
         sent += 1
     return sent
 

@@ -1,23 +1,24 @@
-"""Keeping Slack in step with a request: its one channel message and replies in its thread."""
+"""Keeping Slack in step with a request: its one channel message and replies in its thread.
+
+Every call goes through ``services.messenger`` and its one failure policy. A job lets a Slack failure
+raise (the job runner tries again later); a step that follows a committed decision passes
+``best_effort=True``, so Slack being briefly down cannot undo or repeat what was decided.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.errors import SlackApiError
-
-from bot.requests.blocks import progress_reply, request_message
+from bot.requests.blocks import decision_reply, progress_reply, request_message
+from bot.requests.model import Action
 from bot.requests.view import RequestInfo, info_from_row
 from storage import requests as store
 from storage.db import unit_of_work
 
 if TYPE_CHECKING:
     from bot.services import Services
-
-log = logging.getLogger(__name__)
 
 
 def _lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContextManager[None]:
@@ -35,18 +36,20 @@ async def ensure_posted(services: Services, request_id: int) -> RequestInfo | No
             info = info_from_row(row)
         if info.message_ts is not None:
             return info
-        message = request_message(info, today=services.clock().date())
-        response = await services.slack.chat_postMessage(channel=info.channel, **message)
-        ts = str(response["ts"])
+        posted = await services.messenger.post(info.channel, **request_message(info, today=services.clock().date()))
+        assert posted is not None  # not best effort: a failure raises
         async with unit_of_work(services.sessions) as session:
-            await store.set_fields(session, request_id, {"message_ts": ts})
+            await store.set_fields(session, request_id, {"message_ts": posted.ts})
             row = await store.get_request(session, request_id)
             assert row is not None
             return info_from_row(row)
 
 
-async def refresh_message(services: Services, request_id: int) -> RequestInfo | None:
-    """Redraw the request message from the database (the state, who decided and when)."""
+async def refresh_message(services: Services, request_id: int, *, best_effort: bool = False) -> RequestInfo | None:
+    """Redraw the request message from the database (the state, who decided and when).
+
+    The request as now shown; None when it has no message yet, or (best effort) Slack did not take the edit.
+    """
     async with _lock(services, request_id):
         async with unit_of_work(services.sessions) as session:
             row = await store.get_request(session, request_id)
@@ -54,30 +57,32 @@ async def refresh_message(services: Services, request_id: int) -> RequestInfo | 
         if info is None or info.message_ts is None:
             return info
         message = request_message(info, today=services.clock().date())
-        await services.slack.chat_update(channel=info.channel, ts=info.message_ts, **message)
+        if not await services.messenger.update(info.channel, info.message_ts, **message, best_effort=best_effort):
+            return None
         return info
 
 
-async def post_in_thread(services: Services, info: RequestInfo, message: dict[str, Any]) -> str | None:
+async def post_in_thread(services: Services, info: RequestInfo, message: dict[str, Any], *,
+                         best_effort: bool = False) -> str | None:
+    """A reply under the request message; its ts, or None when there is no message (or, best effort, no reply)."""
     if info.message_ts is None:
         return None
-    response = await services.slack.chat_postMessage(channel=info.channel, thread_ts=info.message_ts, **message)
-    return str(response["ts"])
+    posted = await services.messenger.post(info.channel, thread_ts=info.message_ts, **message,
+                                           best_effort=best_effort)
+    return posted.ts if posted is not None else None
 
 
-async def safely(what: str, coro: Any) -> Any:
-    """Slack being briefly unavailable must not undo a decision already committed; log and go on."""
-    try:
-        return await coro
-    except SlackApiError as exc:
-        log.warning("slack call failed while %s: %s", what, exc.response.get("error"))
-    except Exception as exc:  # network errors after the SDK's own retries
-        log.warning("slack call failed while %s: %s", what, type(exc).__name__)
-    return None
+async def show_decision(services: Services, info: RequestInfo, action: Action, actor: str,
+                        reason: str | None = None) -> None:
+    """After a committed human decision: redraw the message and say in its thread who decided what."""
+    shown = await refresh_message(services, info.id, best_effort=True) or info
+    await post_in_thread(services, shown, decision_reply(shown, action.value, actor, reason=reason), best_effort=True)
 
 
 class ProgressReply:
-    """One thread reply that a long job edits as it goes, at most every ``interval`` seconds."""
+    """One thread reply that a long job edits as it goes, at most every ``interval`` seconds.
+
+    Progress is a courtesy: a reply Slack did not take never stops the job."""
 
     def __init__(self, services: Services, info: RequestInfo, *, interval: float = 3.0) -> None:
         self.services, self.info, self.interval = services, info, interval
@@ -91,7 +96,6 @@ class ProgressReply:
         self._last = now
         message = progress_reply(text)
         if self.ts is None:
-            self.ts = await safely("posting progress", post_in_thread(self.services, self.info, message))
+            self.ts = await post_in_thread(self.services, self.info, message, best_effort=True)
         else:
-            await safely("updating progress", self.services.slack.chat_update(
-                channel=self.info.channel, ts=self.ts, **message))
+            await self.services.messenger.update(self.info.channel, self.ts, **message, best_effort=True)

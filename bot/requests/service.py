@@ -1,8 +1,10 @@
 """Filing requests and deciding on them: the rules, applied in one transaction each.
 
-Every decision is checked (permission, four eyes, state) before it is written; the write itself is a
-guarded UPDATE, so when two people (or two replicas) click at once exactly one wins and the other gets
-the same explanation as any refused click. Refusals are audited too.
+Who may file, attest or decide is the one approvals policy (``services.approvals``: approvers only for
+decisions, never the filer, four eyes). Every decision is checked (permission, four eyes, state) before
+it is written; the write itself is ``bot.approvals.decide``, a guarded UPDATE with its ledger entry, so
+when two people (or two replicas) click at once exactly one wins and the other gets the same
+explanation as any refused click. Refusals are audited too.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col
+
+from bot import approvals
 from bot.errors import Conflict, NotPermitted
 from bot.privacy import mask_email, subject_hash
-from bot.requests.commands import ParsedRequest
+from bot.requests.commands import parse_request
 from bot.requests.deadlines import due_date, extended_due_date, extension_refusal
-from bot.requests.model import APPROVER_ACTIONS, Action, RequestState, TransitionError, transition
+from bot.requests.model import APPROVER_ACTIONS, Action, RequestKind, RequestState, TransitionError, transition
 from bot.requests.view import RequestInfo, info_from_row
 from storage import jobs as queue
 from storage import ledger
@@ -29,6 +34,9 @@ ANNOUNCE_JOB = "requests.announce"
 EXECUTE_JOB = "requests.execute"
 DAILY_JOB = "requests.daily"
 
+MAY_NOT_FILE = "Only privacy requesters and approvers may file data-subject requests."
+MAY_NOT_ATTEST = "Only privacy requesters and approvers may attest a requester's identity."
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -39,8 +47,12 @@ class Outcome:
     info: RequestInfo | None = None
 
 
-async def file_request(services: Services, *, user_id: str, channel_id: str, parsed: ParsedRequest) -> RequestInfo:
-    """Store the request, its audit entry and the job that announces it, in one transaction."""
+async def file_request(services: Services, *, user_id: str, channel_id: str, kind: RequestKind,
+                       args: str) -> RequestInfo:
+    """Check the filer, parse the command, then store the request, its audit entry and the job that
+    announces it, in one transaction. Raises ``NotPermitted`` or ``BadCommand`` with the sentence to show."""
+    await services.approvals.require_filer(user_id, refusal=MAY_NOT_FILE)
+    parsed = parse_request(kind, args, extra_fields=services.settings.rectify_fields)
     now = services.clock()
     regime = services.settings.dsar_deadline
     due = due_date(now.date(), regime)
@@ -74,6 +86,16 @@ async def file_request(services: Services, *, user_id: str, channel_id: str, par
     return info
 
 
+async def enqueue_daily(services: Services) -> bool:
+    """Queue today's sweep once, however many replicas' schedulers fire."""
+    day = services.clock().date().isoformat()
+    async with unit_of_work(services.sessions) as session:
+        job = await queue.enqueue(session, DAILY_JOB, {"day": day}, dedupe_key=f"requests:daily:{day}",
+                                  max_attempts=services.settings.job_max_attempts)
+    services.jobs.notify()
+    return job is not None
+
+
 async def load(services: Services, request_id: int) -> RequestInfo | None:
     async with unit_of_work(services.sessions) as session:
         row = await store.get_request(session, request_id)
@@ -96,14 +118,11 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
     if info is None:
         raise Conflict(f"Request #{request_id} does not exist.")
     if action in APPROVER_ACTIONS:
-        if not await services.permissions.is_approver(actor):
-            raise NotPermitted(f"Only privacy approvers may {action.value} data-subject requests.")
-        if actor == info.filed_by:
-            raise NotPermitted(f"You filed request #{info.id}, so someone else must {action.value} it (four eyes).")
-    elif action is Action.VERIFY and not (
-        await services.permissions.may_file(actor) or await services.permissions.is_approver(actor)
-    ):
-        raise NotPermitted("Only privacy requesters and approvers may attest a requester's identity.")
+        await services.approvals.require_decider(actor, filed_by=info.filed_by, doing=action.value,
+                                                 what=f"request #{info.id}")
+    elif action is Action.VERIFY:
+        # Attesting identity is a filer's step (requesters and approvers); the filer may attest their own.
+        await services.approvals.require_filer(actor, refusal=MAY_NOT_ATTEST)
     try:
         transition(info.state, action)
     except TransitionError as exc:
@@ -136,15 +155,25 @@ async def record_refusal(services: Services, request_id: int, actor: str, action
                             details={"attempted": action.value, "why": why[:300]})
 
 
-async def decide(
-    services: Services, request_id: int, actor: str, action: Action, *, reason: str | None = None
-) -> Outcome:
-    """Apply one human decision; a refusal is recorded and returned, never raised."""
+async def check_or_refuse(services: Services, request_id: int, actor: str, action: Action) -> Outcome:
+    """``check_may_act`` for a click that opens a modal: a refusal is recorded and returned, never raised."""
     try:
         info = await check_may_act(services, request_id, actor, action)
     except (NotPermitted, Conflict) as exc:
         await record_refusal(services, request_id, actor, action, exc.message)
         return Outcome(False, exc.message)
+    return Outcome(True, "", info)
+
+
+async def decide(
+    services: Services, request_id: int, actor: str, action: Action, *, reason: str | None = None
+) -> Outcome:
+    """Apply one human decision; a refusal is recorded and returned, never raised."""
+    checked = await check_or_refuse(services, request_id, actor, action)
+    if not checked.accepted:
+        return checked
+    assert checked.info is not None
+    info = checked.info
     now = services.clock()
     values: dict[str, Any] = {"state": transition(info.state, action).value, "updated_at": now}
     extra_guard = None
@@ -164,26 +193,22 @@ async def decide(
         extra_guard = store.PrivacyRequest.extended_at.is_(None)  # type: ignore[union-attr]
     elif action is Action.RETRY:
         # A retry re-confirms the approval, so the APPROVAL_TTL clock starts again.
-        values.update(approved_at=now, failure=None)
+        values.update(approved_at=now, failure=None, runs=col(store.PrivacyRequest.runs) + 1)
         enqueue_run = True
+    details: dict[str, Any] = {"from": info.state.value, "to": values["state"], "kind": info.kind.value}
+    if reason:
+        details["reason"] = reason
+    if action is Action.EXTEND:
+        details["due_date"] = values["due_date"].isoformat()
     async with unit_of_work(services.sessions) as session:
-        won = await store.guarded_update(session, request_id, expected_state=info.state.value, values=values,
-                                         extra_guard=extra_guard)
+        won = await approvals.decide(session, store.PrivacyRequest, request_id, from_states=[info.state.value],
+                                     values=values, actor=actor, action=f"request.{action.value}", subject=info.ref,
+                                     details=details, at=now, extra_guard=extra_guard)
         if won:
             row = await store.get_request(session, request_id)
             assert row is not None
-            if action is Action.RETRY:
-                row.runs += 1
-                session.add(row)
             await store.add_decision(session, request_id=request_id, actor=actor, action=action.value,
                                      outcome="accepted", reason=reason, at=now)
-            details: dict[str, Any] = {"from": info.state.value, "to": values["state"], "kind": info.kind.value}
-            if reason:
-                details["reason"] = reason
-            if action is Action.EXTEND:
-                details["due_date"] = values["due_date"].isoformat()
-            await ledger.record(session, actor=actor, action=f"request.{action.value}", subject=info.ref,
-                                details=details, at=now)
             if enqueue_run:
                 # The dedupe key names the run, so a replayed click can never queue a second execution.
                 await queue.enqueue(session, EXECUTE_JOB, {"request_id": request_id},

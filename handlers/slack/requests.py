@@ -7,7 +7,6 @@ then answer. Decisions are durable before the ack; Slack updates follow it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,23 +15,22 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import Conflict, NotPermitted, UserFacingError
+from bot.errors import UserFacingError
 from bot.requests import blocks, notify, service
-from bot.requests.commands import USAGE, parse_request, parse_request_id
+from bot.requests.commands import USAGE, parse_request_id
+from bot.requests.ids import ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
+from bot.requests.view import RequestInfo
 from bot.services import Services
+from bot.slack.buttons import Click, Submission
+from handlers.slack.answers import tell_user
 from handlers.slack.commands import CommandCall, Subcommand
-
-log = logging.getLogger(__name__)
 
 
 def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
     async def run(call: CommandCall) -> None:
-        services = call.services
-        if not await services.permissions.may_file(call.user_id):
-            raise NotPermitted("Only privacy requesters and approvers may file data-subject requests.")
-        parsed = parse_request(kind, call.args, extra_fields=services.settings.rectify_fields)
-        info = await service.file_request(services, user_id=call.user_id, channel_id=call.channel_id, parsed=parsed)
+        info = await service.file_request(call.services, user_id=call.user_id, channel_id=call.channel_id,
+                                          kind=kind, args=call.args)
         await call.ack(
             f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked}; legal due date "
             f"{info.due_date.isoformat()}. I'm posting it in this channel with the Mautic contacts I find."
@@ -71,90 +69,64 @@ SUBCOMMANDS: list[Subcommand] = [
 ]
 
 
-def _clicked(body: dict[str, Any]) -> tuple[str, int | None]:
-    """Who clicked a request button, and the request id its value carries (None if it is not one)."""
-    payload = (body.get("actions") or [{}])[0]
-    return (body.get("user") or {}).get("id", ""), _request_id(payload.get("value"))
-
-
-def _request_id(value: Any) -> int | None:
-    text = str(value or "")
-    return int(text) if text.isdigit() else None
-
-
-async def _after_decision(services: Services, outcome: service.Outcome, action: Action, actor: str,
-                          reason: str | None = None) -> None:
-    assert outcome.info is not None
-    info = await notify.safely("refreshing", notify.refresh_message(services, outcome.info.id)) or outcome.info
-    await notify.safely("posting decision", notify.post_in_thread(
-        services, info, blocks.decision_reply(info, action.value, actor, reason=reason)))
-
-
-async def _ephemeral(respond: AsyncRespond, text: str) -> None:
-    await notify.safely("answering", respond(text=text, response_type="ephemeral", replace_original=False))
-
-
 def register(bolt: AsyncApp, services: Services) -> None:
     def direct(action: Action) -> Callable[..., Awaitable[None]]:
-        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-            user, request_id = _clicked(body)
-            if request_id is None:
+        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                           client: AsyncWebClient) -> None:
+            click = Click.from_body(body)
+            if click.ref is None:
                 await ack()
                 return
-            outcome = await service.decide(services, request_id, user, action)  # committed before the ack
+            outcome = await service.decide(services, click.ref, click.user_id, action)  # committed before the ack
             await ack()
-            if outcome.accepted:
-                await _after_decision(services, outcome, action, user)
+            if outcome.accepted and outcome.info is not None:
+                await notify.show_decision(services, outcome.info, action, click.user_id)
             else:
-                await _ephemeral(respond, outcome.message)
+                await tell_user(body, respond, client, outcome.message)
 
         return on_click
 
-    def with_modal(action: Action, build: Callable[[Any], dict[str, Any]]) -> Callable[..., Awaitable[None]]:
-        async def on_click(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
-                           respond: AsyncRespond) -> None:
-            user, request_id = _clicked(body)
-            if request_id is None:
+    def with_modal(action: Action, build: Callable[[RequestInfo], dict[str, Any]]) -> Callable[..., Awaitable[None]]:
+        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                           client: AsyncWebClient) -> None:
+            click = Click.from_body(body)
+            if click.ref is None:
                 await ack()
                 return
-            try:
-                info = await service.check_may_act(services, request_id, user, action)
-            except (NotPermitted, Conflict) as exc:
-                await service.record_refusal(services, request_id, user, action, exc.message)
-                await ack()
-                await _ephemeral(respond, exc.message)
-                return
+            checked = await service.check_or_refuse(services, click.ref, click.user_id, action)  # refusal recorded
             await ack()
-            await client.views_open(trigger_id=body["trigger_id"], view=build(info))
+            if not checked.accepted or checked.info is None:
+                await tell_user(body, respond, client, checked.message)
+            elif click.trigger_id:  # Slack sends one with every click; a modal cannot open without it
+                await client.views_open(trigger_id=click.trigger_id, view=build(checked.info))
 
         return on_click
 
     def submission(action: Action) -> Callable[..., Awaitable[None]]:
-        async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-            user = (body.get("user") or {}).get("id", "")
-            values = ((view.get("state") or {}).get("values") or {}).get(blocks.REASON_BLOCK) or {}
-            reason = str((values.get(blocks.REASON_INPUT) or {}).get("value") or "").strip()
+        async def on_submit(ack: AsyncAck, body: dict[str, Any]) -> None:
+            submitted = Submission.from_body(body)
+            reason = submitted.text(ReasonInput.BLOCK, ReasonInput.ACTION)
             if len(reason) < 3:
                 await ack(response_action="errors",
-                          errors={blocks.REASON_BLOCK: "A reason is required (at least a few words)."})
+                          errors={ReasonInput.BLOCK: "A reason is required (at least a few words)."})
                 return
-            request_id = _request_id(view.get("private_metadata"))
-            if request_id is None:
+            if submitted.ref is None:
                 await ack()
                 return
-            outcome = await service.decide(services, request_id, user, action, reason=reason[:blocks.REASON_MAX])
-            if not outcome.accepted:
-                await ack(response_action="errors", errors={blocks.REASON_BLOCK: outcome.message[:150]})
+            outcome = await service.decide(services, submitted.ref, submitted.user_id, action,
+                                           reason=reason[:blocks.REASON_MAX])
+            if not outcome.accepted or outcome.info is None:
+                await ack(response_action="errors", errors={ReasonInput.BLOCK: outcome.message[:150]})
                 return
             await ack()
-            await _after_decision(services, outcome, action, user, reason)
+            await notify.show_decision(services, outcome.info, action, submitted.user_id, reason)
 
         return on_submit
 
-    bolt.action(blocks.VERIFY)(direct(Action.VERIFY))
-    bolt.action(blocks.APPROVE)(direct(Action.APPROVE))
-    bolt.action(blocks.RETRY)(direct(Action.RETRY))
-    bolt.action(blocks.REJECT)(with_modal(Action.REJECT, blocks.reject_modal))
-    bolt.action(blocks.EXTEND)(with_modal(Action.EXTEND, blocks.extend_modal))
-    bolt.view(blocks.REJECT_VIEW)(submission(Action.REJECT))
-    bolt.view(blocks.EXTEND_VIEW)(submission(Action.EXTEND))
+    bolt.action(RequestButton.VERIFY)(direct(Action.VERIFY))
+    bolt.action(RequestButton.APPROVE)(direct(Action.APPROVE))
+    bolt.action(RequestButton.RETRY)(direct(Action.RETRY))
+    bolt.action(RequestButton.REJECT)(with_modal(Action.REJECT, blocks.reject_modal))
+    bolt.action(RequestButton.EXTEND)(with_modal(Action.EXTEND, blocks.extend_modal))
+    bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
+    bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))

@@ -9,7 +9,7 @@ import zipfile
 from typing import TYPE_CHECKING
 
 from bot.privacy import subject_hash
-from bot.requests import blocks
+from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL
 from sandbox.scenes.base import Narrator, Scene
 from storage.db import unit_of_work
@@ -45,7 +45,7 @@ async def _file(box: Sandbox, say: Narrator, text: str) -> Message:
 async def _click(box: Sandbox, say: Narrator, who: str, person_id: str, message: Message, action: str) -> None:
     before = len(box.slack.responses)
     await box.user.click(person_id, message, action)
-    if action in (blocks.APPROVE, blocks.VERIFY):
+    if action in (RequestButton.APPROVE, RequestButton.VERIFY):
         await box.slack.wait_until(
             lambda: len(box.slack.responses) > before or bool(message.history), timeout=TIMEOUT, describe="an answer")
     say.show_responses(who)
@@ -61,18 +61,18 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     message = await _file(box, say, "dsar lena@example.org ticket 4411")
 
     say.say("Bob (an approver) clicks Approve before anyone attested the requester's identity")
-    await _click(box, say, "Bob", BOB.id, message, blocks.APPROVE)
+    await _click(box, say, "Bob", BOB.id, message, RequestButton.APPROVE)
     await box.slack.wait_for_response(where=lambda r: "Identity has not been verified" in r.text)
     say.say("Alice checked the requester's ID and clicks “Identity verified”")
     edits = len(message.history)
-    await box.user.click(ALICE.id, message, blocks.VERIFY)
+    await box.user.click(ALICE.id, message, RequestButton.VERIFY)
     await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
     say.say("Alice, who filed it, tries to approve her own request")
-    await box.user.click(ALICE.id, message, blocks.APPROVE)
+    await box.user.click(ALICE.id, message, RequestButton.APPROVE)
     await box.slack.wait_for_response(where=lambda r: "Only privacy approvers" in r.text)
     say.show_responses("Alice")
     say.say("Carol (in the DPO user group) approves; a durable job gathers everything and seals the package")
-    await box.user.click(CAROL.id, message, blocks.APPROVE)
+    await box.user.click(CAROL.id, message, RequestButton.APPROVE)
     await box.slack.wait_until(lambda: _state_is(message, "Done"), timeout=TIMEOUT, describe="done")
     await box.slack.wait_until(
         lambda: any("Access package" in r.text for r in box.slack.thread(box.channel, message.ts)),
@@ -105,9 +105,9 @@ async def erasure_request(box: Sandbox, say: Narrator) -> None:
     message = await _file(box, say, "erase omar@example.org asked by phone, ticket 4412")
     say.say("Bob attests the identity; Carol approves (Slack shows a red confirm dialog first)")
     edits = len(message.history)
-    await box.user.click(BOB.id, message, blocks.VERIFY)
+    await box.user.click(BOB.id, message, RequestButton.VERIFY)
     await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
-    await box.user.click(CAROL.id, message, blocks.APPROVE)
+    await box.user.click(CAROL.id, message, RequestButton.APPROVE)
     await box.slack.wait_until(lambda: _state_is(message, "Done"), timeout=TIMEOUT, describe="done")
     await box.slack.wait_until(
         lambda: any("What Mautic still holds" in r.text for r in box.slack.thread(box.channel, message.ts)),

@@ -8,7 +8,7 @@ import json
 import zipfile
 from typing import Any
 
-from bot.requests import blocks
+from bot.requests.ids import ReasonInput
 from bot.requests.model import RequestState
 from sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
 from sandbox.slack import Message
@@ -83,7 +83,8 @@ async def open_modal(box: Sandbox, person: Person, message: Message, action_id: 
 
 
 async def submit_reason(box: Sandbox, person: Person, view: Any, reason: str) -> Any:
-    values = {blocks.REASON_BLOCK: {blocks.REASON_INPUT: {"type": "plain_text_input", "value": reason}}}
+    values: dict[str, dict[str, dict[str, str]]] = {
+        ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}}}
     return await box.user.submit_view(person.id, view, values)
 
 

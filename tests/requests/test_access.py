@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.requests import blocks
 from bot.requests.deadlines import due_date
+from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
 from storage import requests as store
 from storage.db import unit_of_work
@@ -69,20 +69,20 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     request_id = request_id_of(message)
 
     # Refused clicks: each gets an ephemeral explanation and an audit entry, and changes nothing.
-    await click(box, CAROL, message, blocks.APPROVE)
+    await click(box, CAROL, message, RequestButton.APPROVE)
     await refusal(box, "Identity has not been verified")
-    await click(box, ALICE, message, blocks.VERIFY)
+    await click(box, ALICE, message, RequestButton.VERIFY)
     await wait_state(box, message, "verified")
-    await click(box, BOB, message, blocks.APPROVE)
+    await click(box, BOB, message, RequestButton.APPROVE)
     await refusal(box, "someone else must approve it (four eyes)")
-    await click(box, MALLORY, message, blocks.APPROVE)
+    await click(box, MALLORY, message, RequestButton.APPROVE)
     await refusal(box, "Only privacy approvers")
     refused = await ledger(box, "request.refused")
     assert [e.details["attempted"] for e in refused] == ["approve", "approve", "approve"]
     assert {e.actor for e in refused} == {CAROL.id, BOB.id, MALLORY.id}
     assert (await load_row(box, request_id)).state == "verified"  # type: ignore[union-attr]
 
-    await click(box, CAROL, message, blocks.APPROVE)  # CAROL approves through the S0DPO user group
+    await click(box, CAROL, message, RequestButton.APPROVE)  # CAROL approves through the S0DPO user group
     row = await wait_state(box, message, "done")
     assert row.approved_by == CAROL.id and row.verified_by == ALICE.id
     assert row.subject_email is None  # the clear address was needed only until the package was built
@@ -144,9 +144,9 @@ async def test_no_contact_found_is_stated_and_the_package_still_comes(box: Sandb
     message = await file_request(box, ALICE, "dsar nobody@example.com")
     assert "none found" in text_of(message)
     await wait_thread(box, message, "No Mautic contact has exactly this email address")
-    await click(box, ALICE, message, blocks.VERIFY)
+    await click(box, ALICE, message, RequestButton.VERIFY)
     await wait_state(box, message, "verified")
-    await click(box, BOB, message, blocks.APPROVE)
+    await click(box, BOB, message, RequestButton.APPROVE)
     await wait_state(box, message, "done")
     reply = await wait_thread(box, message, "Access package")
     status, body, _ = await download(box, reply)

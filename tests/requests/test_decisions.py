@@ -14,9 +14,9 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.app import Tuning, create_app
-from bot.requests import blocks
 from bot.requests.deadlines import add_months
-from handlers.requests_jobs import enqueue_daily
+from bot.requests.ids import RequestButton, RequestModal
+from bot.requests.service import enqueue_daily
 from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox, sandbox
 from sandbox.slack import SlackUserAgent
 from storage import requests as store
@@ -41,8 +41,8 @@ from tests.requests.test_erasure import approve
 async def test_reject_requires_a_reason_and_closes_the_request(box: Sandbox) -> None:
     box.mautic.add_contact(email="jane@example.com")
     message = await file_request(box, ALICE, "erase jane@example.com")
-    view = await open_modal(box, BOB, message, blocks.REJECT)
-    assert view.callback_id == blocks.REJECT_VIEW and view.private_metadata == str(request_id_of(message))
+    view = await open_modal(box, BOB, message, RequestButton.REJECT)
+    assert view.callback_id == RequestModal.REJECT and view.private_metadata == str(request_id_of(message))
     result = await submit_reason(box, BOB, view, "  ")
     assert result.json["response_action"] == "errors" and "reason is required" in result.json["errors"]["reason"]
     assert (await load_row(box, request_id_of(message))).state == "filed"  # type: ignore[union-attr]
@@ -58,7 +58,7 @@ async def test_reject_requires_a_reason_and_closes_the_request(box: Sandbox) -> 
     assert entry.details["reason"] == "Could not verify identity after two attempts"
     # A late click on a stale copy of the message is refused and audited.
     stale = dataclasses.replace(message, blocks=view.view["blocks"] and _filed_blocks(message))
-    await click(box, CAROL, stale, blocks.VERIFY)
+    await click(box, CAROL, stale, RequestButton.VERIFY)
     await refusal(box, "already rejected")
     assert not [c for c in box.mautic.calls if c.method == "DELETE"]
 
@@ -72,7 +72,7 @@ async def test_extend_once_before_the_original_due_date(box: Sandbox) -> None:
     message = await file_request(box, ALICE, "dsar jane@example.com")
     request_id = request_id_of(message)
     original = (await load_row(box, request_id)).due_date  # type: ignore[union-attr]
-    view = await open_modal(box, CAROL, message, blocks.EXTEND)
+    view = await open_modal(box, CAROL, message, RequestButton.EXTEND)
     assert add_months(original, 2).isoformat() in str(view.view["blocks"])
     await submit_reason(box, CAROL, view, "Fourteen linked records across two brands")
     await wait_thread(box, message, "extended request #1")
@@ -81,9 +81,9 @@ async def test_extend_once_before_the_original_due_date(box: Sandbox) -> None:
     assert row.state == "filed" and row.extended_by == CAROL.id
     assert "Extended by <@U0CAROL>" in text_of(message) and add_months(original, 2).isoformat() in text_of(message)
     # Once only: the button is gone, and a stale client's click is refused.
-    assert blocks.EXTEND not in str(message.blocks)
+    assert RequestButton.EXTEND not in str(message.blocks)
     stale = dataclasses.replace(message, blocks=_filed_blocks(message))
-    await click(box, BOB, stale, blocks.EXTEND)
+    await click(box, BOB, stale, RequestButton.EXTEND)
     await refusal(box, "already extended once")
     # Not after the original due date either (a second request, its due date moved into the past).
     other = await file_request(box, ALICE, "dsar sam@example.com")
@@ -91,9 +91,9 @@ async def test_extend_once_before_the_original_due_date(box: Sandbox) -> None:
         await session.exec(update(store.PrivacyRequest).where(  # type: ignore[call-overload]
             col(store.PrivacyRequest.id) == request_id_of(other)).values(
             original_due_date=date.today() - timedelta(days=1), due_date=date.today() - timedelta(days=1)))
-    await click(box, BOB, other, blocks.EXTEND)
+    await click(box, BOB, other, RequestButton.EXTEND)
     await refusal(box, "has passed")
-    await click(box, ALICE, other, blocks.EXTEND)
+    await click(box, ALICE, other, RequestButton.EXTEND)
     await refusal(box, "Only privacy approvers")
     assert len(box.slack.views) == 1
 
@@ -112,10 +112,10 @@ async def test_failure_after_max_attempts_then_retry(tmp_path: Path, db_url: str
             (job,) = (await session.exec(select(Job).where(Job.kind == "requests.execute"))).all()
         assert job.attempts == 2 and job.state == "failed"
         assert not list((tmp_path / "exports").glob("*"))  # a half-built package is not left behind
-        await click(box, ALICE, message, blocks.RETRY)
+        await click(box, ALICE, message, RequestButton.RETRY)
         await refusal(box, "Only privacy approvers")
         box.mautic.clear_faults()
-        await click(box, CAROL, message, blocks.RETRY)
+        await click(box, CAROL, message, RequestButton.RETRY)
         await wait_state(box, message, "done")
         await wait_thread(box, message, "Access package")
         assert [e.actor for e in await ledger(box, "request.retry")] == [CAROL.id]
@@ -125,9 +125,9 @@ async def test_failure_after_max_attempts_then_retry(tmp_path: Path, db_url: str
 async def test_concurrent_approvals_execute_once(box: Sandbox) -> None:
     cid = box.mautic.add_contact(email="jane@example.com")
     message = await file_request(box, ALICE, "erase jane@example.com")
-    await click(box, ALICE, message, blocks.VERIFY)
+    await click(box, ALICE, message, RequestButton.VERIFY)
     await wait_state(box, message, "verified")
-    clicks = [box.user.click(p.id, message, blocks.APPROVE) for p in (BOB, CAROL, BOB, CAROL, BOB)]
+    clicks = [box.user.click(p.id, message, RequestButton.APPROVE) for p in (BOB, CAROL, BOB, CAROL, BOB)]
     results = await asyncio.gather(*clicks)
     assert all(r.status == 200 for r in results)
     await wait_state(box, message, "done")
@@ -145,7 +145,7 @@ async def test_two_replicas_on_one_postgres_execute_once(postgres_url: str, tmp_
     async with sandbox(postgres_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as box:
         cid = box.mautic.add_contact(email="jane@example.com")
         message = await file_request(box, ALICE, "erase jane@example.com")
-        await click(box, ALICE, message, blocks.VERIFY)
+        await click(box, ALICE, message, RequestButton.VERIFY)
         await wait_state(box, message, "verified")
         # A second replica: its own app, job runner and HTTP port, the same database.
         second = web.AppRunner(create_app(box.settings, Tuning(
@@ -158,8 +158,10 @@ async def test_two_replicas_on_one_postgres_execute_once(postgres_url: str, tmp_
         other = SlackUserAgent(box.http, f"http://127.0.0.1:{port}/slack/events", secret, box.slack)
         try:
             results = await asyncio.gather(
-                box.user.click(BOB.id, message, blocks.APPROVE), other.click(CAROL.id, message, blocks.APPROVE),
-                other.click(BOB.id, message, blocks.APPROVE), box.user.click(CAROL.id, message, blocks.APPROVE))
+                box.user.click(BOB.id, message, RequestButton.APPROVE),
+                other.click(CAROL.id, message, RequestButton.APPROVE),
+                other.click(BOB.id, message, RequestButton.APPROVE),
+                box.user.click(CAROL.id, message, RequestButton.APPROVE))
             assert all(r.status == 200 for r in results)
             await wait_state(box, message, "done")
             await box.slack.wait_for_response(3, where=lambda r: "already" in r.text and "approved by <@" in r.text)

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from bot.privacy import subject_hash
-from bot.requests import blocks
+from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox
 from sandbox.mautic import form_submission_event
 from storage import requests as store
@@ -20,9 +20,9 @@ from tests.requests.test_access import channel_dump, download, ledger
 
 
 async def approve(box: Sandbox, message, approver=BOB, verifier=ALICE):  # type: ignore[no-untyped-def]
-    await click(box, verifier, message, blocks.VERIFY)
+    await click(box, verifier, message, RequestButton.VERIFY)
     await wait_state(box, message, "verified")
-    await click(box, approver, message, blocks.APPROVE)
+    await click(box, approver, message, RequestButton.APPROVE)
 
 
 async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox) -> None:
@@ -50,7 +50,7 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
     message = await file_request(box, ALICE, "erase jane@example.com per email of 3 May")
     assert f"2 (#{first}, #{second})" in text_of(message)
     _, approve_button = next((b, e) for b in message.blocks if b.get("type") == "actions"
-                             for e in b["elements"] if e["action_id"] == blocks.APPROVE)
+                             for e in b["elements"] if e["action_id"] == RequestButton.APPROVE)
     assert approve_button["style"] == "danger" and approve_button["confirm"]["style"] == "danger"
     await approve(box, message, approver=CAROL, verifier=BOB)
     row = await wait_state(box, message, "done")

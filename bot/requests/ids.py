@@ -1,0 +1,34 @@
+"""The ids Slack hands back to the requests feature: the request message's buttons, the reason modals
+and the reason input inside them.
+
+The Block Kit builders put these on the blocks and the listeners register on them, both from here, so
+the two cannot drift apart. Each is a ``str`` enum, so it goes into a payload as its plain value.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestButton(StrEnum):
+    """``action_id`` of each button on a request message; its value is the request id (``ref_value``)."""
+
+    VERIFY = "request_verify"
+    APPROVE = "request_approve"
+    REJECT = "request_reject"
+    EXTEND = "request_extend"
+    RETRY = "request_retry"
+
+
+class RequestModal(StrEnum):
+    """``callback_id`` of the modals that ask for a reason; ``private_metadata`` carries the request id."""
+
+    REJECT = "request_reject_modal"
+    EXTEND = "request_extend_modal"
+
+
+class ReasonInput(StrEnum):
+    """Where a reason modal's one text input sits: its ``block_id`` and its element's ``action_id``."""
+
+    BLOCK = "reason"
+    ACTION = "reason_input"
