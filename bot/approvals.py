@@ -58,8 +58,7 @@ class Approvals:
         if not await self.is_approver(user_id):
             raise NotPermitted(f"Only privacy approvers may {doing} {what}.")
         if filed_by is not None and user_id == filed_by:
-            raise NotPermitted(f"You filed {what}, so someone else must {doing} it (four eyes). "
-                               "Four eyes: whoever files something never decides it.")
+            raise NotPermitted(f"Four eyes: you filed {what}, so someone else must {doing} it (four eyes).")
 
     def lapsed(self, since: datetime, now: datetime) -> bool:
         return lapsed(since, now, self.ttl)

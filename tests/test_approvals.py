@@ -41,7 +41,8 @@ async def test_deciders_are_approvers_who_did_not_file() -> None:
     await policy.require_decider("U0BOB", filed_by="U0ALICE", doing="approve", what="request #3")
     with pytest.raises(NotPermitted, match=r"^Only privacy approvers may approve request #3\.$"):
         await policy.require_decider("U0ALICE", filed_by="U0BOB", doing="approve", what="request #3")
-    with pytest.raises(NotPermitted, match=r"^You filed request #3, so someone else must approve it \(four eyes\)\.$"):
+    four_eyes = r"^Four eyes: you filed request #3, so someone else must approve it \(four eyes\)\.$"
+    with pytest.raises(NotPermitted, match=four_eyes):
         await policy.require_decider("U0BOB", filed_by="U0BOB", doing="approve", what="request #3")
     await policy.require_decider("U0BOB", filed_by=None, doing="decide", what="alert #1")
 
