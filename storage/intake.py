@@ -506,29 +506,33 @@ async def burst_members(session: AsyncSession, lead_id: int) -> list[ConsentAler
     return list((await session.exec(query)).all())
 
 
-async def decide(
-    session: AsyncSession, lead_id: int, *, decision: str, user_id: str, at: datetime, reason: str | None = None
-) -> int:
-    """Guarded transition open → decided for the alert and the findings folded into it.
+async def lock_alert(session: AsyncSession, alert_id: int) -> None:
+    """Lock the alert's row until the caller's transaction ends (PostgreSQL; SQLite has one writer).
 
-    Returns how many alerts changed; 0 means someone else decided first (or it was never open).
-    The lead row is updated first and alone, so two concurrent deciders cannot both win.
+    Taken before deciding a burst: a finding folding into this lead bumps the lead's folded count, so
+    it waits for our commit, and what :func:`count_open_folded` says stays what the decision will move.
     """
-    values = {"state": AlertState.DECIDED, "decision": decision, "decided_by": user_id, "decided_at": at,
-              "reason": reason}
-    lead = await session.exec(  # type: ignore[call-overload]
-        update(ConsentAlert)
-        .where(col(ConsentAlert.id) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
-        .values(**values)
-    )
-    if not lead.rowcount:
-        return 0
+    await session.exec(select(ConsentAlert.id).where(col(ConsentAlert.id) == alert_id).with_for_update())
+
+
+async def count_open_folded(session: AsyncSession, lead_id: int) -> int:
+    query = select(func.count()).select_from(ConsentAlert).where(
+        col(ConsentAlert.burst_of) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
+    return int((await session.exec(query)).one())
+
+
+async def decide_folded(session: AsyncSession, lead_id: int, values: dict[str, Any]) -> int:
+    """Move the open findings folded into a lead that was just decided along with it; returns how many.
+
+    Only after the lead's own guarded transition won: that one UPDATE is what two concurrent deciders
+    race for.
+    """
     folded = await session.exec(  # type: ignore[call-overload]
         update(ConsentAlert)
         .where(col(ConsentAlert.burst_of) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
         .values(**values)
     )
-    return 1 + int(folded.rowcount or 0)
+    return int(folded.rowcount or 0)
 
 
 async def set_message(session: AsyncSession, alert_id: int, channel_id: str, ts: str) -> bool:
