@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 
 from bot.intake import alerts, decisions, process
 from bot.intake.ids import IntakeJob
-from bot.intake.split import split_all_pending
-from storage import intake as store
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -30,8 +28,6 @@ def register(runner: JobRunner, services: Services, writer: DeliveryWriter) -> N
     runner.register(IntakeJob.APPLY_DECISION, partial(decisions.apply_decision, services),
                     on_failed=partial(decisions.decision_failed, services))
     runner.register(IntakeJob.SWEEP, partial(process.sweep_inbox, services))
-    # Erasure (storage.intake.purge_subject) splits what is still pending first, with our hash key.
-    store.install_splitter(services.engine, partial(split_all_pending, hash_key=services.hash_key))
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:

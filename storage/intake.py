@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -303,18 +302,6 @@ async def count_deliveries(session: AsyncSession) -> int:
     return int((await session.exec(select(func.count()).select_from(_deliveries))).one())
 
 
-# Erasure must also reach events still inside a delivery that is not split yet. Splitting needs the keyed
-# subject hash, which lives above storage, so the intake feature installs its splitter for its engine at
-# start (per engine, so two services in one process each use their own key).
-PendingSplitter = Callable[[AsyncSession], Awaitable[int]]
-_splitters: weakref.WeakKeyDictionary[Any, PendingSplitter] = weakref.WeakKeyDictionary()
-
-
-def install_splitter(engine: Any, splitter: PendingSplitter) -> None:
-    """``engine``: the AsyncEngine whose sessions' ``purge_subject`` should split pending deliveries first."""
-    _splitters[engine.sync_engine] = splitter
-
-
 # ---- inbox -------------------------------------------------------------------------------------------
 
 
@@ -583,14 +570,11 @@ async def subject_messages(session: AsyncSession, subject_hash: str) -> list[tup
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
     """Erasure: delete or anonymise every row about this subject, in the caller's transaction.
 
-    Deliveries not split yet are split first (in this transaction), so their events about the subject
-    are deleted with the rest rather than processed afterwards. Consent records and withdrawals are
-    deleted; inbox rows (raw payloads included) are deleted; alerts lose their personal fields but keep
-    their decision trail (the ledger refers to them).
+    Only rows already split are found: the caller splits pending deliveries first, in the same
+    transaction (``bot.intake.split.split_all_pending``; splitting needs the keyed hash). Consent records
+    and withdrawals are deleted; inbox rows (raw payloads included) are deleted; alerts lose their
+    personal fields but keep their decision trail (the ledger refers to them).
     """
-    splitter = _splitters.get(session.get_bind())
-    if splitter is not None:
-        await splitter(session)
     like = f"%{subject_hash}%"
     counts: dict[str, int] = {}
     result = await session.exec(  # type: ignore[call-overload]

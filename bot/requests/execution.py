@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.intake.split import split_all_pending
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normalise_email
 from bot.requests import blocks, notify
@@ -358,6 +359,8 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
             if other.message_ts:
                 messages.append([other.channel, other.message_ts, f"request:{other.id}"])
             messages.extend([other.channel, ts] for ts in other.pii_messages or [])
+        # Events still inside deliveries not split yet must go too: split them here, in this transaction.
+        await split_all_pending(session, hash_key=services.hash_key)
         purged.update(await intake.purge_subject(session, row.subject_hash))
         ids = await store.purge_subject_requests(session, row.subject_hash)
         purged["requests"] = len(ids)

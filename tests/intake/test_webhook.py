@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from bot.intake import writer
 from bot.intake.ids import IntakeJob
-from bot.intake.split import split_deliveries
+from bot.intake.split import split_all_pending, split_deliveries
 from bot.privacy import subject_hash
 from sandbox.harness import Sandbox, sandbox
 from sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
@@ -199,6 +199,7 @@ async def test_erasure_reaches_a_delivery_not_split_yet(box: Sandbox) -> None:
     assert (await box.webhook(merge_payloads(gap(1, "gone@example.com"), gap(2, "stays@example.com", sub=2))))[0] == 200
     erased = subject_hash(box.services.hash_key, "gone@example.com")
     async with unit_of_work(box.services.sessions) as session:
+        await split_all_pending(session, hash_key=box.services.hash_key)  # what erasure does before purging
         purged = await store.purge_subject(session, erased)
     assert purged["inbox_events"] == 1  # split inside the erasure, then purged with the rest
     assert await deliveries(box) == []
