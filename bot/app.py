@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import Approvals
 from bot.clock import Clock, system_clock
+from bot.intake.writer import DeliveryWriter
 from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
 from bot.permissions import Permissions, SlackAudience
@@ -30,7 +31,6 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack.messenger import SlackMessenger
 from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
-from handlers.intake_jobs import DeliveryWriter
 from handlers.jobs import register_jobs, schedule_jobs
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from bot.intake.writer import DeliveryWriter
     from bot.services import Services
     from bot.settings import Settings
-    from handlers.intake_jobs import DeliveryWriter
     from storage.db import SessionFactory
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")

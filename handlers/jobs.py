@@ -12,9 +12,9 @@ from handlers import digests_jobs, intake_jobs, requests_jobs
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from bot.intake.writer import DeliveryWriter
     from bot.jobs import JobRunner
     from bot.services import Services
-    from handlers.intake_jobs import DeliveryWriter
 
 _FEATURES = (intake_jobs, requests_jobs, digests_jobs)
 

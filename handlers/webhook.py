@@ -4,7 +4,7 @@ Mautic drops events on any non-2xx, unpublishes the webhook on 410, waits withou
 stores our response body in its logs (mautic.md §1.6). So: verify over the raw bytes, store the body
 exactly as received (committed before we answer), answer fast with the delivery's id only, and leave
 everything else (parsing, per-event dedupe, dead letters, alerts) to the processing job
-(handlers/intake_jobs.py), which splits the delivery into inbox events.
+(``intake.process``, bot/intake/process.py), which splits the delivery into inbox events.
 """
 
 from __future__ import annotations

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -303,18 +302,6 @@ async def count_deliveries(session: AsyncSession) -> int:
     return int((await session.exec(select(func.count()).select_from(_deliveries))).one())
 
 
-# Erasure must also reach events still inside a delivery that is not split yet. Splitting needs the keyed
-# subject hash, which lives above storage, so the intake feature installs its splitter for its engine at
-# start (per engine, so two services in one process each use their own key).
-PendingSplitter = Callable[[AsyncSession], Awaitable[int]]
-_splitters: weakref.WeakKeyDictionary[Any, PendingSplitter] = weakref.WeakKeyDictionary()
-
-
-def install_splitter(engine: Any, splitter: PendingSplitter) -> None:
-    """``engine``: the AsyncEngine whose sessions' ``purge_subject`` should split pending deliveries first."""
-    _splitters[engine.sync_engine] = splitter
-
-
 # ---- inbox -------------------------------------------------------------------------------------------
 
 
@@ -506,29 +493,33 @@ async def burst_members(session: AsyncSession, lead_id: int) -> list[ConsentAler
     return list((await session.exec(query)).all())
 
 
-async def decide(
-    session: AsyncSession, lead_id: int, *, decision: str, user_id: str, at: datetime, reason: str | None = None
-) -> int:
-    """Guarded transition open → decided for the alert and the findings folded into it.
+async def lock_alert(session: AsyncSession, alert_id: int) -> None:
+    """Lock the alert's row until the caller's transaction ends (PostgreSQL; SQLite has one writer).
 
-    Returns how many alerts changed; 0 means someone else decided first (or it was never open).
-    The lead row is updated first and alone, so two concurrent deciders cannot both win.
+    Taken before deciding a burst: a finding folding into this lead bumps the lead's folded count, so
+    it waits for our commit, and what :func:`count_open_folded` says stays what the decision will move.
     """
-    values = {"state": AlertState.DECIDED, "decision": decision, "decided_by": user_id, "decided_at": at,
-              "reason": reason}
-    lead = await session.exec(  # type: ignore[call-overload]
-        update(ConsentAlert)
-        .where(col(ConsentAlert.id) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
-        .values(**values)
-    )
-    if not lead.rowcount:
-        return 0
+    await session.exec(select(ConsentAlert.id).where(col(ConsentAlert.id) == alert_id).with_for_update())
+
+
+async def count_open_folded(session: AsyncSession, lead_id: int) -> int:
+    query = select(func.count()).select_from(ConsentAlert).where(
+        col(ConsentAlert.burst_of) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
+    return int((await session.exec(query)).one())
+
+
+async def decide_folded(session: AsyncSession, lead_id: int, values: dict[str, Any]) -> int:
+    """Move the open findings folded into a lead that was just decided along with it; returns how many.
+
+    Only after the lead's own guarded transition won: that one UPDATE is what two concurrent deciders
+    race for.
+    """
     folded = await session.exec(  # type: ignore[call-overload]
         update(ConsentAlert)
         .where(col(ConsentAlert.burst_of) == lead_id, col(ConsentAlert.state) == AlertState.OPEN)
         .values(**values)
     )
-    return 1 + int(folded.rowcount or 0)
+    return int(folded.rowcount or 0)
 
 
 async def set_message(session: AsyncSession, alert_id: int, channel_id: str, ts: str) -> bool:
@@ -579,14 +570,11 @@ async def subject_messages(session: AsyncSession, subject_hash: str) -> list[tup
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
     """Erasure: delete or anonymise every row about this subject, in the caller's transaction.
 
-    Deliveries not split yet are split first (in this transaction), so their events about the subject
-    are deleted with the rest rather than processed afterwards. Consent records and withdrawals are
-    deleted; inbox rows (raw payloads included) are deleted; alerts lose their personal fields but keep
-    their decision trail (the ledger refers to them).
+    Only rows already split are found: the caller splits pending deliveries first, in the same
+    transaction (``bot.intake.split.split_all_pending``; splitting needs the keyed hash). Consent records
+    and withdrawals are deleted; inbox rows (raw payloads included) are deleted; alerts lose their
+    personal fields but keep their decision trail (the ledger refers to them).
     """
-    splitter = _splitters.get(session.get_bind())
-    if splitter is not None:
-        await splitter(session)
     like = f"%{subject_hash}%"
     counts: dict[str, int] = {}
     result = await session.exec(  # type: ignore[call-overload]

@@ -1,4 +1,4 @@
-"""Block Kit for the consent feature: alerts (open, folded burst, decided), thread notes, the dismiss
+"""Block Kit for the intake feature: alerts (open, folded burst, decided), thread notes, the dismiss
 modal and the ``/privacy consent`` history. Pure: plain data in, message dicts out."""
 
 from __future__ import annotations
@@ -7,19 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.intake.ids import AlertAction, Decision, DismissModal, alert_actions_block
 from bot.slack.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, section, truncate
+from bot.slack.buttons import ref_value
 
-ACTION_DNC = "consent_dnc"
-ACTION_RECONSENT = "consent_reconsent"
-ACTION_DISMISS = "consent_dismiss"
-DISMISS_VIEW = "consent_dismiss_modal"
-REASON_BLOCK = "reason"
-REASON_ACTION = "reason_input"
+# What the dismiss modal accepts as a reason (the listener checks the same bounds on submit).
+REASON_MIN = 3
+REASON_MAX = 500
 
-DECISION_LABELS = {
-    "dnc": "Mark Do-Not-Contact",
-    "reconsent": "Add to re-consent segment",
-    "dismiss": "Dismiss",
+DECISION_LABELS: dict[str, str] = {
+    Decision.DNC: "Mark Do-Not-Contact",
+    Decision.RECONSENT: "Add to re-consent segment",
+    Decision.DISMISS: "Dismiss",
 }
 
 _TITLES = {
@@ -34,7 +33,7 @@ _TITLES = {
 
 @dataclass(frozen=True)
 class AlertView:
-    """What an alert message shows; built by the handler from the stored alert."""
+    """What an alert message shows; built by ``bot.intake.alerts.alert_view`` from the stored alert."""
 
     id: int
     kind: str
@@ -153,15 +152,16 @@ def alert_message(view: AlertView) -> dict[str, Any]:
         count = view.folded_count + 1
         scope = f" for all {count} contacts" if count > 1 else ""
         buttons = [
-            button("Mark Do-Not-Contact", ACTION_DNC, str(view.id), style="danger",
+            button("Mark Do-Not-Contact", AlertAction.DNC, ref_value(view.id), style="danger",
                    confirm=confirm_dialog("Mark Do-Not-Contact?",
                                           f"Adds a manual Do-Not-Contact (email) in Mautic{scope}.", "Mark DNC",
                                           danger=True)),
         ]
         if view.reconsent_available:
-            buttons.append(button("Add to re-consent segment", ACTION_RECONSENT, str(view.id), style="primary"))
-        buttons.append(button("Dismiss", ACTION_DISMISS, str(view.id)))
-        blocks.append(actions(f"consent_alert_{view.id}", *buttons))
+            buttons.append(button("Add to re-consent segment", AlertAction.RECONSENT, ref_value(view.id),
+                                  style="primary"))
+        buttons.append(button("Dismiss", AlertAction.DISMISS, ref_value(view.id)))
+        blocks.append(actions(alert_actions_block(view.id), *buttons))
         blocks.append(context(f"Alert #{view.id} · decisions are written to the audit ledger"))
     elif view.state == "decided":
         blocks.append(section(decision_line(view)))
@@ -202,8 +202,8 @@ def already_decided_text(view: AlertView) -> str:
 def dismiss_modal(alert_id: int, summary: str) -> dict[str, Any]:
     return {
         "type": "modal",
-        "callback_id": DISMISS_VIEW,
-        "private_metadata": str(alert_id),
+        "callback_id": DismissModal.CALLBACK,
+        "private_metadata": ref_value(alert_id),
         "title": {"type": "plain_text", "text": "Dismiss alert"},
         "submit": {"type": "plain_text", "text": "Dismiss"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -211,14 +211,14 @@ def dismiss_modal(alert_id: int, summary: str) -> dict[str, Any]:
             section(truncate(summary, 2900)),
             {
                 "type": "input",
-                "block_id": REASON_BLOCK,
+                "block_id": DismissModal.REASON_BLOCK,
                 "label": {"type": "plain_text", "text": "Why is no action needed?"},
                 "element": {
                     "type": "plain_text_input",
-                    "action_id": REASON_ACTION,
+                    "action_id": DismissModal.REASON_INPUT,
                     "multiline": True,
-                    "min_length": 3,
-                    "max_length": 500,
+                    "min_length": REASON_MIN,
+                    "max_length": REASON_MAX,
                     "placeholder": {"type": "plain_text", "text": "e.g. consent given by phone, ticket 4411"},
                 },
             },

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import approvals
+from bot.intake.split import split_all_pending
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
-from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where, normalise_email
+from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where
+from bot.privacy import normalise_email
 from bot.requests import blocks, notify
 from bot.requests.model import Action, RequestKind, RequestState, transition
 from bot.requests.package import build_access_package
@@ -353,6 +355,8 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
             if other.message_ts:
                 messages.append([other.channel, other.message_ts, f"request:{other.id}"])
             messages.extend([other.channel, ts] for ts in other.pii_messages or [])
+        # Events still inside deliveries not split yet must go too: split them here, in this transaction.
+        await split_all_pending(session, hash_key=services.hash_key)
         purged.update(await intake.purge_subject(session, row.subject_hash))
         ids = await store.purge_subject_requests(session, row.subject_hash)
         purged["requests"] = len(ids)

@@ -1,4 +1,4 @@
-"""Demo scenes of the consent feature: what `make demo` shows of it."""
+"""Demo scenes of the intake feature: what `make demo` shows of it."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from handlers.intake_jobs import PROCESS
+from bot.intake.ids import IntakeJob
 from sandbox.harness import Sandbox
 from sandbox.slack import Message
 from storage.db import unit_of_work
@@ -33,7 +33,7 @@ async def processed(box: Sandbox, timeout: float = 10.0) -> None:
     then split into inbox rows and every pending row processed (effects on Slack may still follow)."""
     async with unit_of_work(box.services.sessions) as session:
         ids = (await session.exec(select(Job.id).where(
-            Job.kind == PROCESS, Job.state.in_([JobState.QUEUED, JobState.RUNNING])  # type: ignore[attr-defined]
+            Job.kind == IntakeJob.PROCESS, Job.state.in_([JobState.QUEUED, JobState.RUNNING])  # type: ignore[attr-defined]
         ))).all()
     for job_id in ids:
         assert job_id is not None

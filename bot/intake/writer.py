@@ -1,0 +1,170 @@
+"""The webhook's group commit, and the processing turn that keeps splitting and processing out of its way.
+
+The webhook view stores each delivery raw (``inbox_deliveries``) through :class:`DeliveryWriter` and
+answers once it is committed; the writer makes sure a queued ``intake.process`` job will see it.
+Processing (``bot.intake.process``) takes its chunks through :meth:`DeliveryWriter.processing_turn`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.intake.ids import IntakeJob
+from storage import intake as store
+from storage import jobs as job_queue
+from storage.db import unit_of_work
+from storage.types import utcnow
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from bot.services import Services
+
+QUIET_GAP = 0.005  # seconds without a new delivery that count as a gap in intake
+PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often, however busy intake is
+CHUNK_SCALE = 4  # chunk size multiplier for a turn taken while intake is quiet
+# Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
+PROCESS_DELAY = timedelta(milliseconds=200)
+# The same during a burst (a commit ended less than BURST_GAP ago): processing then only gets the floor's
+# chunks anyway, and a job due later lets more group commits skip the queued-job check.
+BURST_PROCESS_DELAY = timedelta(milliseconds=500)
+BURST_GAP = 0.1  # seconds
+# A delivery skips the queued-job check only if its commit ends at least this long before that job is due
+# (room for clock skew between replicas' runners).
+JOB_DUE_MARGIN = timedelta(milliseconds=50)
+
+
+def process_max_attempts(services: Services) -> int:
+    return max(services.settings.job_max_attempts, 5)
+
+class DeliveryWriter:
+    """Group commit for the webhook view, and the signal processing reads to stay out of intake's way.
+
+    Each request returns only after the transaction holding its delivery has committed (durable before
+    acknowledged), but deliveries arriving while a commit is in flight share the next one: one
+    transaction, one executemany and one job check for all of them instead of one each. A short-lived
+    drain task does the commits, so no request queues on a lock behind requests already answered.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.last_arrival = -math.inf  # loop time of the latest delivery handed to commit()
+        self.in_flight = 0  # deliveries handed to commit() and not answered yet
+        self._turn = asyncio.Lock()
+        self._last_turn = -math.inf  # loop time the latest processing chunk ended
+        self._job_due: datetime | None = None  # run_after of a process job seen queued (wall clock)
+        self._sqlite = services.engine.dialect.name == "sqlite"
+        self._last_commit = -math.inf  # loop time the latest group commit ended
+
+    async def commit(self, body: bytes, received_at: datetime) -> int:
+        """Store one raw delivery durably; returns its id once committed."""
+        loop = asyncio.get_running_loop()
+        self.last_arrival = loop.time()
+        future: asyncio.Future[int] = loop.create_future()
+        row = {"received_at": received_at, "body": body, "body_sha256": hashlib.sha256(body).hexdigest()}
+        self._pending.append((row, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain(), name="intake-delivery-writer")
+        self.in_flight += 1
+        try:
+            return await future
+        finally:
+            self.in_flight -= 1
+            self.last_arrival = loop.time()  # its sender's next delivery is on its way
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                ids = await self._commit([row for row, _future in batch])
+            except BaseException as exc:
+                for _row, future in batch:
+                    if not future.done():  # a request cancelled meanwhile has no one to tell
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_row, future), delivery_id in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(delivery_id)
+
+    async def _commit(self, rows: list[dict[str, Any]]) -> list[int]:
+        services = self.services
+        # A queued process job whose run_after is still ahead cannot have been claimed by any runner (they
+        # claim by run_after <= their clock), so it will see these rows if they commit before then: no
+        # need to look for it again. Checked again after the commit, which is what correctness rests on.
+        due = self._job_due
+        known = due is not None and utcnow() < due - JOB_DUE_MARGIN
+        if known and self._sqlite:
+            ids = await store.commit_deliveries_sqlite(services.sessions, rows)
+        elif known and len(rows) <= store.INSERTMANY_ROWS:
+            ids = await store.commit_deliveries_autocommit(services.sessions, rows)
+        else:
+            async with unit_of_work(services.sessions) as session:
+                ids = await store.insert_deliveries(session, rows)
+                found = None if known else await self._ensure_job(session)
+            if found is not None:
+                self._job_due = found  # only once committed: a rolled-back enqueue leaves no job to count on
+        if known and due is not None and utcnow() >= due - JOB_DUE_MARGIN:
+            # The commit ended too close to the job's start (a slow commit): the job may already be past
+            # these rows, so look again now that they are visible.
+            async with unit_of_work(services.sessions) as session:
+                found = await self._ensure_job(session)
+            self._job_due = found
+        self._last_commit = asyncio.get_running_loop().time()
+        return ids
+
+    async def _ensure_job(self, session: AsyncSession) -> datetime:
+        """Make sure a queued process job will see what this transaction commits; remember when it starts."""
+        # One waiting job drains every pending delivery, so deliveries arriving together share it.
+        # A running job does not count: it may already be past these rows.
+        services = self.services
+        due = await store.queued_job_due(session, IntakeJob.PROCESS)
+        if due is None:
+            loop = asyncio.get_running_loop()
+            delay = BURST_PROCESS_DELAY if loop.time() - self._last_commit < BURST_GAP else PROCESS_DELAY
+            due = utcnow() + delay
+            await job_queue.enqueue(session, IntakeJob.PROCESS, {}, max_attempts=process_max_attempts(services),
+                                    run_after=due)
+            # The runner polls only every few seconds; wake it when the job becomes due.
+            loop.call_later(delay.total_seconds(), services.jobs.notify)
+        return due
+
+    @contextlib.asynccontextmanager
+    async def processing_turn(self) -> AsyncIterator[int]:
+        """Hold the processing turn for one chunk, once intake has had its way; yields the chunk scale.
+
+        Splitting and processing run on the same event loop (and core) as the webhook view, and a chunk
+        holds the loop (and on SQLite the one writer) for milliseconds. Intake comes first: while a
+        delivery waits for its commit, or one arrived or was answered less than QUIET_GAP ago (senders
+        post again as soon as they are answered), a processor waits for a gap, so a burst is answered at
+        intake speed and worked off after it. The wait never exceeds
+        PROCESSING_FLOOR since the previous chunk ended, so a flood without gaps still gets at least one
+        chunk per floor and cannot starve processing. One turn at a time per process: chunks of
+        concurrent process jobs queue here. A turn taken in a quiet moment may do CHUNK_SCALE times the
+        work (fewer transactions per event, a faster drain); one forced by the floor does one unit, so it
+        holds the loop and SQLite's writer only briefly.
+        """
+        async with self._turn:
+            loop = asyncio.get_running_loop()
+            floor_at = self._last_turn + PROCESSING_FLOOR
+            while True:
+                now = loop.time()
+                quiet_for = now - self.last_arrival
+                quiet = quiet_for >= QUIET_GAP and not self.in_flight
+                if quiet or now >= floor_at:
+                    break
+                await asyncio.sleep(min(max(QUIET_GAP - quiet_for, QUIET_GAP / 5), floor_at - now))
+            try:
+                yield CHUNK_SCALE if quiet else 1
+            finally:
+                self._last_turn = loop.time()
+
