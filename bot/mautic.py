@@ -36,9 +36,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class MauticError(Exception):
-    """Mautic refused the request (4xx or a malformed answer); retrying will not help."""
+    """A Mautic call that did not succeed: :class:`MauticRefused` (retrying will not help) or
+    :class:`MauticUnavailable` (it may, later). ``retryable`` says which."""
 
     retryable = False
+
+
+class MauticRefused(MauticError):
+    """Mautic refused the request (4xx or a malformed answer); retrying will not help."""
 
     def __init__(
         self,
@@ -61,15 +66,15 @@ class MauticError(Exception):
         return f"Mautic error status={self.status} code={self.code} type={self.type}"
 
 
-class MauticNotFound(MauticError):
+class MauticNotFound(MauticRefused):
     """404: the contact (or other item) does not exist."""
 
 
-class MauticAuthError(MauticError):
+class MauticAuthError(MauticRefused):
     """Credentials rejected (401/403, invalid_client, API disabled)."""
 
 
-class MauticUnavailable(Exception):
+class MauticUnavailable(MauticError):
     """Mautic could not be reached or kept failing (5xx, 429, timeouts) after all retries."""
 
     retryable = True
@@ -367,7 +372,7 @@ class MauticClient:
             log.debug("mautic %s %s -> %d", method, path, status)
             if 200 <= status < 300:
                 if body is None or not isinstance(body, dict | list):
-                    raise MauticError("Mautic answered without a JSON body", status=status, type="bad_response")
+                    raise MauticRefused("Mautic answered without a JSON body", status=status, type="bad_response")
                 return body
             err = _error_from(status, body)
             if status == 404:
@@ -379,7 +384,7 @@ class MauticClient:
             if 300 <= status < 400:  # usually a redirect to /s/login: the API or Basic auth is off
                 raise MauticAuthError("Mautic redirected the API call (API or Basic auth disabled?)",
                                       status=status, type="redirect")
-            cls = MauticAuthError if status in (401, 403) else MauticError
+            cls = MauticAuthError if status in (401, 403) else MauticRefused
             raise cls(err.message, status=status, code=err.code, type=err.type, details=err.details)
 
     # ---- contacts --------------------------------------------------------------------------------
@@ -397,7 +402,7 @@ class MauticClient:
             return None
         raw = body.get("contact") if isinstance(body, dict) else None
         if not isinstance(raw, dict):
-            raise MauticError("unexpected contact response", type="bad_response")
+            raise MauticRefused("unexpected contact response", type="bad_response")
         contact = Contact.from_api(raw)
         if contact.id != int(contact_id):
             log.info("mautic contact %d was merged into %d", contact_id, contact.id)
@@ -442,7 +447,7 @@ class MauticClient:
             if not page:
                 return
             if page[-1].id <= last:
-                raise MauticError("contact paging did not advance", type="bad_response")
+                raise MauticRefused("contact paging did not advance", type="bad_response")
             for contact in page:
                 yield contact
             last = page[-1].id

@@ -13,7 +13,7 @@ from bot.digests import purge as purges
 from bot.digests import schedule
 from bot.digests.service import post_digest, post_form_audit
 from bot.jobs import JobRun, PermanentJobError
-from bot.mautic import MauticAuthError, MauticError
+from bot.mautic import MauticAuthError, MauticRefused
 from storage import jobs as queue
 from storage.db import unit_of_work
 
@@ -63,7 +63,7 @@ async def forms_job(services: Services, run: JobRun) -> None:
 async def purge_job(services: Services, run: JobRun) -> None:
     try:
         await purges.PurgeExecution(services, int(run.payload["purge_id"])).run()
-    except MauticError as exc:  # a 4xx: retrying the same request cannot help
+    except MauticRefused as exc:  # a 4xx: retrying the same request cannot help
         raise PermanentJobError(str(exc)) from exc
 
 

@@ -18,7 +18,7 @@ from bot.intake.alerts import alert_view, load_alert, update_message
 from bot.intake.blocks import already_decided_text, decision_thread_text, dismiss_modal, fallback_text
 from bot.intake.ids import Decision, IntakeJob
 from bot.jobs import PermanentJobError
-from bot.mautic import MauticAuthError, MauticError, MauticNotFound
+from bot.mautic import MauticAuthError, MauticNotFound, MauticRefused
 from storage import intake as store
 from storage import jobs as job_queue
 from storage import ledger
@@ -150,7 +150,7 @@ async def _run_in_mautic(services: Services, run: JobRun, lead: ConsentAlert, me
             missing.append(contact_id)  # deleted or merged away since the alert
         except MauticAuthError:
             raise
-        except MauticError as exc:
+        except MauticRefused as exc:
             log.warning("intake: Mautic refused %s for a contact of alert %s: %s", lead.decision, lead.id,
                         type(exc).__name__)
             failed.append(contact_id)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot import approvals
 from bot.intake.split import split_all_pending
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
-from bot.mautic import ContactMerged, MauticError, MauticNotFound, Where
+from bot.mautic import ContactMerged, MauticNotFound, MauticRefused, Where
 from bot.privacy import normalise_email
 from bot.requests import blocks, notify
 from bot.requests.model import Action, RequestKind, RequestState, transition
@@ -132,7 +132,7 @@ async def execute(services: Services, run: JobRun) -> None:
             await _execute_rectification(services, run, row)
     except (MauticNotFound, ContactMerged):
         raise
-    except MauticError as exc:
+    except MauticRefused as exc:
         # A 4xx (or auth) from Mautic will not heal by waiting: fail now and offer Retry.
         raise PermanentJobError(f"Mautic refused the call ({exc}); check the API user's permissions") from exc
 
@@ -291,7 +291,7 @@ async def _leftovers(services: Services, contact_id: int) -> dict[str, int]:
     for table in LEFTOVER_TABLES:
         try:
             counts[table] = len(await services.mautic.get_stats(table, [Where("lead_id", "eq", contact_id)]))
-        except (MauticNotFound, MauticError):
+        except MauticRefused:
             counts[table] = 0  # table not exposed on this instance; the report still explains it
     return counts
 
