@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.digests.forms import FormAudit
+from bot.values import as_int
 
 SPARK = "▁▂▃▄▅▆▇█"
 NO_DATA = "·"
@@ -143,13 +144,6 @@ def period_since(last_until: datetime | None, until: datetime) -> datetime:
     return last_until
 
 
-def as_int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 def forms_from_counts(counts: Mapping[str, Any]) -> list[FormSubmissions]:
     """Read ``forms`` from ``storage.intake.compliance_counts``: a list of dicts or a mapping keyed by form."""
     raw = counts.get("forms") or counts.get("submissions_per_form") or []
@@ -165,9 +159,9 @@ def forms_from_counts(counts: Mapping[str, Any]) -> list[FormSubmissions]:
             continue
         forms.append(FormSubmissions(
             name=str(value.get("form_name") or value.get("name") or name),
-            submissions=as_int(value.get("submissions")),
-            with_consent=as_int(value.get("with_consent")),
-            exempt=as_int(value.get("exempt")),
+            submissions=as_int(value.get("submissions"), 0),
+            with_consent=as_int(value.get("with_consent"), 0),
+            exempt=as_int(value.get("exempt"), 0),
         ))
     forms.sort(key=lambda f: (-f.submissions, f.name))
     return forms

@@ -18,7 +18,6 @@ from bot.digests.compliance import (
     PurgeFigures,
     RequestFigures,
     WeekShare,
-    as_int,
     forms_from_counts,
     median,
     period_since,
@@ -38,6 +37,7 @@ from bot.mautic import MauticClient, MauticError, MauticUnavailable
 from bot.policy import ConsentPolicy
 from bot.privacy import mask_email
 from bot.requests.deadlines import DUE_SOON_DAYS
+from bot.values import as_int
 from storage import digests as store
 from storage import ledger
 from storage.db import SessionFactory, unit_of_work
@@ -136,13 +136,14 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
     r = requests or {}
     return ComplianceDigest(
         since=since, until=until, forms=forms_from_counts(counts),
-        gaps_open=as_int(counts.get("gaps_open")), gaps_resolved=as_int(counts.get("gaps_resolved")),
-        unsubscribes=as_int(counts.get("unsubscribes")), withdrawals=as_int(counts.get("withdrawals")),
-        sends_after_withdrawal=as_int(counts.get("sends_after_withdrawal")),
-        erased_reentries=as_int(counts.get("erased_subjects_reentered", counts.get("erased_reentries"))),
+        gaps_open=as_int(counts.get("gaps_open"), 0), gaps_resolved=as_int(counts.get("gaps_resolved"), 0),
+        unsubscribes=as_int(counts.get("unsubscribes"), 0), withdrawals=as_int(counts.get("withdrawals"), 0),
+        sends_after_withdrawal=as_int(counts.get("sends_after_withdrawal"), 0),
+        erased_reentries=as_int(counts.get("erased_subjects_reentered", counts.get("erased_reentries")), 0),
         requests=RequestFigures(
-            opened=as_int(r.get("opened")), closed=as_int(r.get("closed")), due_soon=as_int(r.get("due_soon")),
-            overdue=as_int(r.get("overdue")), median_days_to_close=median(r.get("days_to_close") or []),
+            opened=as_int(r.get("opened"), 0), closed=as_int(r.get("closed"), 0),
+            due_soon=as_int(r.get("due_soon"), 0),
+            overdue=as_int(r.get("overdue"), 0), median_days_to_close=median(r.get("days_to_close") or []),
         ),
         purges=PurgeFigures(**purges),
         ledger_ok=verdict.ok, ledger_text=verdict.describe(), weeks=weeks,

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.privacy import EMAIL_IN_TEXT, normalise_email, subject_hash
+from bot.values import as_int
 from storage.intake import InboxState
 
 FORM_SUBMIT = "mautic.form_on_submit"
@@ -203,16 +204,6 @@ def build_event(event_type: str, payload: dict[str, Any], fallback_timestamp: st
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def field_value(contact: Mapping[str, Any], alias: str) -> Any:
