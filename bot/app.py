@@ -12,11 +12,6 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -95,12 +90,9 @@ def build_slack_client(settings: Settings, http: aiohttp.ClientSession) -> Async
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_base,
         session=http,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(),
-            # Slack's chat.postMessage allows about one message per second per channel.
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
+        # No SDK retry handlers: every post, update and upload goes through the SlackMessenger, whose one
+        # policy (Retry-After, backoff, give-up) must not be multiplied by a second one underneath it.
+        retry_handlers=[],
     )
 
 
