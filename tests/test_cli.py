@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from sandbox.harness import sandbox
-from tests.conftest import test_tuning
+from tests.helpers import test_tuning
 
 
 def _env(settings_env: dict[str, str]) -> dict[str, str]:
