@@ -13,11 +13,15 @@ from pathlib import Path
 import aiohttp
 
 from sandbox.harness import sandbox
+from storage.migrate import script_head
 from tests.helpers import test_tuning
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _env(settings_env: dict[str, str]) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings_env}
+    # PYTHONPATH: the subprocess runs this checkout's code, whichever checkout the venv was installed from.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), **settings_env}
 
 
 async def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -54,6 +58,7 @@ async def test_migrate_is_idempotent(db_url: str, tmp_path: Path) -> None:
         assert code == 0, err
         assert "database schema is up to date (" in out
         assert "0001_core" in out or "_" in out
+        assert f"(revision {script_head()})" in out
 
 
 async def test_check_reports_each_peer(sqlite_url: str, tmp_path: Path) -> None:
