@@ -14,14 +14,11 @@ import aiohttp
 
 from sandbox.harness import sandbox
 from storage.migrate import script_head
-from tests.helpers import test_tuning
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import child_env, test_tuning
 
 
 def _env(settings_env: dict[str, str]) -> dict[str, str]:
-    # PYTHONPATH: the subprocess runs this checkout's code, whichever checkout the venv was installed from.
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), **settings_env}
+    return child_env(settings_env, path=os.environ.get("PATH", "/usr/bin:/bin"))
 
 
 async def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
