@@ -26,8 +26,9 @@ migrate: $(STAMP)
 	$(BIN)/python -m bot migrate
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot handlers storage tests bench
-	$(BIN)/mypy bot handlers storage tests
+	$(BIN)/ruff check bot handlers storage sandbox tests bench
+	$(BIN)/mypy bot handlers storage sandbox tests
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -16,10 +16,10 @@ async def run_migrate(settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     try:
         await migrate(engine)
-        heads = await current_heads(engine)
+        (revision,) = await current_heads(engine)  # one chain, one head: `migrate` upgrades to "head"
     finally:
         await engine.dispose()
-    print(f"database schema is up to date ({', '.join(sorted(heads))})")
+    print(f"database schema is up to date (revision {revision})")
     return 0
 
 

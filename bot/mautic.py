@@ -1,4 +1,4 @@
-"""The one Mautic REST client (Mautic 5; facts in /work/shared/docs/mautic.md §2).
+"""The one Mautic REST client (Mautic 5; behaviour as read in the 5.x core source, ``ApiBundle``/``LeadBundle``).
 
 One shared `aiohttp.ClientSession` is passed in. Basic or OAuth2 client_credentials auth; retries with
 exponential backoff + jitter on 5xx, 429 (Retry-After honoured) and transport errors. Mautic's loose

@@ -1,7 +1,8 @@
 """A faithful local stand-in for Mautic 5's REST API and its webhook sender.
 
-Used by the tests, `python -m bot demo` and the benchmarks. Behaviour follows
-/work/shared/docs/mautic.md (§2 REST, §1 webhooks); the section numbers in comments point there.
+Used by the tests, `python -m bot demo` and the benchmarks. Behaviour follows Mautic's core source
+(`github:mautic/mautic`, branch 5.x, 5.1.0: `ApiBundle`, `LeadBundle`, `WebhookBundle`). The § numbers in
+comments are the sections of the project's Mautic notes (§1 webhooks, §2 REST), which cite file and line there.
 The quirks are deliberate: string list totals, `contacts` keyed by id, `{}` for an empty contact list
 but `[]` for other empty maps, prefix-LIKE `search=email:`, accent/case-insensitive `eq`, `limit=0` = all,
 default order `last_active DESC`, merges on PATCH, GET of a merged id answering with the survivor.

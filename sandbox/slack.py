@@ -1,8 +1,9 @@
 """A local, stateful stand-in for the Slack Web API, served by aiohttp on 127.0.0.1.
 
 Used by the test suite and by ``python -m bot demo``. It is an independent peer: requests are parsed
-per Slack's documented wire contracts (shared/docs/slack.md §2.4, §2.6, §7.1), not by reusing slack-sdk
+per Slack's documented wire contracts (its Web API method and Block Kit reference), not by reusing slack-sdk
 internals, so a drift in the SDK or in our bot shows up as a failing test instead of agreeing with itself.
+"slack.md §N" in comments names a section of the project's Slack notes, which cite Slack's docs and the SDK.
 
 The module also plays Slack's other role: ``SlackUserAgent`` posts signed slash commands, button clicks,
 modal submissions and events to the bot, as a workspace user would cause Slack to.
@@ -340,7 +341,7 @@ def _decode_cursor(cursor: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Block Kit validation (shared/docs/slack.md §2.6). Messages mimic Slack's json-pointer format.
+# Block Kit validation (the limits of Slack's Block Kit reference). Messages mimic Slack's json-pointer format.
 
 _BLOCK_TYPES = {
     "section", "divider", "header", "context", "actions", "image", "input", "rich_text", "file",

@@ -7,30 +7,44 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config() -> Config:
+def alembic_config(script_location: Path = MIGRATIONS) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(script_location))
     return config
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Upgrade to every head: feature branches each start from the core revision."""
+def script_head(script_location: Path = MIGRATIONS) -> str:
+    """The one head of the revision chain (Alembic raises if the scripts have grown a second one)."""
+    head = ScriptDirectory.from_config(alembic_config(script_location)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration scripts in {script_location}")
+    return head
 
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Upgrade to the one head. A database migrated when the features were three branches (three rows in
+    ``alembic_version``) gets there through the merge revision 0005_one_chain."""
+    await upgrade(engine, MIGRATIONS, "head")
+
+
+async def upgrade(engine: AsyncEngine, script_location: Path, target: str) -> None:
     def _upgrade(sync_connection: Any) -> None:
-        config = alembic_config()
+        config = alembic_config(script_location)
         config.attributes["connection"] = sync_connection
-        command.upgrade(config, "heads")
+        command.upgrade(config, target)
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
 
 
 async def current_heads(engine: AsyncEngine) -> set[str]:
+    """The revisions ``alembic_version`` holds: one after ``migrate``, none on an empty database."""
     from alembic.runtime.migration import MigrationContext
 
     def _heads(sync_connection: Any) -> set[str]:

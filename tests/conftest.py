@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# The shared helpers assert too: have pytest explain their failures as it does in test modules.
+pytest.register_assert_rewrite("tests.helpers")
+
 if TYPE_CHECKING:
     from sandbox.harness import Sandbox
 
@@ -87,17 +90,7 @@ async def postgres_url() -> str:
 async def box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
     """The real bot service on a fresh database, with Slack and Mautic stand-ins on loopback."""
     from sandbox.harness import sandbox
+    from tests.helpers import test_tuning
 
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as running:
         yield running
-
-
-
-def test_tuning():  # type: ignore[no-untyped-def]
-    """Fast polling and backoff so tests wait milliseconds, not seconds, for durable jobs."""
-    from bot.app import Tuning
-
-    return Tuning(job_poll_interval=0.2, job_backoff_base=0.02, start_scheduler=False, migrate_on_start=True)
-
-
-test_tuning.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test, when imported by name

@@ -13,11 +13,12 @@ from pathlib import Path
 import aiohttp
 
 from sandbox.harness import sandbox
-from tests.conftest import test_tuning
+from storage.migrate import script_head
+from tests.helpers import child_env, test_tuning
 
 
 def _env(settings_env: dict[str, str]) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings_env}
+    return child_env(settings_env, path=os.environ.get("PATH", "/usr/bin:/bin"))
 
 
 async def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -54,6 +55,7 @@ async def test_migrate_is_idempotent(db_url: str, tmp_path: Path) -> None:
         assert code == 0, err
         assert "database schema is up to date (" in out
         assert "0001_core" in out or "_" in out
+        assert f"(revision {script_head()})" in out
 
 
 async def test_check_reports_each_peer(sqlite_url: str, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from storage.db import make_engine, make_session_factory, unit_of_work
 from storage.ledger import AuditEntry, record, verify
 from storage.migrate import migrate
+from tests.helpers import child_env
 
 
 async def _ledger_with(db_url: str, n: int):  # type: ignore[no-untyped-def]
@@ -88,7 +89,7 @@ async def test_concurrent_appenders_keep_one_chain(db_url: str) -> None:
 
 async def test_cli_audit_verify_reports_tampering(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     engine, _ = await _ledger_with(sqlite_url, 3)
-    env = {"DATABASE_URL": sqlite_url, "PATH": "/usr/bin:/bin"}
+    env = child_env({"DATABASE_URL": sqlite_url})
     ok = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "bot", "audit", "verify"],
         capture_output=True, text=True, env=env, cwd=tmp_path,

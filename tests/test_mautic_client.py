@@ -17,6 +17,7 @@ from bot.mautic import (
     MauticClient,
     MauticError,
     MauticNotFound,
+    MauticRefused,
     MauticUnavailable,
     Where,
 )
@@ -196,6 +197,7 @@ async def test_4xx_is_not_retried_and_parsed(fake: FakeMautic, client: MauticCli
     with pytest.raises(MauticError) as err:
         await client.patch_contact(cid, {"firstname": "X"}, overwrite_with_blank=False)
     assert not isinstance(err.value, MauticUnavailable)
+    assert isinstance(err.value, MauticRefused)
     assert err.value.retryable is False
     assert (err.value.status, err.value.code) == (422, 422)
     assert waits == []

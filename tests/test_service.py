@@ -12,7 +12,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from sandbox.harness import ALICE, MALLORY, OTHER_CHANNEL, Sandbox, sandbox
 from sandbox.slack import sign_slack_request
-from tests.conftest import test_tuning
+from tests.helpers import test_tuning
 
 
 def _command_form(box: Sandbox, text: str, *, channel: str | None = None) -> str:
@@ -63,7 +63,7 @@ async def test_commands_outside_the_privacy_channel_are_refused(box: Sandbox) ->
 
 async def test_the_word_payload_in_a_command_is_not_lost(box: Sandbox) -> None:
     # bolt-python parses any form body containing "payload" as an interaction and drops it
-    # (shared/docs/slack.md §1.12); without the workaround this is a 404 "unhandled request".
+    # (slack_bolt.request.internals.parse_body); without the workaround this is a 404 "unhandled request".
     result = await box.command(ALICE, "payload check")
     assert result.status == 200
     assert "I don't know `/privacy payload`" in _answer(result)

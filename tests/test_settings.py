@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from bot.settings import ConfigError, load_settings, parse_duration
+from tests.helpers import child_env
 
 
 def test_comma_lists_durations_and_url_mapping() -> None:
@@ -80,7 +81,7 @@ def test_parse_duration() -> None:
 
 
 async def test_start_up_with_a_missing_setting_prints_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = {"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
+    env = child_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"})
     result = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "bot", "serve"], capture_output=True, text=True, env=env,
         cwd=tmp_path, timeout=60,

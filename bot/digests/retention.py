@@ -1,6 +1,6 @@
 """Retention (GDPR Art. 5(1)(e), storage limitation): which Mautic contacts are past the retention period.
 
-The rule is Mautic's own ``mautic:maintenance:cleanup --gdpr`` rule (shared/docs/mautic.md §3.5): a contact
+The rule is Mautic's own ``mautic:maintenance:cleanup --gdpr`` rule (its ``CleanupMaintenanceCommand``): a contact
 is stale when it was last active before the cutoff, or was never active and was added before the cutoff.
 It is expressed twice, as Mautic ``where`` filters (so Mautic counts and pages server-side) and as a plain
 predicate (so the purge can check every contact again before deleting it).

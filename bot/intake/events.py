@@ -3,7 +3,7 @@
 Mautic sends ``{"<type>": [event, ...], ...}`` (queue mode: up to 10 events across types per POST),
 the "Send Test Payload" shape (``{"<type>": {single object}, "timestamp": "<now>"}``) and types we do
 not know. Events carry no id and may arrive twice, so each gets a dedupe key derived from its type,
-timestamp, contact id and a hash of its canonical content (shared/docs/mautic.md §1.2, §1.6, §1.7).
+timestamp, contact id and a hash of its canonical content (Mautic 5.x ``WebhookModel``).
 """
 
 from __future__ import annotations

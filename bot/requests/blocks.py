@@ -235,7 +235,7 @@ def erasure_done_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dic
 
 
 def leftovers_reply(leftovers: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """What Mautic keeps after a contact delete (shared/docs/mautic.md §3.7), and how to purge it."""
+    """What Mautic keeps after a contact delete (Mautic 5.x's foreign keys on the contact), and how to purge it."""
     counted = []
     for cid, counts in leftovers.items():
         parts = [f"{n} {table.replace('_', ' ')} row(s)" for table, n in counts.items() if n]

@@ -11,8 +11,8 @@ from bot.errors import BadCommand
 from bot.privacy import is_valid_email, mask_email, normalise_email, redact_emails
 from bot.requests.model import RequestKind
 
-# The contact fields a stock Mautic 5 ships with that a person may ask to have corrected (§2.3 of
-# shared/docs/mautic.md). System fields (points, last_active, attribution…) are not personal data a
+# The contact fields a stock Mautic 5 ships with that a person may ask to have corrected (as Mautic 5.x's
+# contact API lists them). System fields (points, last_active, attribution…) are not personal data a
 # subject rectifies. Teams add their own custom aliases with RECTIFY_FIELDS.
 CORE_RECTIFIABLE_FIELDS: tuple[str, ...] = (
     "title", "firstname", "lastname", "company", "position", "email", "mobile", "phone", "fax",

@@ -23,7 +23,7 @@ async def slack_events(request: web.Request) -> web.Response:
 def fix_payload_substring_parsing(req: AsyncBoltRequest) -> AsyncBoltRequest:
     """Work around bolt-python parsing any form body that merely contains the word "payload" as an
     interactivity payload, which turns ``/privacy erase payload@example.com`` into an empty body
-    and a 404 (shared/docs/slack.md §1.12)."""
+    and a 404 (``slack_bolt.request.internals.parse_body``)."""
     if req.content_type == "application/x-www-form-urlencoded" and not req.body and req.raw_body:
         form = dict(parse_qsl(req.raw_body, keep_blank_values=True))
         if "payload" not in form:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.app import Tuning
 from sandbox.mautic import FakeMautic
 
 # A Monday, 09:00 UTC plus a little: the default DIGEST_CRON slot has just come due. In the past, so
@@ -25,11 +24,6 @@ class Clock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
-
-
-def tuning(clock: Clock, *, start_scheduler: bool = False) -> Tuning:
-    return Tuning(clock=clock, job_poll_interval=0.2, job_backoff_base=0.02, start_scheduler=start_scheduler,
-                  migrate_on_start=True)
 
 
 @dataclass

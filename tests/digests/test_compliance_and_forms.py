@@ -8,7 +8,8 @@ from typing import Any
 
 from sandbox.harness import ALICE, CAROL, Sandbox, sandbox
 from sandbox.mautic import FakeMautic, form_submission_event, merge_payloads
-from tests.digests.helpers import Clock, tuning
+from tests.digests.helpers import Clock
+from tests.helpers import test_tuning
 
 
 def seed_forms(mautic: FakeMautic) -> None:
@@ -54,7 +55,7 @@ async def _submissions(box: Sandbox, clock: Clock) -> None:
 
 async def test_compliance_digest_figures_trend_ledger_and_form_audit(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_forms(box.mautic)
         await _submissions(box, clock)
         clock.advance(minutes=5)
@@ -79,7 +80,7 @@ async def test_compliance_digest_figures_trend_ledger_and_form_audit(db_url: str
 
 async def test_forms_command_lists_unsafe_forms(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_forms(box.mautic)
         answer = await box.command(ALICE, "forms")  # anyone in the channel may run the audit
         assert "Checking the Mautic forms" in answer.text

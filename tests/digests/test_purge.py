@@ -7,13 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
-
 from sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
 from storage import digests as store
 from storage.db import unit_of_work
-from storage.ledger import AuditEntry, verify
-from tests.digests.helpers import Clock, seed_contacts, tuning
+from storage.ledger import verify
+from tests.digests.helpers import Clock, seed_contacts
+from tests.helpers import ledger_entries, test_tuning
 
 
 async def _digest(box: Sandbox) -> Any:
@@ -41,14 +40,9 @@ def _deleted_batches(box: Sandbox) -> list[list[int]]:
             if c.method == "DELETE" and c.path == "/api/contacts/batch/delete"]
 
 
-async def _ledger(box: Sandbox) -> list[AuditEntry]:
-    async with unit_of_work(box.services.sessions) as session:
-        return list((await session.exec(select(AuditEntry).order_by(AuditEntry.seq))).all())  # type: ignore[arg-type]
-
-
 async def test_purge_needs_four_eyes_and_deletes_exactly_the_stale(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seeded = seed_contacts(box.mautic, clock(), active=5, stale=430, never_old=3, never_new=4)
         digest = await _digest(box)
         assert "Purge 433 stale contacts" in str(digest.blocks)
@@ -98,12 +92,12 @@ async def test_purge_needs_four_eyes_and_deletes_exactly_the_stale(db_url: str, 
         assert (purge.state, purge.deleted, purge.spared, purge.refused) == ("done", 432, 1, 0)
         assert purge.recheck_count == 432 and purge.decided_by == CAROL.id
         assert [c.state for c in chunk_rows] == ["done"] * 3
-        actions = [e.action for e in await _ledger(box)]
+        actions = [e.action for e in await ledger_entries(box)]
         assert actions.count("purge.chunk") == 3
         for expected in ("purge.filed", "purge.approved", "purge.started", "purge.finished"):
             assert expected in actions
         # Nothing personal in the ledger: only opaque references.
-        assert "@" not in str([(e.subject, e.details) for e in await _ledger(box)])
+        assert "@" not in str([(e.subject, e.details) for e in await ledger_entries(box)])
 
         # The request message shows the outcome; a late second approval is refused.
         final = box.slack.message(box.channel, request.ts)
@@ -115,7 +109,7 @@ async def test_purge_needs_four_eyes_and_deletes_exactly_the_stale(db_url: str, 
 
 async def test_rejected_purge_deletes_nothing(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=3)
         digest = await _digest(box)
         await box.user.click(ALICE.id, digest, "digest_purge_file")  # anyone who may file requests
@@ -124,13 +118,13 @@ async def test_rejected_purge_deletes_nothing(sqlite_url: str, tmp_path: Path) -
         await box.slack.wait_until(lambda: "Rejected by" in str(box.slack.message(box.channel, request.ts).blocks),
                                    timeout=10, describe="rejection shown")
         assert not _deleted_batches(box)
-        actions = [e.action for e in await _ledger(box)]
+        actions = [e.action for e in await ledger_entries(box)]
         assert "purge.rejected" in actions and "purge.approved" not in actions
 
 
 async def test_approval_after_the_ttl_lapses(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=3)
         digest = await _digest(box)
         await box.user.click(ALICE.id, digest, "digest_purge_file")
@@ -143,7 +137,7 @@ async def test_approval_after_the_ttl_lapses(sqlite_url: str, tmp_path: Path) ->
 
 async def test_count_grown_past_approval_stops_before_deleting(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=3)
         digest = await _digest(box)
         await box.user.click(ALICE.id, digest, "digest_purge_file")
@@ -159,7 +153,7 @@ async def test_count_grown_past_approval_stops_before_deleting(sqlite_url: str, 
 
 async def test_repeated_mautic_failures_stop_the_purge_and_resume_finishes(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports", job_max_attempts=2) as box:
+    async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports", job_max_attempts=2) as box:
 
         async def no_wait(_seconds: float) -> None:
             return None

@@ -7,7 +7,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from sandbox.harness import ALICE, BOB, MALLORY, sandbox
-from tests.digests.helpers import RETENTION, Clock, seed_contacts, tuning
+from tests.digests.helpers import RETENTION, Clock, seed_contacts
+from tests.helpers import test_tuning
 
 
 def _where_params(query_string: str) -> dict[str, str]:
@@ -16,7 +17,7 @@ def _where_params(query_string: str) -> dict[str, str]:
 
 async def test_retention_digest_counts_and_filters(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seeded = seed_contacts(box.mautic, clock(), active=4, stale=5, never_old=2, never_new=2)
         answer = await box.command(BOB, "digest retention")
         assert answer.status == 200
@@ -61,7 +62,7 @@ async def test_retention_digest_counts_and_filters(db_url: str, tmp_path: Path) 
 
 async def test_digest_command_is_for_approvers_and_checks_its_argument(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         refused = await box.command(MALLORY, "digest retention")
         assert "Only privacy approvers" in refused.text
         refused = await box.command(ALICE, "digest compliance")
@@ -73,7 +74,7 @@ async def test_digest_command_is_for_approvers_and_checks_its_argument(sqlite_ur
 
 async def test_nothing_stale_posts_no_purge_button(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), active=3, stale=0, never_old=0, never_new=1)
         await box.command(BOB, "digest retention")
         [posted] = await box.slack.wait_for("chat.postMessage", timeout=10)

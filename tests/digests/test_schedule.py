@@ -18,7 +18,8 @@ from storage import digests as store
 from storage.db import make_engine, make_session_factory, unit_of_work
 from storage.jobs import Job
 from storage.migrate import migrate
-from tests.digests.helpers import MONDAY, Clock, seed_contacts, tuning
+from tests.digests.helpers import MONDAY, Clock, seed_contacts
+from tests.helpers import test_tuning
 
 
 async def _digest_jobs(box: Sandbox) -> list[Job]:
@@ -37,7 +38,7 @@ async def _all_posted(box: Sandbox, count: int) -> None:
 
 async def test_slot_runners_racing_in_one_process_claim_each_slot_once(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=1)
         slot = datetime(2026, 3, 2, 9, tzinfo=UTC)
         results = await asyncio.gather(*(slots.run_slot(box.services, "retention", slot) for _ in range(6)))
@@ -50,7 +51,7 @@ async def test_slot_runners_racing_in_one_process_claim_each_slot_once(db_url: s
 async def test_two_replicas_post_one_digest_per_slot(postgres_url: str, tmp_path: Path) -> None:
     """Several replicas share one PostgreSQL (SQLite deployments run a single replica)."""
     clock = Clock()
-    async with sandbox(postgres_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(postgres_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=3)
         # A second replica: its own app, engine, job runner and scheduler entry points, on the same database.
         other = web.AppRunner(create_app(box.settings, box.tuning), handle_signals=False)
@@ -79,7 +80,7 @@ async def test_two_replicas_post_one_digest_per_slot(postgres_url: str, tmp_path
 
 async def test_missed_slots_run_once_at_the_next_start(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
-    async with sandbox(db_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         seed_contacts(box.mautic, clock(), stale=2)
         assert await slots.tick(box.services, "retention")
         assert await slots.tick(box.services, "compliance")
@@ -87,7 +88,7 @@ async def test_missed_slots_run_once_at_the_next_start(db_url: str, tmp_path: Pa
 
         await box.stop_bot()  # every replica down for three Mondays
         clock.advance(days=23)
-        box.tuning = tuning(clock, start_scheduler=True)  # the real start-up path: APScheduler's catch-up sweep
+        box.tuning = test_tuning(clock, start_scheduler=True)  # the real start-up path: APScheduler's catch-up sweep
         await box.start_bot()
         await _all_posted(box, 4)
         assert [t for t, _ in await _slot_times(box, "retention")] == [
@@ -107,7 +108,7 @@ async def test_missed_slots_run_once_at_the_next_start(db_url: str, tmp_path: Pa
 
 async def test_fresh_install_starts_its_schedule_without_posting(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock(MONDAY + timedelta(days=2))
-    async with sandbox(sqlite_url, tuning=tuning(clock), export_dir=tmp_path / "exports") as box:
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
         assert not await slots.catch_up(box.services, "retention")
         assert await _slot_times(box, "retention") == [(datetime(2026, 3, 2, 9, tzinfo=UTC), "baseline")]
         assert await _digest_jobs(box) == []

@@ -1,8 +1,6 @@
-"""Shared helpers for the intake service tests."""
+"""Readers of the intake tables and the intake job waiter (shared helpers live in tests/helpers/)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from sqlmodel import select
 
@@ -12,11 +10,7 @@ from sandbox.slack import Message
 from storage.db import unit_of_work
 from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal
 from storage.jobs import Job, JobState
-
-
-async def rows(box: Sandbox, model: Any) -> list[Any]:
-    async with unit_of_work(box.services.sessions) as session:
-        return list((await session.exec(select(model).order_by(model.id))).all())
+from tests.helpers import rows
 
 
 async def inbox(box: Sandbox) -> list[InboxEvent]:
@@ -52,30 +46,7 @@ async def withdrawals(box: Sandbox) -> list[Withdrawal]:
     return await rows(box, Withdrawal)
 
 
-async def jobs_idle(box: Sandbox, timeout: float = 10.0) -> None:
-    """Wait until no job is queued or running (the runner notifies the fake only through its calls)."""
-    import asyncio
-
-    async def idle() -> bool:
-        async with unit_of_work(box.services.sessions) as session:
-            busy = (await session.exec(
-                select(Job).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))  # type: ignore[attr-defined]
-            )).all()
-            return not busy
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await idle():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"jobs still busy after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 def alert_messages(box: Sandbox) -> list[Message]:
     return [m for m in box.slack.messages(box.channel) if any(
         b.get("type") == "actions" for b in m.blocks) or "Alert #" in str(m.blocks)]
 
-
-def text_of(message: Message) -> str:
-    import json
-
-    return message.text + json.dumps(message.blocks)

@@ -8,8 +8,6 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from sqlmodel import select
-
 from bot.privacy import subject_hash
 from sandbox.harness import ALICE, BOB, CAROL, MALLORY, Sandbox, sandbox
 from sandbox.mautic import (
@@ -24,9 +22,8 @@ from storage import intake as store
 from storage.db import unit_of_work
 from storage.erasures import record_erasure
 from storage.intake import AlertKind, AlertState
-from storage.ledger import AuditEntry, verify
-from tests.conftest import test_tuning
-from tests.intake.helpers import alerts, inbox, jobs_idle, records, withdrawals
+from tests.helpers import jobs_idle, ledger, test_tuning
+from tests.intake.helpers import alerts, inbox, records, withdrawals
 
 TS = "2024-10-24T15:54:35+00:00"
 
@@ -38,13 +35,6 @@ def gap(contact_id: int, email: str, *, sub: int = 13, consent: str | None = Non
         results["consent"] = consent
     return form_submission_event(contact_id=contact_id, email=email, results=results, submission_id=sub,
                                  timestamp=timestamp)
-
-
-async def ledger(box: Sandbox, action: str) -> list[AuditEntry]:
-    async with unit_of_work(box.services.sessions) as session:
-        entries = (await session.exec(select(AuditEntry).where(AuditEntry.action == action))).all()
-        assert (await verify(session)).ok
-    return list(entries)
 
 
 async def posted_alert(box: Sandbox, contact_id: int, email: str) -> tuple[int, object]:

@@ -19,20 +19,12 @@ from bot.intake.events import (
 from bot.intake.rules import evaluate, is_truthy
 from bot.policy import PolicyError, default_policy, load_policy
 from sandbox.mautic import encode_like_php, form_submission_event, sign_webhook
-
-FIXTURES = Path("/work/shared/mautic-fixtures")
-
-
-def _fixture(name: str) -> bytes:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.fail(f"fixture {path} is missing")
-    return path.read_bytes()
+from tests.helpers import mautic_fixture
 
 
 def test_signature_vector_from_the_docs_is_reproduced() -> None:
-    vector = json.loads(_fixture("reconstructed_signature_vector.json"))
-    body = _fixture(vector["body_file"])
+    vector = json.loads(mautic_fixture("reconstructed_signature_vector.json"))
+    body = mautic_fixture(vector["body_file"])
     assert len(body) == vector["body_length_bytes"]
     assert signature_ok(body, vector["expected_Webhook-Signature"], vector["secret"])
     # Re-serialising the parsed body changes the bytes: the signature must be checked on the raw body.
@@ -45,7 +37,7 @@ def test_signature_vector_from_the_docs_is_reproduced() -> None:
 
 
 def test_reconstructed_form_submission_parses_with_its_unicode_email() -> None:
-    envelope = parse_envelope(_fixture("reconstructed_form_on_submit.body"))
+    envelope = parse_envelope(mautic_fixture("reconstructed_form_on_submit.body"))
     assert envelope.shape == "delivery" and envelope.dead_letter is None
     (event,) = envelope.events
     assert event.type == FORM_SUBMIT and event.disposition is Disposition.ACT
@@ -58,9 +50,9 @@ def test_reconstructed_form_submission_parses_with_its_unicode_email() -> None:
 
 def test_send_test_payload_shape_single_objects_and_top_level_timestamp() -> None:
     body = {
-        "mautic.form_on_submit": json.loads(_fixture("form_on_submit.json")),
-        "mautic.lead_post_delete": json.loads(_fixture("lead_post_delete.json")),
-        "mautic.page_on_hit": json.loads(_fixture("page_on_hit.json")),
+        "mautic.form_on_submit": json.loads(mautic_fixture("form_on_submit.json")),
+        "mautic.lead_post_delete": json.loads(mautic_fixture("lead_post_delete.json")),
+        "mautic.page_on_hit": json.loads(mautic_fixture("page_on_hit.json")),
         "timestamp": "2024-10-24T17:54:35+02:00",
     }
     envelope = parse_envelope(encode_like_php(body))

@@ -22,12 +22,10 @@ from storage import intake as store
 from storage.db import unit_of_work
 from storage.intake import InboxState
 from storage.jobs import Job, JobState
-from storage.ledger import AuditEntry
 from storage.types import utcnow
-from tests.conftest import test_tuning
-from tests.intake.helpers import alerts, deliveries, inbox, jobs_idle, processed, records
+from tests.helpers import jobs_idle, ledger_entries, mautic_fixture, test_tuning
+from tests.intake.helpers import alerts, deliveries, inbox, processed, records
 
-FIXTURES = Path("/work/shared/mautic-fixtures")
 TS = "2024-10-24T15:54:35+00:00"
 
 
@@ -39,11 +37,6 @@ def gap(contact_id: int, email: str, *, form_id: int = 4, form_name: str = "News
 
 def consented(contact_id: int, email: str, **kw: object) -> dict[str, list[dict[str, object]]]:
     return gap(contact_id, email, results={"email": email, "consent": "1"}, **kw)  # type: ignore[arg-type]
-
-
-async def ledger_actions(box: Sandbox) -> list[AuditEntry]:
-    async with unit_of_work(box.services.sessions) as session:
-        return list((await session.exec(select(AuditEntry).order_by(AuditEntry.seq))).all())  # type: ignore[arg-type]
 
 
 async def test_bad_signatures_get_401_and_nothing_is_stored(box: Sandbox) -> None:
@@ -104,12 +97,12 @@ async def test_one_alert_per_gap_none_for_consent_none_twice_for_redelivery(box:
     assert [e.state for e in await inbox(box)] == [InboxState.DONE] * 10
     # Processed rows keep no personal data.
     assert all("@" not in json.dumps(e.payload) for e in await inbox(box))
-    gaps = [e for e in await ledger_actions(box) if e.action == "consent.gap_detected"]
+    gaps = [e for e in await ledger_entries(box) if e.action == "consent.gap_detected"]
     assert len(gaps) == 2 and all("@" not in json.dumps(e.details) + str(e.subject) for e in gaps)
 
 
 async def test_reconstructed_body_with_its_signature_records_consent(box: Sandbox) -> None:
-    body = (FIXTURES / "reconstructed_form_on_submit.body").read_bytes()
+    body = mautic_fixture("reconstructed_form_on_submit.body")
     status, _ = await box.webhook(body)
     assert status == 200
     await jobs_idle(box)
@@ -122,9 +115,9 @@ async def test_reconstructed_body_with_its_signature_records_consent(box: Sandbo
 
 async def test_send_test_payload_shape_and_unknown_types(box: Sandbox) -> None:
     body = {
-        "mautic.form_on_submit": json.loads((FIXTURES / "form_on_submit.json").read_text()),
-        "mautic.lead_post_delete": json.loads((FIXTURES / "lead_post_delete.json").read_text()),
-        "mautic.page_on_hit": json.loads((FIXTURES / "page_on_hit.json").read_text()),
+        "mautic.form_on_submit": json.loads(mautic_fixture("form_on_submit.json")),
+        "mautic.lead_post_delete": json.loads(mautic_fixture("lead_post_delete.json")),
+        "mautic.page_on_hit": json.loads(mautic_fixture("page_on_hit.json")),
         "plugin.something_new": [{"foo": "bar"}],
         "timestamp": "2024-10-24T17:54:35+02:00",
     }
@@ -138,7 +131,7 @@ async def test_send_test_payload_shape_and_unknown_types(box: Sandbox) -> None:
                                               "mautic.page_on_hit", "plugin.something_new"}
     unknown = next(e for e in events if e.event_type == "plugin.something_new")
     assert unknown.state == InboxState.DONE and unknown.payload == {"foo": "bar"}  # stored, ignored
-    deletes = [e for e in await ledger_actions(box) if e.action == "mautic.contact_deleted"]
+    deletes = [e for e in await ledger_entries(box) if e.action == "mautic.contact_deleted"]
     assert deletes and all(str(e.subject).startswith("contact:") for e in deletes)
     assert "not an erasure" in deletes[0].details["note"]
 

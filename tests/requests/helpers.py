@@ -4,7 +4,6 @@ click its buttons, submit its modals — all as signed Slack requests against th
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from typing import Any
 
@@ -14,12 +13,9 @@ from sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
 from sandbox.slack import Message
 from storage import requests as store
 from storage.db import unit_of_work
+from tests.helpers import text_of
 
 TIMEOUT = 15.0
-
-
-def text_of(message: Message) -> str:
-    return message.text + "\n" + json.dumps(message.blocks, ensure_ascii=False)
 
 
 async def file_request(box: Sandbox, person: Person, text: str, *, expect_contacts: bool = True) -> Message:

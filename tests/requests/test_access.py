@@ -14,15 +14,8 @@ from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
 from storage import requests as store
 from storage.db import unit_of_work
-from storage.ledger import AuditEntry, verify
-from tests.requests.helpers import click, file_request, load_row, request_id_of, text_of, unzip, wait_state, wait_thread
-
-
-async def ledger(box: Sandbox, action: str) -> list[AuditEntry]:
-    async with unit_of_work(box.services.sessions) as session:
-        entries = list((await session.exec(select(AuditEntry).where(AuditEntry.action == action))).all())
-        assert (await verify(session)).ok
-    return entries
+from tests.helpers import ledger, text_of
+from tests.requests.helpers import click, file_request, load_row, request_id_of, unzip, wait_state, wait_thread
 
 
 async def refusal(box: Sandbox, needle: str) -> str:
@@ -178,7 +171,7 @@ async def test_bad_input_answers_with_the_right_form_and_files_nothing(box: Sand
 
 async def test_requesters_list_limits_who_may_file(tmp_path: Path, sqlite_url: str) -> None:
     from sandbox.harness import sandbox
-    from tests.conftest import test_tuning
+    from tests.helpers import test_tuning
 
     async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "x",
                        privacy_requesters=[ALICE.id]) as box:

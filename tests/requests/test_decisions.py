@@ -22,7 +22,7 @@ from sandbox.slack import SlackUserAgent
 from storage import requests as store
 from storage.db import unit_of_work
 from storage.jobs import Job
-from tests.conftest import test_tuning
+from tests.helpers import job_finished, ledger, test_tuning, text_of
 from tests.requests.helpers import (
     click,
     file_request,
@@ -30,11 +30,10 @@ from tests.requests.helpers import (
     open_modal,
     request_id_of,
     submit_reason,
-    text_of,
     wait_state,
     wait_thread,
 )
-from tests.requests.test_access import ledger, refusal
+from tests.requests.test_access import refusal
 from tests.requests.test_erasure import approve
 
 
@@ -196,17 +195,6 @@ async def test_restart_mid_job_resumes_where_it_stopped(box: Sandbox) -> None:
     assert job.attempts == 2  # the interrupted attempt, then the resumed one
     summaries = [m for m in box.slack.thread(PRIVACY_CHANNEL, message.ts) if "confirmed gone" in m.text]
     assert len(summaries) == 1
-
-
-async def job_finished(box: Sandbox, kind: str) -> Job:
-    """The runner marks a job done right after its handler returns; wait (bounded) for that write."""
-    for _ in range(100):
-        async with unit_of_work(box.services.sessions) as session:
-            (job,) = (await session.exec(select(Job).where(Job.kind == kind))).all()
-        if job.state == "done":
-            return job
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"job {kind} is still {job.state}")
 
 
 async def test_overview_reminders_and_lapse(box: Sandbox) -> None:

@@ -15,8 +15,9 @@ from sandbox.mautic import form_submission_event
 from storage import requests as store
 from storage.db import unit_of_work
 from storage.erasures import ErasedSubject, is_erased
-from tests.requests.helpers import click, file_request, load_row, request_id_of, text_of, wait_state, wait_thread
-from tests.requests.test_access import channel_dump, download, ledger
+from tests.helpers import ledger, text_of
+from tests.requests.helpers import click, file_request, load_row, request_id_of, wait_state, wait_thread
+from tests.requests.test_access import channel_dump, download
 
 
 async def approve(box: Sandbox, message, approver=BOB, verifier=ALICE):  # type: ignore[no-untyped-def]
@@ -125,7 +126,7 @@ async def test_rectifying_email_refuses_the_merge_trap(box: Sandbox) -> None:
 
 async def test_slack_delivery_uploads_the_package_into_the_thread(tmp_path: Path, sqlite_url: str) -> None:
     from sandbox.harness import sandbox
-    from tests.conftest import test_tuning
+    from tests.helpers import test_tuning
 
     async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "exports",
                        export_delivery="slack") as box:

@@ -1,4 +1,4 @@
-"""The FakeMautic must behave like Mautic 5 where the bot depends on it (docs/mautic.md §1-2)."""
+"""The FakeMautic must behave like Mautic 5 where the bot depends on it (webhooks, REST API; read in its 5.x source)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,8 +27,8 @@ from sandbox.mautic import (
     unsubscribe_event,
     webhook_contact_payload,
 )
+from tests.helpers import mautic_fixture
 
-FIXTURES = Path("/work/shared/mautic-fixtures")
 NOW = datetime.now(UTC).replace(microsecond=0)
 AUTH = {"Authorization": aiohttp.encode_basic_auth("api", "secret")}
 
@@ -374,8 +373,8 @@ async def test_million_contacts_answer_fast(fake: FakeMautic, http: aiohttp.Clie
 
 
 def test_signature_vector_and_php_encoding() -> None:
-    vector = json.loads((FIXTURES / "reconstructed_signature_vector.json").read_text())
-    body = (FIXTURES / vector["body_file"]).read_bytes()
+    vector = json.loads(mautic_fixture("reconstructed_signature_vector.json"))
+    body = mautic_fixture(vector["body_file"])
     assert sign_webhook(body, vector["secret"]) == vector["expected_Webhook-Signature"]
     assert encode_like_php(json.loads(body)) == body  # `\/` and `\u00f6` reproduced byte for byte
     assert encode_like_php({"u": "a/b", "n": "ö😀"}) == b'{"u":"a\\/b","n":"\\u00f6\\ud83d\\ude00"}'
