@@ -7,14 +7,16 @@ signed exactly as Slack and Mautic sign them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from sqlmodel import col, select
 
 from bot.app import Tuning, create_app
 from bot.services import Services
@@ -23,6 +25,8 @@ from handlers.appkeys import SERVICES
 from sandbox.jobs import JobWatcher
 from sandbox.mautic import FakeMautic, send_webhook
 from sandbox.slack import FakeSlack, SlackUserAgent
+from storage.db import unit_of_work
+from storage.jobs import Job, JobState
 
 PRIVACY_CHANNEL = "C0PRIVACY"
 OTHER_CHANNEL = "C0RANDOM"
@@ -92,6 +96,26 @@ class Sandbox:
         """Stop the service (as a deploy or crash would) and start it again on the same database."""
         await self.stop_bot()
         await self.start_bot()
+
+    async def jobs_idle(self, timeout: float = 10.0, *, kinds: Iterable[str] | None = None) -> None:
+        """Wait until no job (of ``kinds``, if given) is queued or running: each busy job is waited for
+        through the runner's own notice that it settled, never by sleeping."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            # Counted before the query: a job that settles in between is then either gone from the
+            # query or already past its count, so no wait can miss its notice.
+            before = {job_id: self.jobs.seen(job_id) for job_id in self.jobs.outcomes}
+            query = select(Job.id).where(col(Job.state).in_([JobState.QUEUED, JobState.RUNNING]))
+            if kinds is not None:
+                query = query.where(col(Job.kind).in_(list(kinds)))
+            async with unit_of_work(self.services.sessions) as session:
+                busy = (await session.exec(query)).all()
+            if not busy:
+                return
+            job_id = busy[0]
+            assert job_id is not None
+            await self.jobs.wait_past(job_id, before.get(job_id, 0), timeout=max(deadline - loop.time(), 0.001))
 
     async def command(self, user: Person, text: str, *, channel: str = PRIVACY_CHANNEL) -> Any:
         return await self.user.command(user.id, channel, text)

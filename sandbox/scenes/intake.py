@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from typing import TYPE_CHECKING
 
+from bot.intake.ids import IntakeJob
 from bot.privacy import subject_hash
 from sandbox.harness import BOB, CAROL
 from sandbox.mautic import form_submission_event, merge_payloads, unsubscribe_event
@@ -63,17 +63,12 @@ async def gap_and_resolution(box: Sandbox, say: Narrator) -> None:
 
 
 async def _withdrawal_recorded(box: Sandbox, email: str, timeout: float = 10.0) -> None:
-    """The withdrawal is processed after the 2xx and posts nothing; wait for it in the bot's store."""
-    subject = subject_hash(box.services.hash_key, email)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        async with unit_of_work(box.services.sessions) as session:
-            if (await consent_history(session, subject))["withdrawals"]:
-                return
-        if loop.time() > deadline:
-            raise AssertionError("the withdrawal was not processed in time")
-        await asyncio.sleep(0.05)
+    """The withdrawal is processed after the 2xx and posts nothing; wait for the processing, then look."""
+    await box.jobs_idle(timeout, kinds=[IntakeJob.PROCESS])
+    async with unit_of_work(box.services.sessions) as session:
+        withdrawals = (await consent_history(session, subject_hash(box.services.hash_key, email)))["withdrawals"]
+    if not withdrawals:
+        raise AssertionError("the withdrawal was not processed")
 
 
 async def burst_folded(box: Sandbox, say: Narrator) -> None:

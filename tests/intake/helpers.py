@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
-
 from bot.intake.ids import IntakeJob
 from sandbox.harness import Sandbox
 from sandbox.slack import Message
-from storage.db import unit_of_work
 from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal
-from storage.jobs import Job, JobState
 from tests.helpers import rows
 
 
@@ -25,13 +21,7 @@ async def deliveries(box: Sandbox) -> list[InboxDelivery]:
 async def processed(box: Sandbox, timeout: float = 10.0) -> None:
     """Wait for the process jobs queued or running now: every delivery committed before this call is
     then split into inbox rows and every pending row processed (effects on Slack may still follow)."""
-    async with unit_of_work(box.services.sessions) as session:
-        ids = (await session.exec(select(Job.id).where(
-            Job.kind == IntakeJob.PROCESS, Job.state.in_([JobState.QUEUED, JobState.RUNNING])  # type: ignore[attr-defined]
-        ))).all()
-    for job_id in ids:
-        assert job_id is not None
-        await box.jobs.wait_for(job_id, timeout=timeout)
+    await box.jobs_idle(timeout, kinds=[IntakeJob.PROCESS])
 
 
 async def alerts(box: Sandbox) -> list[ConsentAlert]:
