@@ -24,6 +24,8 @@ from bot.slack.blocks import (
     context,
     fields,
     header,
+    modal,
+    reason_input,
     section,
     truncate,
 )
@@ -311,53 +313,29 @@ def redacted_notice(request_id: int | None = None) -> dict[str, Any]:
 
 
 def _reason_input(label: str, placeholder: str) -> Block:
-    return {
-        "type": "input",
-        "block_id": ReasonInput.BLOCK,
-        "label": {"type": "plain_text", "text": label},
-        "element": {
-            "type": "plain_text_input",
-            "action_id": ReasonInput.ACTION,
-            "multiline": True,
-            "min_length": 3,
-            "max_length": REASON_MAX,
-            "placeholder": {"type": "plain_text", "text": placeholder},
-        },
-    }
+    return reason_input(ReasonInput.BLOCK, ReasonInput.ACTION, label=label, placeholder=placeholder, min_length=3,
+                        max_length=REASON_MAX)
 
 
 def reject_modal(info: RequestInfo) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": RequestModal.REJECT,
-        "private_metadata": ref_value(info.id),
-        "title": {"type": "plain_text", "text": f"Reject request #{info.id}"[:24]},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            section(f"{info.kind.heading} for {info.subject_masked}. GDPR Art. 12(4) requires telling the "
-                    "requester why, so a reason is required. It is recorded in the audit ledger."),
-            _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
-        ],
-    }
+    return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
+                 blocks=[
+                     section(f"{info.kind.heading} for {info.subject_masked}. GDPR Art. 12(4) requires telling "
+                             "the requester why, so a reason is required. It is recorded in the audit ledger."),
+                     _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
+                 ])
 
 
 def extend_modal(info: RequestInfo) -> dict[str, Any]:
     new_due = extended_due_date(info.original_due_date, info.regime)  # type: ignore[arg-type]
-    return {
-        "type": "modal",
-        "callback_id": RequestModal.EXTEND,
-        "private_metadata": ref_value(info.id),
-        "title": {"type": "plain_text", "text": f"Extend request #{info.id}"[:24]},
-        "submit": {"type": "plain_text", "text": "Extend"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            section(f"The due date moves from *{info.original_due_date.isoformat()}* to *{new_due.isoformat()}* "
-                    f"({extension_label(info.regime)}). This is possible once, and the requester must be told "  # type: ignore[arg-type]
-                    "the reasons before the original due date."),
-            _reason_input("Reason (complexity or number of requests)", "e.g. 14 linked contacts across two brands"),
-        ],
-    }
+    return modal(RequestModal.EXTEND, ref=ref_value(info.id), title=f"Extend request #{info.id}", submit="Extend",
+                 blocks=[
+                     section(f"The due date moves from *{info.original_due_date.isoformat()}* to "
+                             f"*{new_due.isoformat()}* ({extension_label(info.regime)}). This is possible once, "  # type: ignore[arg-type]
+                             "and the requester must be told the reasons before the original due date."),
+                     _reason_input("Reason (complexity or number of requests)",
+                                   "e.g. 14 linked contacts across two brands"),
+                 ])
 
 
 # ---- answers to /privacy requests and /privacy status ---------------------------------------------

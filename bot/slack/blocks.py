@@ -61,6 +61,37 @@ def confirm_dialog(title: str, text: str, confirm: str, *, danger: bool = False)
     return dialog
 
 
+def modal(callback_id: str, *, ref: str, title: str, submit: str, blocks: list[Block]) -> dict[str, Any]:
+    """A modal whose ``private_metadata`` carries the opaque id ``ref`` of what it decides on."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": ref,
+        "title": {"type": "plain_text", "text": truncate(title, 24)},
+        "submit": {"type": "plain_text", "text": truncate(submit, 24)},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def reason_input(block_id: str, action_id: str, *, label: str, placeholder: str, min_length: int,
+                 max_length: int) -> Block:
+    """A required multi-line text input for the reason behind a decision."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {
+            "type": "plain_text_input",
+            "action_id": action_id,
+            "multiline": True,
+            "min_length": min_length,
+            "max_length": max_length,
+            "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150)},
+        },
+    }
+
+
 def actions(block_id: str, *elements: Block) -> Block:
     return {"type": "actions", "block_id": block_id, "elements": list(elements)[:25]}
 

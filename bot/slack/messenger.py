@@ -37,8 +37,7 @@ class SlackError(Exception):
 
     def __init__(self, method: str, error: str) -> None:
         super().__init__(f"Slack {method}: {error}")
-        self.method = method
-        self.error = error
+        self.method, self.error = method, error
 
 
 class SlackUnavailable(SlackError):

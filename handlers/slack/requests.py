@@ -70,35 +70,28 @@ SUBCOMMANDS: list[Subcommand] = [
 
 
 def register(bolt: AsyncApp, services: Services) -> None:
-    def direct(action: Action) -> Callable[..., Awaitable[None]]:
+    def click(action: Action, modal: Callable[[RequestInfo], dict[str, Any]] | None = None,
+              ) -> Callable[..., Awaitable[None]]:
+        """A button: decided at once, or (with ``modal``) checked and then asked for a reason in a modal."""
+
         async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
                            client: AsyncWebClient) -> None:
-            click = Click.from_body(body)
-            if click.ref is None:
+            clicked = Click.from_body(body)
+            if clicked.ref is None:
                 await ack()
                 return
-            outcome = await service.decide(services, click.ref, click.user_id, action)  # committed before the ack
-            await ack()
-            if outcome.accepted and outcome.info is not None:
-                await notify.show_decision(services, outcome.info, action, click.user_id)
+            # Committed before the ack: the decision, or the refusal it records.
+            if modal is None:
+                outcome = await service.decide(services, clicked.ref, clicked.user_id, action)
             else:
-                await tell_user(body, respond, client, outcome.message)
-
-        return on_click
-
-    def with_modal(action: Action, build: Callable[[RequestInfo], dict[str, Any]]) -> Callable[..., Awaitable[None]]:
-        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
-                           client: AsyncWebClient) -> None:
-            click = Click.from_body(body)
-            if click.ref is None:
-                await ack()
-                return
-            checked = await service.check_or_refuse(services, click.ref, click.user_id, action)  # refusal recorded
+                outcome = await service.check_or_refuse(services, clicked.ref, clicked.user_id, action)
             await ack()
-            if not checked.accepted or checked.info is None:
-                await tell_user(body, respond, client, checked.message)
-            elif click.trigger_id:  # Slack sends one with every click; a modal cannot open without it
-                await client.views_open(trigger_id=click.trigger_id, view=build(checked.info))
+            if not outcome.accepted or outcome.info is None:
+                await tell_user(body, respond, client, outcome.message)
+            elif modal is None:
+                await notify.show_decision(services, outcome.info, action, clicked.user_id)
+            elif clicked.trigger_id:  # Slack sends one with every click; a modal cannot open without it
+                await client.views_open(trigger_id=clicked.trigger_id, view=modal(outcome.info))
 
         return on_click
 
@@ -123,10 +116,10 @@ def register(bolt: AsyncApp, services: Services) -> None:
 
         return on_submit
 
-    bolt.action(RequestButton.VERIFY)(direct(Action.VERIFY))
-    bolt.action(RequestButton.APPROVE)(direct(Action.APPROVE))
-    bolt.action(RequestButton.RETRY)(direct(Action.RETRY))
-    bolt.action(RequestButton.REJECT)(with_modal(Action.REJECT, blocks.reject_modal))
-    bolt.action(RequestButton.EXTEND)(with_modal(Action.EXTEND, blocks.extend_modal))
+    bolt.action(RequestButton.VERIFY)(click(Action.VERIFY))
+    bolt.action(RequestButton.APPROVE)(click(Action.APPROVE))
+    bolt.action(RequestButton.RETRY)(click(Action.RETRY))
+    bolt.action(RequestButton.REJECT)(click(Action.REJECT, blocks.reject_modal))
+    bolt.action(RequestButton.EXTEND)(click(Action.EXTEND, blocks.extend_modal))
     bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
     bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))

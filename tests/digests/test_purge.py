@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,15 @@ async def _request_message(box: Sandbox, digest: Any) -> Any:
 
     await box.slack.wait_until(filed, timeout=10, describe="purge request message")
     return next(m for m in box.slack.thread(box.channel, digest.ts) if "Purge request #" in m.text)
+
+
+async def _purge_filed_by_alice(box: Sandbox, now: datetime) -> tuple[Any, Any]:
+    """Three stale contacts, a retention digest, and a purge filed from it by Alice (who may file requests):
+    the digest message and the purge request message."""
+    seed_contacts(box.mautic, now, stale=3)
+    digest = await _digest(box)
+    await box.user.click(ALICE.id, digest, "digest_purge_file")
+    return digest, await _request_message(box, digest)
 
 
 async def _refusal(box: Sandbox, fragment: str) -> str:
@@ -110,10 +119,7 @@ async def test_purge_needs_four_eyes_and_deletes_exactly_the_stale(db_url: str, 
 async def test_rejected_purge_deletes_nothing(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
     async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
-        seed_contacts(box.mautic, clock(), stale=3)
-        digest = await _digest(box)
-        await box.user.click(ALICE.id, digest, "digest_purge_file")  # anyone who may file requests
-        request = await _request_message(box, digest)
+        _digest_message, request = await _purge_filed_by_alice(box, clock())
         await box.user.click(BOB.id, request, "digest_purge_reject")
         await box.slack.wait_until(lambda: "Rejected by" in str(box.slack.message(box.channel, request.ts).blocks),
                                    timeout=10, describe="rejection shown")
@@ -125,10 +131,7 @@ async def test_rejected_purge_deletes_nothing(sqlite_url: str, tmp_path: Path) -
 async def test_approval_after_the_ttl_lapses(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
     async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
-        seed_contacts(box.mautic, clock(), stale=3)
-        digest = await _digest(box)
-        await box.user.click(ALICE.id, digest, "digest_purge_file")
-        request = await _request_message(box, digest)
+        _digest_message, request = await _purge_filed_by_alice(box, clock())
         clock.advance(days=8)  # APPROVAL_TTL is 7 days
         await box.user.click(BOB.id, request, "digest_purge_approve")
         assert "lapsed" in await _refusal(box, "lapsed")
@@ -138,10 +141,7 @@ async def test_approval_after_the_ttl_lapses(sqlite_url: str, tmp_path: Path) ->
 async def test_count_grown_past_approval_stops_before_deleting(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
     async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
-        seed_contacts(box.mautic, clock(), stale=3)
-        digest = await _digest(box)
-        await box.user.click(ALICE.id, digest, "digest_purge_file")
-        request = await _request_message(box, digest)
+        digest, request = await _purge_filed_by_alice(box, clock())
         # An import of old contacts after the digest: more match now than were approved.
         box.mautic.add_contact(email="imported@example.com", last_active=clock() - timedelta(days=2000))
         await box.user.click(BOB.id, request, "digest_purge_approve")
