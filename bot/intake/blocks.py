@@ -8,19 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.intake.ids import AlertAction, Decision, DismissModal, alert_actions_block
-from bot.slack.blocks import (
-    Block,
-    actions,
-    button,
-    cap_blocks,
-    confirm_dialog,
-    context,
-    fields,
-    modal,
-    reason_input,
-    section,
-    truncate,
-)
+from bot.slack import blocks as kit
+from bot.slack.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, section, truncate
 from bot.slack.buttons import ref_value
 
 # What the dismiss modal accepts as a reason (the listener checks the same bounds on submit).
@@ -212,9 +201,9 @@ def already_decided_text(view: AlertView) -> str:
 
 
 def dismiss_modal(alert_id: int, summary: str) -> dict[str, Any]:
-    return modal(DismissModal.CALLBACK, ref=ref_value(alert_id), title="Dismiss alert", submit="Dismiss", blocks=[
+    return kit.modal(DismissModal.CALLBACK, ref=ref_value(alert_id), title="Dismiss alert", submit="Dismiss", blocks=[
         section(truncate(summary, 2900)),
-        reason_input(DismissModal.REASON_BLOCK, DismissModal.REASON_INPUT, label="Why is no action needed?",
+        kit.reason_input(DismissModal.REASON_BLOCK, DismissModal.REASON_INPUT, label="Why is no action needed?",
                      placeholder="e.g. consent given by phone, ticket 4411", min_length=REASON_MIN,
                      max_length=REASON_MAX),
     ])
