@@ -20,6 +20,7 @@ from bot.clock import Clock, system_clock
 from bot.intake.writer import DeliveryWriter
 from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
+from bot.metrics import Metrics
 from bot.permissions import Permissions, SlackAudience
 from bot.policy import load_policy
 from bot.services import Services
@@ -96,7 +97,8 @@ def build_slack_client(settings: Settings, http: aiohttp.ClientSession) -> Async
     )
 
 
-def build_mautic_client(settings: Settings, http: aiohttp.ClientSession) -> MauticClient:
+def build_mautic_client(settings: Settings, http: aiohttp.ClientSession,
+                        metrics: Metrics | None = None) -> MauticClient:
     assert settings.mautic_base_url is not None
     return MauticClient(
         http,
@@ -108,6 +110,7 @@ def build_mautic_client(settings: Settings, http: aiohttp.ClientSession) -> Maut
             settings.mautic_client_secret.get_secret_value() if settings.mautic_client_secret else None
         ),
         timeout=settings.mautic_timeout_seconds,
+        on_call=metrics.mautic_call if metrics is not None else None,
     )
 
 
@@ -116,6 +119,9 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
                    job_backoff_base: float = 2.0) -> Services:
     """Everything the core needs, built once; a bad policy file stops start-up with a one-line reason."""
     slack = build_slack_client(settings, http)
+    metrics = Metrics()
+    jobs = JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base)
+    jobs.observe(metrics.job_settled)
     permissions = Permissions(
         approvers=SlackAudience(settings.privacy_approvers, slack),
         requesters=SlackAudience(settings.privacy_requesters, slack),
@@ -126,14 +132,15 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
         sessions=sessions,
         http=http,
         slack=slack,
-        messenger=SlackMessenger(slack),
-        mautic=build_mautic_client(settings, http),
-        jobs=JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base),
+        messenger=SlackMessenger(slack, on_call=metrics.slack_call),
+        mautic=build_mautic_client(settings, http, metrics),
+        jobs=jobs,
         permissions=permissions,
         approvals=Approvals(permissions, settings.approval_ttl),
         policy=load_policy(settings.privacy_policy_file, settings.consent_fields,
                            controller=settings.privacy_controller, contact=settings.privacy_contact),
         clock=clock,
+        metrics=metrics,
         instance_id=f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
 

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # When set, GET /metrics answers only requests carrying `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
     # Keys the keyed subject hash and the export encryption; never logged, never stored.
     bot_secret_key: SecretStr | None = None
 

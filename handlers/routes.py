@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers.exports import add_export_routes
 from handlers.health import healthz
+from handlers.metrics import metrics
 from handlers.slack.http import slack_events
 from handlers.webhook import mautic_webhook
 
@@ -14,4 +15,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/mautic/webhook", mautic_webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     add_export_routes(app)

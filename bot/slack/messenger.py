@@ -30,6 +30,8 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 log = logging.getLogger(__name__)
 
 GiveUpHook = Callable[[str, BaseException], None]
+# Told after every call the messenger makes: (method, outcome), outcome one of "ok", "refused", "unavailable".
+CallObserver = Callable[[str, str], None]
 
 
 class SlackError(Exception):
@@ -62,6 +64,7 @@ class SlackMessenger:
     retry_after_cap: float = 30.0
     backoff_base: float = 1.0
     on_give_up: GiveUpHook | None = None
+    on_call: CallObserver | None = None  # metrics hook: the core never imports the metrics
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
 
@@ -132,12 +135,19 @@ class SlackMessenger:
     async def _with_policy(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any],
                            best_effort: bool) -> Any:
         try:
-            return await self._attempt(method, send, kwargs)
+            response = await self._attempt(method, send, kwargs)
         except SlackError as exc:
+            self._observe(method, "unavailable" if isinstance(exc, SlackUnavailable) else "refused")
             if not best_effort:
                 raise
             log.warning("slack %s failed, going on without it: %s", method, exc.error)
             return None
+        self._observe(method, "ok")
+        return response
+
+    def _observe(self, method: str, outcome: str) -> None:
+        if self.on_call is not None:
+            self.on_call(method, outcome)
 
     async def _attempt(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Any:
         last: BaseException | None = None
