@@ -30,6 +30,7 @@ from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE_WRITER, SERVICES, SESSIO
 from handlers.jobs import register_jobs, schedule_jobs
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
+from handlers.slack.socket import OnceSocketModeHandler
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import migrate
 
@@ -47,6 +48,7 @@ class Tuning:
     start_scheduler: bool = True
     migrate_on_start: bool | None = None  # None: only on SQLite, as documented
     job_observers: tuple[SettleObserver, ...] = ()  # told whenever a job settles (tests wait on this)
+    socket_ping_interval: float = 10.0  # Socket Mode keep-alive (Bolt's default); also the reconnect pause
 
 
 def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Application:
@@ -57,6 +59,7 @@ def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Applicat
     app.cleanup_ctx.append(_database(settings, tuning))
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_services(tuning))
+    app.cleanup_ctx.append(_socket_mode(tuning))
     app.cleanup_ctx.append(_scheduler(tuning))
 
     add_routes(app)
@@ -159,6 +162,27 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         services.jobs.start()
         yield
         await services.jobs.stop()
+
+    return ctx
+
+
+def _socket_mode(tuning: Tuning):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        token = services.settings.slack_app_token
+        if token is None:
+            yield
+            return
+        handler = OnceSocketModeHandler(app[BOLT], services, token.get_secret_value(),
+                                        ping_interval=tuning.socket_ping_interval)
+        try:
+            await handler.open()
+        except Exception:
+            await handler.close_async()
+            raise
+        log.info("slack: connected over Socket Mode")
+        yield
+        await handler.close_async()
 
     return ctx
 

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # Slack
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    # App-level token (xapp-…, scope connections:write): when set, Slack delivers over Socket Mode.
+    slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     privacy_channel: str | None = None
     privacy_approvers: CommaList = Field(default_factory=list)
@@ -133,6 +135,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a Slack user (U…) or user-group (S…) ID")
         return value
 
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("expected an app-level token starting with xapp- (Basic Information → App-Level Tokens)")
+        return value
+
     @field_validator("privacy_channel")
     @classmethod
     def _channel_id(cls, value: str | None) -> str | None:
@@ -168,6 +177,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def socket_mode(self) -> bool:
+        """Slack delivers over Socket Mode (no /slack/events route, no signing secret needed)."""
+        return self.slack_app_token is not None
+
+    @property
     def slack_api_base(self) -> str:
         return self.slack_api_url.rstrip("/") + "/"
 
@@ -191,7 +205,7 @@ class Settings(BaseSettings):
     def require_for_serve(self) -> None:
         self.require(
             "slack_bot_token",
-            "slack_signing_secret",
+            *(() if self.socket_mode else ("slack_signing_secret",)),
             "privacy_channel",
             "privacy_approvers",
             "mautic_base_url",
