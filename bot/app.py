@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import Approvals
 from bot.clock import Clock, system_clock
+from bot.home.service import HomeRefresher
 from bot.intake.writer import DeliveryWriter
 from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
@@ -125,6 +126,8 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
     metrics = Metrics()
     jobs = JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base)
     jobs.observe(metrics.job_settled)
+    messenger = SlackMessenger(slack)
+    messenger.observe(metrics.slack_call)
     permissions = Permissions(
         approvers=SlackAudience(settings.privacy_approvers, slack),
         requesters=SlackAudience(settings.privacy_requesters, slack),
@@ -135,7 +138,7 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
         sessions=sessions,
         http=http,
         slack=slack,
-        messenger=SlackMessenger(slack, on_call=metrics.slack_call),
+        messenger=messenger,
         mautic=build_mautic_client(settings, http, metrics),
         jobs=jobs,
         permissions=permissions,
@@ -159,8 +162,12 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         register_jobs(services.jobs, services, writer)
         for observer in tuning.job_observers:
             services.jobs.observe(observer)
+        refresher = HomeRefresher(services)
+        services.messenger.observe(refresher.on_slack_call)
+        refresher.start()
         services.jobs.start()
         yield
+        await refresher.stop()
         await services.jobs.stop()
 
     return ctx

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     def _rectify_fields(cls, value: object) -> list[str]:
         return [v.lower() for v in _split_commas(value)]
 
+    # App Home: changes within this window refresh the dashboards once, at its end.
+    app_home_debounce: timedelta = timedelta(seconds=10)
+
     # Digests
     digest_cron: str = "0 9 * * 1"
     digest_timezone: str = "UTC"
@@ -156,7 +159,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/") if value is not None else None
 
-    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", mode="before")
+    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", "app_home_debounce", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)

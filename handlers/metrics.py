@@ -11,13 +11,22 @@ from datetime import date
 
 from aiohttp import web
 
-from bot.metrics import CONTENT_TYPE
+from bot.metrics import CONTENT_TYPE, DueBucket
 from bot.requests.deadlines import Urgency, countdown
 from handlers.appkeys import SERVICES
 from storage.db import unit_of_work
 from storage.metrics import read_gauges
 
 _DUE = {Urgency.ON_TIME: "ok", Urgency.DUE_SOON: "soon", Urgency.OVERDUE: "overdue"}
+
+
+def due_buckets(today: date) -> DueBucket:
+    """A due date's urgency label by the requests feature's own countdown (soon: within DUE_SOON_DAYS)."""
+
+    def bucket(due: date) -> str:
+        return _DUE[countdown(due, today).urgency]
+
+    return bucket
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -32,12 +41,7 @@ async def metrics(request: web.Request) -> web.Response:
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     async with unit_of_work(services.sessions) as session:
         gauges = await read_gauges(session)
-    today = services.clock().date()
-
-    def due_bucket(due: date) -> str:
-        return _DUE[countdown(due, today).urgency]
-
-    body = services.metrics.render(gauges, due_bucket)
+    body = services.metrics.render(gauges, due_buckets(services.clock().date()))
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response

@@ -34,6 +34,7 @@ from aiohttp import web
 __all__ = [
     "DEFAULT_SCOPES",
     "SANDBOX_APP_TOKEN",
+    "AppHomeTabs",
     "Channel",
     "Ephemeral",
     "FakeSlack",
@@ -561,6 +562,7 @@ class FakeSlack:
 
         self.add_user(bot_user_id, bot_name, is_bot=True)
         self.socket_mode = SocketModePeer(self)  # Slack's Socket Mode side (its own section below)
+        self.home_tabs = AppHomeTabs(self)  # views.publish (its own section below)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -1846,6 +1848,48 @@ class SocketModePeer:
             if self._drop_after_next_send:
                 self._drop_after_next_send = False
                 await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+
+# --------------------------------------------------------------------------------------------------
+# App Home: ``views.publish`` (https://docs.slack.dev/reference/methods/views.publish). It takes ``user_id``
+# and a ``view`` of type ``home`` (up to 100 blocks), needs no scope beyond the bot token, replaces what
+# that user's Home tab shows, and answers the stored view; ``hash`` guards against a stale overwrite.
+
+
+class AppHomeTabs:
+    """What each user's Home tab shows, and every version published."""
+
+    def __init__(self, fake: FakeSlack) -> None:
+        self.fake = fake
+        self.views: dict[str, Json] = {}
+        self.history: dict[str, list[Json]] = {}
+        fake._handlers["views.publish"] = self._views_publish
+
+    def text(self, user_id: str) -> str:
+        """The Home tab as a person reads it (blank when nothing was published)."""
+        view = self.views.get(user_id)
+        if view is None:
+            return ""
+        return render_message({"text": "", "blocks": view["blocks"]}, names=self.fake_names())
+
+    def fake_names(self) -> dict[str, str]:
+        return {uid: user.name for uid, user in self.fake.users.items()}
+
+    def _views_publish(self, params: Json) -> Json:
+        user_id = _required(params, "user_id")
+        if user_id not in self.fake.users:
+            raise _ApiError("user_not_found")
+        view = self.fake._parse_view(params)
+        if view["type"] != "home":
+            raise _ApiError("invalid_arguments",
+                            response_metadata={"messages": ["[ERROR] views.publish takes a home view"]})
+        previous = self.views.get(user_id)
+        if params.get("hash") and previous is not None and params["hash"] != previous["hash"]:
+            raise _ApiError("hash_conflict")
+        full = self.fake._full_view(previous["id"] if previous else f"VH{user_id}", view, previous=previous)
+        self.views[user_id] = full
+        self.history.setdefault(user_id, []).append(full)
+        return {"view": full}
 
 
 def _socket_result(envelope: Envelope) -> SlackHttpResult:

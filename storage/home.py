@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, update
+from sqlalchemy import Column, and_, func, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import insert_unless_duplicate
+from storage.intake import AlertState, ConsentAlert
+from storage.ledger import AuditEntry
 from storage.types import UTCDateTime
 
 
@@ -39,3 +41,19 @@ async def published_digest(session: AsyncSession, user_id: str) -> str | None:
 async def mark_published(session: AsyncSession, user_id: str, digest: str, now: datetime) -> None:
     await session.exec(update(HomeViewer).where(col(HomeViewer.user_id) == user_id)  # type: ignore[call-overload]
                        .values(published_digest=digest, published_at=now))
+
+
+async def open_alert_leads(session: AsyncSession, *, limit: int) -> tuple[list[ConsentAlert], int]:
+    """Open alerts waiting for a decision (folded ones count with their lead), newest first, and how many."""
+    waiting = and_(col(ConsentAlert.state) == AlertState.OPEN, col(ConsentAlert.burst_of).is_(None))
+    rows = (await session.exec(select(ConsentAlert).where(waiting)
+                               .order_by(col(ConsentAlert.created_at).desc(), col(ConsentAlert.id).desc())
+                               .limit(limit))).all()
+    total = (await session.exec(select(func.count()).select_from(ConsentAlert).where(waiting))).one()
+    return list(rows), int(total)
+
+
+async def ledger_head(session: AsyncSession) -> tuple[int, str | None]:
+    """The ledger's entry count (sequence numbers are dense from 1) and its head hash."""
+    last = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1))).first()
+    return (last.seq, last.hash) if last is not None else (0, None)

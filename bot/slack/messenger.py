@@ -64,7 +64,7 @@ class SlackMessenger:
     retry_after_cap: float = 30.0
     backoff_base: float = 1.0
     on_give_up: GiveUpHook | None = None
-    on_call: CallObserver | None = None  # metrics hook: the core never imports the metrics
+    _observers: list[CallObserver] = field(default_factory=list)
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
 
@@ -145,9 +145,14 @@ class SlackMessenger:
         self._observe(method, "ok")
         return response
 
+    def observe(self, observer: CallObserver) -> None:
+        """Tell ``observer`` about every call from now on (metrics count them; App Home hears of changes), so
+        the messenger imports neither."""
+        self._observers.append(observer)
+
     def _observe(self, method: str, outcome: str) -> None:
-        if self.on_call is not None:
-            self.on_call(method, outcome)
+        for observer in self._observers:
+            observer(method, outcome)
 
     async def _attempt(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Any:
         last: BaseException | None = None

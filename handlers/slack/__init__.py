@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError
 from bot.services import Services
-from handlers.slack import digests, intake, requests
+from handlers.slack import digests, home, intake, requests
 from handlers.slack.answers import tell_user
 from handlers.slack.commands import register_privacy_command
 
@@ -37,6 +37,7 @@ def build_bolt_app(services: Services) -> AsyncApp:
     requests.register(bolt, services)
     intake.register(bolt, services)
     digests.register(bolt, services)
+    home.register(bolt, services)
     bolt.error(_on_error)
     return bolt
 

@@ -87,3 +87,34 @@ async def test_metrics_token_is_required_when_set_and_each_app_counts_its_own(db
         await box.restart_bot()
         fresh = await scrape(box, {"Authorization": "Bearer s3cret-scrape"})
         assert fresh.get(("privacy_bot_webhook_deliveries_total", (("outcome", "accepted"),)), 0) == 0
+
+
+def test_counters_follow_their_hooks_and_gauges_bucket_due_dates() -> None:
+    from datetime import date
+
+    from bot.metrics import Metrics
+    from handlers.metrics import due_buckets
+    from storage.metrics import GaugeSnapshot
+
+    metrics = Metrics()
+    metrics.job_settled(1, "requests.execute", "retry")  # a retry is not a failure
+    metrics.job_settled(1, "requests.execute", "failed")
+    metrics.slack_call("chat.update", "unavailable")
+    metrics.mautic_call("unavailable")
+    today = date(2026, 12, 1)
+    gauges = GaugeSnapshot(inbox_pending=3, jobs={("intake.process", "queued"): 2},
+                           open_requests_by_due={("erasure", date(2026, 11, 30)): 1, ("erasure", date(2026, 12, 4)): 2,
+                                                 ("access", date(2026, 12, 31)): 4},
+                           consent_alerts_open=5, ledger_entries=9)
+    text = metrics.render(gauges, due_buckets(today)).decode()  # due in 3 days is soon, in 30 ok
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("privacy_bot_job_failures_total", (("kind", "requests.execute"),))] == 1
+    assert samples[("privacy_bot_slack_calls_total", (("method", "chat.update"), ("outcome", "unavailable")))] == 1
+    assert samples[("privacy_bot_mautic_calls_total", (("outcome", "unavailable"),))] == 1
+    assert samples[("privacy_bot_requests_open", (("due", "overdue"), ("kind", "erasure")))] == 1
+    assert samples[("privacy_bot_requests_open", (("due", "soon"), ("kind", "erasure")))] == 2
+    assert samples[("privacy_bot_requests_open", (("due", "ok"), ("kind", "access")))] == 4
+    assert samples[("privacy_bot_jobs", (("kind", "intake.process"), ("state", "queued")))] == 2
+    assert samples[("privacy_bot_inbox_pending", ())] == 3
+    assert Metrics().registry is not metrics.registry  # each app its own registry

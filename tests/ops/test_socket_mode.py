@@ -48,8 +48,12 @@ async def test_commands_clicks_and_modals_over_socket_mode_with_no_http_slack_ro
     await submit_reason(box, BOB, view, "Not the data subject")
     row = await wait_state(box, message, "rejected")
     assert row.reject_reason == "Not the data subject"
+    # Events come over the socket too: opening the Home tab publishes the dashboard.
+    await box.user.event({"type": "app_home_opened", "user": BOB.id, "channel": "D0BOB", "tab": "home"})
+    await box.slack.wait_until(lambda: "No open requests." in box.slack.home_tabs.text(BOB.id), timeout=10,
+                               describe="Bob's Home tab")
     peer = box.slack.socket_mode
-    assert {e.type for e in peer.envelopes.values()} == {"slash_commands", "interactive"}
+    assert {e.type for e in peer.envelopes.values()} == {"slash_commands", "interactive", "events_api"}
     assert all(e.acked.is_set() and len(e.deliveries) == 1 for e in peer.envelopes.values())
 
 
