@@ -36,7 +36,7 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.webhook_deliveries = Counter(
-            PREFIX + "webhook_deliveries", "Mautic webhook deliveries by outcome (accepted, bad_signature, too_large)",
+            PREFIX + "webhook_deliveries", "Mautic webhook deliveries by outcome (accepted, bad_signature, too_large, error)",
             ["outcome"], registry=r)
         self.webhook_seconds = Histogram(
             PREFIX + "webhook_request_seconds", "Time to verify, commit and answer one Mautic webhook delivery",

@@ -29,7 +29,11 @@ async def mautic_webhook(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         services.metrics.webhook_delivery("too_large", time.perf_counter() - started)
         raise
-    response = await _verify_and_commit(request, raw)
+    try:
+        response = await _verify_and_commit(request, raw)
+    except Exception:
+        services.metrics.webhook_delivery("error", time.perf_counter() - started)  # e.g. the database is down
+        raise
     outcome = "accepted" if response.status == 200 else "bad_signature"
     services.metrics.webhook_delivery(outcome, time.perf_counter() - started)
     return response
