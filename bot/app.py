@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import Approvals
 from bot.clock import Clock, system_clock
+from bot.home.service import HomeRefresher
 from bot.intake.writer import DeliveryWriter
 from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
+from bot.metrics import Metrics
 from bot.permissions import Permissions, SlackAudience
 from bot.policy import load_policy
 from bot.services import Services
@@ -29,6 +31,7 @@ from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE_WRITER, SERVICES, SESSIO
 from handlers.jobs import register_jobs, schedule_jobs
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
+from handlers.slack.socket import OnceSocketModeHandler
 from storage.db import SessionFactory, make_engine, make_session_factory
 from storage.migrate import migrate
 
@@ -46,6 +49,7 @@ class Tuning:
     start_scheduler: bool = True
     migrate_on_start: bool | None = None  # None: only on SQLite, as documented
     job_observers: tuple[SettleObserver, ...] = ()  # told whenever a job settles (tests wait on this)
+    socket_ping_interval: float = 10.0  # Socket Mode keep-alive (Bolt's default); also the reconnect pause
 
 
 def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Application:
@@ -56,6 +60,7 @@ def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Applicat
     app.cleanup_ctx.append(_database(settings, tuning))
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_services(tuning))
+    app.cleanup_ctx.append(_socket_mode(tuning))
     app.cleanup_ctx.append(_scheduler(tuning))
 
     add_routes(app)
@@ -96,7 +101,8 @@ def build_slack_client(settings: Settings, http: aiohttp.ClientSession) -> Async
     )
 
 
-def build_mautic_client(settings: Settings, http: aiohttp.ClientSession) -> MauticClient:
+def build_mautic_client(settings: Settings, http: aiohttp.ClientSession,
+                        metrics: Metrics | None = None) -> MauticClient:
     assert settings.mautic_base_url is not None
     return MauticClient(
         http,
@@ -108,6 +114,7 @@ def build_mautic_client(settings: Settings, http: aiohttp.ClientSession) -> Maut
             settings.mautic_client_secret.get_secret_value() if settings.mautic_client_secret else None
         ),
         timeout=settings.mautic_timeout_seconds,
+        on_call=metrics.mautic_call if metrics is not None else None,
     )
 
 
@@ -116,6 +123,11 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
                    job_backoff_base: float = 2.0) -> Services:
     """Everything the core needs, built once; a bad policy file stops start-up with a one-line reason."""
     slack = build_slack_client(settings, http)
+    metrics = Metrics()
+    jobs = JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base)
+    jobs.observe(metrics.job_settled)
+    messenger = SlackMessenger(slack)
+    messenger.observe(metrics.slack_call)
     permissions = Permissions(
         approvers=SlackAudience(settings.privacy_approvers, slack),
         requesters=SlackAudience(settings.privacy_requesters, slack),
@@ -126,14 +138,15 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
         sessions=sessions,
         http=http,
         slack=slack,
-        messenger=SlackMessenger(slack),
-        mautic=build_mautic_client(settings, http),
-        jobs=JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base),
+        messenger=messenger,
+        mautic=build_mautic_client(settings, http, metrics),
+        jobs=jobs,
         permissions=permissions,
         approvals=Approvals(permissions, settings.approval_ttl),
         policy=load_policy(settings.privacy_policy_file, settings.consent_fields,
                            controller=settings.privacy_controller, contact=settings.privacy_contact),
         clock=clock,
+        metrics=metrics,
         instance_id=f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
 
@@ -149,9 +162,34 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         register_jobs(services.jobs, services, writer)
         for observer in tuning.job_observers:
             services.jobs.observe(observer)
+        refresher = HomeRefresher(services)
+        services.messenger.observe(refresher.on_slack_call)
+        refresher.start()
         services.jobs.start()
         yield
+        await refresher.stop()
         await services.jobs.stop()
+
+    return ctx
+
+
+def _socket_mode(tuning: Tuning):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        token = services.settings.slack_app_token
+        if token is None:
+            yield
+            return
+        handler = OnceSocketModeHandler(app[BOLT], services, token.get_secret_value(),
+                                        ping_interval=tuning.socket_ping_interval)
+        try:
+            await handler.open()
+        except Exception:
+            await handler.close_async()
+            raise
+        log.info("slack: connected over Socket Mode")
+        yield
+        await handler.close_async()
 
     return ctx
 

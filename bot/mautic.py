@@ -248,6 +248,7 @@ class MauticClient:
         max_retries: int = 4,
         backoff_base: float = 0.5,
         sleep: Sleep = asyncio.sleep,
+        on_call: Callable[[str], None] | None = None,
     ) -> None:
         # OAuth2 wins when both are configured; with neither, calls fail with MauticAuthError
         # (not here, so the app can still start and `bot check` can say what is missing).
@@ -266,6 +267,9 @@ class MauticClient:
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self.version: str | None = None  # last seen Mautic-Version header
+        # Told the outcome of every API call after retries (ok, not_found, refused, auth_error, unavailable):
+        # the metrics hook, so the client never imports the metrics.
+        self._on_call = on_call
 
     # ---- transport -------------------------------------------------------------------------------
 
@@ -345,6 +349,29 @@ class MauticClient:
         none_on_404: bool = False,
     ) -> Any:
         """Send with retries; return the parsed JSON body (None for 404 when `none_on_404`)."""
+        try:
+            body = await self._send(method, path, params=params, json_body=json_body, form=form,
+                                    none_on_404=none_on_404)
+        except MauticError as exc:
+            self._observe(_outcome_of(exc))
+            raise
+        self._observe("ok" if body is not None else "not_found")
+        return body
+
+    def _observe(self, outcome: str) -> None:
+        if self._on_call is not None:
+            self._on_call(outcome)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None,
+        json_body: Any,
+        form: Any,
+        none_on_404: bool,
+    ) -> Any:
         attempt = 0
         refreshed = False
         while True:
@@ -611,6 +638,16 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # HTTP-date form: fall back to our own backoff
+
+
+def _outcome_of(exc: MauticError) -> str:
+    if isinstance(exc, MauticNotFound):
+        return "not_found"
+    if isinstance(exc, MauticAuthError):
+        return "auth_error"
+    if isinstance(exc, MauticUnavailable):
+        return "unavailable"
+    return "refused"
 
 
 @dataclass(frozen=True)

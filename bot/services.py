@@ -16,6 +16,7 @@ from bot.approvals import Approvals
 from bot.clock import Clock
 from bot.jobs import JobRunner
 from bot.mautic import MauticClient
+from bot.metrics import Metrics
 from bot.permissions import Permissions
 from bot.policy import PolicyFile
 from bot.settings import Settings
@@ -37,6 +38,7 @@ class Services:
     approvals: Approvals
     policy: PolicyFile
     clock: Clock
+    metrics: Metrics  # this app's own registry: counters told by hooks, gauges read at scrape time
     instance_id: str  # host:pid:nonce, names this process in claims (digest slots) for operators
 
     @property

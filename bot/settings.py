@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # Slack
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    # App-level token (xapp-…, scope connections:write): when set, Slack delivers over Socket Mode.
+    slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     privacy_channel: str | None = None
     privacy_approvers: CommaList = Field(default_factory=list)
@@ -72,6 +74,8 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # When set, GET /metrics answers only requests carrying `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
     # Keys the keyed subject hash and the export encryption; never logged, never stored.
     bot_secret_key: SecretStr | None = None
 
@@ -111,6 +115,9 @@ class Settings(BaseSettings):
     def _rectify_fields(cls, value: object) -> list[str]:
         return [v.lower() for v in _split_commas(value)]
 
+    # App Home: changes within this window refresh the dashboards once, at its end.
+    app_home_debounce: timedelta = timedelta(seconds=10)
+
     # Digests
     digest_cron: str = "0 9 * * 1"
     digest_timezone: str = "UTC"
@@ -131,6 +138,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a Slack user (U…) or user-group (S…) ID")
         return value
 
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("expected an app-level token starting with xapp- (Basic Information → App-Level Tokens)")
+        return value
+
     @field_validator("privacy_channel")
     @classmethod
     def _channel_id(cls, value: str | None) -> str | None:
@@ -145,7 +159,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/") if value is not None else None
 
-    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", mode="before")
+    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", "app_home_debounce", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
@@ -164,6 +178,11 @@ class Settings(BaseSettings):
         if bool(self.mautic_username) != bool(self.mautic_password):
             raise ValueError("MAUTIC_USERNAME and MAUTIC_PASSWORD go together")
         return self
+
+    @property
+    def socket_mode(self) -> bool:
+        """Slack delivers over Socket Mode (no /slack/events route, no signing secret needed)."""
+        return self.slack_app_token is not None
 
     @property
     def slack_api_base(self) -> str:
@@ -189,7 +208,7 @@ class Settings(BaseSettings):
     def require_for_serve(self) -> None:
         self.require(
             "slack_bot_token",
-            "slack_signing_secret",
+            *(() if self.socket_mode else ("slack_signing_secret",)),
             "privacy_channel",
             "privacy_approvers",
             "mautic_base_url",

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from handlers import digests_jobs, intake_jobs, requests_jobs
+from handlers import digests_jobs, home_jobs, intake_jobs, requests_jobs
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -23,6 +23,7 @@ def register_jobs(runner: JobRunner, services: Services, writer: DeliveryWriter)
     intake_jobs.register(runner, services, writer)
     requests_jobs.register(runner, services)
     digests_jobs.register(runner, services)
+    home_jobs.register(runner, services)
 
 
 def schedule_jobs(scheduler: AsyncIOScheduler, services: Services) -> ScheduledRuns:

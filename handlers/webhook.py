@@ -10,6 +10,7 @@ everything else (parsing, per-event dedupe, dead letters, alerts) to the process
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 
@@ -22,8 +23,25 @@ log = logging.getLogger(__name__)
 
 async def mautic_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    started = time.perf_counter()
+    try:
+        raw = await read_limited(request, services.settings.webhook_max_bytes)
+    except web.HTTPRequestEntityTooLarge:
+        services.metrics.webhook_delivery("too_large", time.perf_counter() - started)
+        raise
+    try:
+        response = await _verify_and_commit(request, raw)
+    except Exception:
+        services.metrics.webhook_delivery("error", time.perf_counter() - started)  # e.g. the database is down
+        raise
+    outcome = "accepted" if response.status == 200 else "bad_signature"
+    services.metrics.webhook_delivery(outcome, time.perf_counter() - started)
+    return response
+
+
+async def _verify_and_commit(request: web.Request, raw: bytes) -> web.Response:
+    services = request.app[SERVICES]
     settings = services.settings
-    raw = await read_limited(request, settings.webhook_max_bytes)
     secret = settings.mautic_webhook_secret.get_secret_value() if settings.mautic_webhook_secret else ""
     if not signature_ok(raw, request.headers.get("Webhook-Signature"), secret):
         log.warning("mautic webhook: missing or wrong Webhook-Signature (%d bytes), nothing stored", len(raw))

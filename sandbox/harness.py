@@ -85,7 +85,8 @@ class Sandbox:
         self.url = f"http://127.0.0.1:{port}"
         secret = self.settings.slack_signing_secret
         assert secret is not None
-        self.user = SlackUserAgent(self.http, f"{self.url}/slack/events", secret.get_secret_value(), self.slack)
+        self.user = SlackUserAgent(self.http, f"{self.url}/slack/events", secret.get_secret_value(), self.slack,
+                                   socket_mode=self.slack.socket_mode if self.settings.socket_mode else None)
 
     async def stop_bot(self) -> None:
         if self.runner is not None:

@@ -20,18 +20,21 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
 
 __all__ = [
     "DEFAULT_SCOPES",
+    "SANDBOX_APP_TOKEN",
+    "AppHomeTabs",
     "Channel",
     "Ephemeral",
     "FakeSlack",
@@ -40,6 +43,7 @@ __all__ = [
     "RecordedResponse",
     "SlackHttpResult",
     "SlackUserAgent",
+    "SocketModePeer",
     "User",
     "View",
     "find_action",
@@ -557,12 +561,15 @@ class FakeSlack:
         self._handlers: dict[str, Handler] = self._build_handlers()
 
         self.add_user(bot_user_id, bot_name, is_bot=True)
+        self.socket_mode = SocketModePeer(self)  # Slack's Socket Mode side (its own section below)
+        self.home_tabs = AppHomeTabs(self)  # views.publish (its own section below)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
         """The aiohttp application; exposed so a test may mount it elsewhere if it needs to."""
         app = web.Application()
+        self.socket_mode.add_routes(app)  # before /api/{method}: apps.connections.open takes the app token
         app.router.add_route("GET", "/api/{method}", self._handle_api)
         app.router.add_route("POST", "/api/{method}", self._handle_api)
         app.router.add_post("/upload/{file_id}", self._handle_upload)
@@ -1472,7 +1479,10 @@ class SlackUserAgent:
         fake: FakeSlack,
         team_id: str = "T0001",
         api_app_id: str = "A0PRIVACY",
+        *,
+        socket_mode: SocketModePeer | None = None,
     ) -> None:
+        self.socket_mode = socket_mode  # set: deliver over Socket Mode instead of POSTing to the events URL
         self.session = session
         self.url = bot_events_url
         self.signing_secret = signing_secret
@@ -1493,7 +1503,22 @@ class SlackUserAgent:
             return SlackHttpResult(response.status, text, dict(response.headers), _maybe_json(text))
 
     async def _post_signed(self, body: str, content_type: str) -> SlackHttpResult:
+        if self.socket_mode is not None:
+            return await self._over_socket(body, content_type)
         return await self.post_raw(body, content_type, sign_slack_request(body, self.signing_secret))
+
+    async def _over_socket(self, body: str, content_type: str) -> SlackHttpResult:
+        """The same payload Slack would POST, as a Socket Mode envelope (no signature: the socket is the trust)."""
+        assert self.socket_mode is not None
+        if content_type == JSON:
+            kind, payload = "events_api", json.loads(body)
+        else:
+            form = dict(parse_qsl(body, keep_blank_values=True))
+            if "payload" in form and "command" not in form:
+                kind, payload = "interactive", json.loads(form["payload"])
+            else:
+                kind, payload = "slash_commands", dict(form)
+        return _socket_result(await self.socket_mode.deliver(kind, payload))
 
     async def _post_payload(self, payload: dict[str, Any]) -> SlackHttpResult:
         # Interactivity arrives as a form with one field, `payload`, holding the JSON (slack.md §2.2).
@@ -1641,6 +1666,240 @@ class SlackUserAgent:
             ],
         }  # fmt: skip
         return await self._post_signed(json.dumps(envelope), JSON)
+
+
+# --------------------------------------------------------------------------------------------------
+# Socket Mode: Slack's side of the WebSocket (owned by the Socket Mode work; other sections do not depend on it).
+#
+# As Slack documents it (https://api.slack.com/apis/connections/socket-implement, and
+# https://docs.slack.dev/apis/events-api/using-socket-mode) and as slack_sdk's client expects it
+# (slack_sdk/socket_mode/async_client.py, slack_sdk/socket_mode/aiohttp/__init__.py):
+# - ``apps.connections.open`` is called with the app-level token (``xapp-…``, scope ``connections:write``);
+#   a bot token gets ``not_allowed_token_type``. It answers a single-use WebSocket URL (here on loopback).
+# - On connect Slack sends ``{"type": "hello", "num_connections": n, ...}``; then envelopes
+#   ``{"envelope_id", "type": slash_commands | interactive | events_api, "payload", "accepts_response_payload",
+#   "retry_attempt", "retry_reason"}``. The app acknowledges with ``{"envelope_id", "payload"?}``; the payload
+#   is what an HTTP answer's body would have been (a command's text, a view submission's response_action).
+# - Slack sends ``{"type": "disconnect", "reason": "refresh_requested"}`` before it recycles a connection.
+# - An envelope not acknowledged is redelivered, with ``retry_attempt`` counting up (an events_api payload
+#   keeps its ``event_id``); envelopes for an app with no open connection wait for one. The stand-in
+#   redelivers an unacknowledged envelope when the connection it went out on drops, under the same
+#   ``envelope_id``, which is the strictest case for the app's "handled once" rule.
+
+
+@dataclass
+class Envelope:
+    envelope_id: str
+    type: str
+    payload: Json
+    accepts_response_payload: bool
+    deliveries: list[int] = field(default_factory=list)  # the connection serial of each send
+    ack: Json | None = None  # the first acknowledgement's body, once it came
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def frame(self) -> str:
+        retries = len(self.deliveries)
+        return json.dumps({
+            "envelope_id": self.envelope_id, "type": self.type, "payload": self.payload,
+            "accepts_response_payload": self.accepts_response_payload,
+            "retry_attempt": retries, "retry_reason": "timeout" if retries else "",
+        })
+
+
+SANDBOX_APP_TOKEN = "xapp-1-A0PRIVACY-1-sandbox"  # noqa: S105 - a fixture value, never a real credential
+
+
+class SocketModePeer:
+    """Slack's Socket Mode server for one app: hands out WebSocket URLs, pushes envelopes, takes acks."""
+
+    def __init__(self, fake: FakeSlack, app_token: str = SANDBOX_APP_TOKEN) -> None:
+        self.fake = fake
+        self.app_token = app_token
+        self.envelopes: dict[str, Envelope] = {}
+        self.duplicate_acks = 0  # acknowledgements for an envelope already acknowledged
+        self.connections_opened = 0
+        self._tickets: set[str] = set()
+        self._open: dict[int, web.WebSocketResponse] = {}
+        self._waiting: deque[Envelope] = deque()  # not yet sent on a live connection
+        self._drop_after_next_send = False
+        self._connected = asyncio.Condition()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/apps.connections.open", self._connections_open)
+        app.router.add_get("/socket-mode/link/", self._link)
+
+    @property
+    def connected(self) -> int:
+        return len(self._open)
+
+    # ---- what tests and the user agent do --------------------------------------------------------
+
+    async def deliver(self, type: str, payload: Json, *, timeout: float = 10.0) -> Envelope:
+        """Push an envelope (now, or when the app next connects) and wait for its first acknowledgement."""
+        envelope = Envelope(secrets.token_hex(16), type, payload,
+                            accepts_response_payload=type in ("slash_commands", "interactive"))
+        self.envelopes[envelope.envelope_id] = envelope
+        self._waiting.append(envelope)
+        await self._flush()
+        try:
+            await asyncio.wait_for(envelope.acked.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"envelope {envelope.envelope_id} ({type}) was not acknowledged in {timeout}s; "
+                                 f"sent {len(envelope.deliveries)} time(s)") from None
+        return envelope
+
+    def drop_after_next_send(self) -> None:
+        """Cut the connection right after the next envelope goes out, before its ack can come back."""
+        self._drop_after_next_send = True
+
+    async def drop(self) -> None:
+        """Close every open connection, as a network fault or a Slack restart would."""
+        for ws in list(self._open.values()):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+    async def request_refresh(self) -> None:
+        """Slack's routine recycling: a disconnect frame; the app is expected to reconnect."""
+        for ws in list(self._open.values()):
+            await ws.send_str(json.dumps({"type": "disconnect", "reason": "refresh_requested",
+                                          "debug_info": {"host": "sandbox"}}))
+
+    async def wait_connected(self, *, opened: int = 1, timeout: float = 10.0) -> None:
+        """Until at least ``opened`` connections were made so far and one is open now."""
+        async with self._connected:
+            try:
+                await asyncio.wait_for(self._connected.wait_for(
+                    lambda: self.connections_opened >= opened and self.connected > 0), timeout)
+            except TimeoutError:
+                raise AssertionError(f"no Socket Mode connection #{opened} within {timeout}s") from None
+
+    # ---- the wire ------------------------------------------------------------------------------
+
+    async def _connections_open(self, request: web.Request) -> web.Response:
+        call = RecordedCall("apps.connections.open", {}, dict(request.headers), time.time(), request.method)
+        self.fake.calls.append(call)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            call.response = {"ok": False, "error": "not_authed"}
+        elif token.startswith("xoxb-") or token.startswith("xoxp-"):
+            call.response = {"ok": False, "error": "not_allowed_token_type"}
+        elif token != self.app_token:
+            call.response = {"ok": False, "error": "invalid_auth"}
+        else:
+            ticket = secrets.token_hex(12)
+            self._tickets.add(ticket)
+            host = self.fake.base_url.removeprefix("http://")
+            call.response = {"ok": True, "url": f"ws://{host}/socket-mode/link/?ticket={ticket}&app_id=A0PRIVACY"}
+        call.status = 200
+        await self.fake._notify()
+        return web.json_response(call.response)
+
+    async def _link(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid or used ticket")
+        self._tickets.discard(ticket)  # a URL works once
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        async with self._connected:
+            self.connections_opened += 1
+            serial = self.connections_opened
+            self._open[serial] = ws
+            self._connected.notify_all()
+        await ws.send_str(json.dumps({"type": "hello", "num_connections": len(self._open),
+                                      "debug_info": {"host": "sandbox", "approximate_connection_time": 18060},
+                                      "connection_info": {"app_id": "A0PRIVACY"}}))
+        await self._flush()
+        try:
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self._take_ack(message.data)
+        finally:
+            self._open.pop(serial, None)
+            self._requeue_unacked(serial)
+        return ws
+
+    def _take_ack(self, text: str) -> None:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return
+        envelope = self.envelopes.get(str(body.get("envelope_id", "")))
+        if envelope is None:
+            return
+        if envelope.acked.is_set():
+            self.duplicate_acks += 1
+            return
+        envelope.ack = body
+        envelope.acked.set()
+
+    def _requeue_unacked(self, serial: int) -> None:
+        for envelope in self.envelopes.values():
+            if envelope.deliveries and envelope.deliveries[-1] == serial and not envelope.acked.is_set():
+                self._waiting.append(envelope)
+
+    async def _flush(self) -> None:
+        while self._waiting and self._open:
+            serial, ws = next(iter(self._open.items()))
+            envelope = self._waiting.popleft()
+            if envelope.acked.is_set():
+                continue  # its ack came late, on another connection: nothing to redeliver
+            envelope.deliveries.append(serial)
+            await ws.send_str(envelope.frame())
+            if self._drop_after_next_send:
+                self._drop_after_next_send = False
+                await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+
+# --------------------------------------------------------------------------------------------------
+# App Home: ``views.publish`` (https://docs.slack.dev/reference/methods/views.publish). It takes ``user_id``
+# and a ``view`` of type ``home`` (up to 100 blocks), needs no scope beyond the bot token, replaces what
+# that user's Home tab shows, and answers the stored view; ``hash`` guards against a stale overwrite.
+
+
+class AppHomeTabs:
+    """What each user's Home tab shows, and every version published."""
+
+    def __init__(self, fake: FakeSlack) -> None:
+        self.fake = fake
+        self.views: dict[str, Json] = {}
+        self.history: dict[str, list[Json]] = {}
+        fake._handlers["views.publish"] = self._views_publish
+
+    def text(self, user_id: str) -> str:
+        """The Home tab as a person reads it (blank when nothing was published)."""
+        view = self.views.get(user_id)
+        if view is None:
+            return ""
+        return render_message({"text": "", "blocks": view["blocks"]}, names=self.fake_names())
+
+    def fake_names(self) -> dict[str, str]:
+        return {uid: user.name for uid, user in self.fake.users.items()}
+
+    def _views_publish(self, params: Json) -> Json:
+        user_id = _required(params, "user_id")
+        if user_id not in self.fake.users:
+            raise _ApiError("user_not_found")
+        view = self.fake._parse_view(params)
+        if view["type"] != "home":
+            raise _ApiError("invalid_arguments",
+                            response_metadata={"messages": ["[ERROR] views.publish takes a home view"]})
+        previous = self.views.get(user_id)
+        if params.get("hash") and previous is not None and params["hash"] != previous["hash"]:
+            raise _ApiError("hash_conflict")
+        full = self.fake._full_view(previous["id"] if previous else f"VH{user_id}", view, previous=previous)
+        self.views[user_id] = full
+        self.history.setdefault(user_id, []).append(full)
+        return {"view": full}
+
+
+def _socket_result(envelope: Envelope) -> SlackHttpResult:
+    """An acknowledgement seen as the HTTP answer it stands for (so tests read both transports alike)."""
+    payload = (envelope.ack or {}).get("payload")
+    if payload is None:
+        return SlackHttpResult(200, "", {}, None)
+    if set(payload) == {"text"}:
+        return SlackHttpResult(200, str(payload["text"]), {"Content-Type": "text/plain"}, None)
+    return SlackHttpResult(200, json.dumps(payload), {"Content-Type": JSON}, payload)
 
 
 def _maybe_json(text: str) -> Any:

@@ -119,3 +119,10 @@ def test_validator_rejects_broken_copies(
     errors = _errors(validator, broken)
     assert errors, f"{breaker.__name__}: the schema accepted a broken manifest"
     assert any(e.startswith(f"{path}:") for e in errors), errors
+
+
+def test_app_home_tab_and_its_event(manifest: dict[str, Any]) -> None:
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["bot_events"] == ["app_home_opened"]  # needs no scope of its own
+    assert events["request_url"].endswith("/slack/events")

@@ -30,6 +30,8 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 log = logging.getLogger(__name__)
 
 GiveUpHook = Callable[[str, BaseException], None]
+# Told after every call the messenger makes: (method, outcome), outcome one of "ok", "refused", "unavailable".
+CallObserver = Callable[[str, str], None]
 
 
 class SlackError(Exception):
@@ -61,6 +63,7 @@ class SlackMessenger:
     retry_after_cap: float = 30.0
     backoff_base: float = 1.0
     on_give_up: GiveUpHook | None = None
+    _observers: list[CallObserver] = field(default_factory=list)
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
 
@@ -131,12 +134,24 @@ class SlackMessenger:
     async def _with_policy(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any],
                            best_effort: bool) -> Any:
         try:
-            return await self._attempt(method, send, kwargs)
+            response = await self._attempt(method, send, kwargs)
         except SlackError as exc:
+            self._observe(method, "unavailable" if isinstance(exc, SlackUnavailable) else "refused")
             if not best_effort:
                 raise
             log.warning("slack %s failed, going on without it: %s", method, exc.error)
             return None
+        self._observe(method, "ok")
+        return response
+
+    def observe(self, observer: CallObserver) -> None:
+        """Tell ``observer`` about every call from now on (metrics count them; App Home hears of changes), so
+        the messenger imports neither."""
+        self._observers.append(observer)
+
+    def _observe(self, method: str, outcome: str) -> None:
+        for observer in self._observers:
+            observer(method, outcome)
 
     async def _attempt(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Any:
         last: BaseException | None = None

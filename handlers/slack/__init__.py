@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError
 from bot.services import Services
-from handlers.slack import digests, intake, requests
+from handlers.slack import digests, home, intake, requests
 from handlers.slack.answers import tell_user
 from handlers.slack.commands import register_privacy_command
 
@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 
 def build_bolt_app(services: Services) -> AsyncApp:
     settings = services.settings
-    assert settings.slack_signing_secret is not None
+    assert settings.slack_signing_secret is not None or settings.socket_mode
     bolt = AsyncApp(
         client=services.slack,
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        # Socket Mode needs no signing secret: Bolt skips the check for mode="socket_mode" requests.
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
         # aiohttp is a long-lived server: answer on ack() and keep working afterwards.
         process_before_response=False,
         logger=logging.getLogger("slack_bolt"),
@@ -36,6 +37,7 @@ def build_bolt_app(services: Services) -> AsyncApp:
     requests.register(bolt, services)
     intake.register(bolt, services)
     digests.register(bolt, services)
+    home.register(bolt, services)
     bolt.error(_on_error)
     return bolt
 
