@@ -77,8 +77,8 @@ async def setup_slack(settings: Settings) -> int:
         if exc.response.get("error") in ("token_expired", "invalid_auth"):
             print("  configuration tokens last 12 hours: create a new one under Your App Configuration Tokens")
         return 1
-    for line in next_steps(dict(answer.data) if isinstance(answer.data, dict) else {},  # type: ignore[arg-type]
-                           updated=bool(settings.slack_app_id), socket_mode=socket_mode):
+    data: dict[str, Any] = dict(answer.data) if isinstance(answer.data, dict) else {}
+    for line in next_steps(data, updated=bool(settings.slack_app_id), socket_mode=socket_mode):
         print(line)
     return 0
 
