@@ -54,7 +54,7 @@ async def test_repairs_a_drifted_webhook_in_place(sqlite_url: str, capsys: pytes
     async with sandbox(sqlite_url, tuning=test_tuning()) as box:
         settings = _settings(box)
         async with aiohttp.ClientSession() as http:
-            client = MauticClient(http, box.mautic.base_url, username="api", password="secret")  # noqa: S106
+            client = MauticClient(http, box.mautic.base_url, username="api", password="secret")
             await client.create_hook({"name": "Privacy", "webhookUrl": f"{box.url}/mautic/webhook",
                                       "secret": "old", "isPublished": False,
                                       "triggers": ["mautic.form_on_submit", "mautic.page_on_hit"]})
@@ -144,3 +144,34 @@ async def test_stand_in_hooks_api_behaves_as_mautic() -> None:
         _, checked = await _call(http, fake, "POST", "/api/users/1/permissioncheck",
                                  {"permissions": ["webhook:webhooks:view", "webhook:webhooks:create"]})
         assert checked == {"webhook:webhooks:view": True, "webhook:webhooks:create": False}
+
+
+async def test_the_command_line_dry_run(sqlite_url: str, tmp_path: Any) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from tests.helpers import child_env
+
+    async with sandbox(sqlite_url, tuning=test_tuning(), start_bot=False) as box:
+        s = box.settings
+        env = child_env({
+            "MAUTIC_BASE_URL": box.mautic.base_url, "MAUTIC_USERNAME": "api", "MAUTIC_PASSWORD": "secret",
+            "MAUTIC_WEBHOOK_SECRET": s.mautic_webhook_secret.get_secret_value(),  # type: ignore[union-attr]
+            "PUBLIC_URL": "https://bot.acme.example",
+        }, path=os.environ.get("PATH", "/usr/bin"))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "setup", "mautic", "--dry-run", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, out.decode() + err.decode()
+        assert "would create webhook 'Mautic Privacy Bot' → https://bot.acme.example/mautic/webhook" in out.decode()
+        assert box.mautic.hooks == {}
+
+        del env["PUBLIC_URL"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "setup", "mautic", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 2
+        assert err.decode().strip() == "configuration error: PUBLIC_URL is required but not set"
