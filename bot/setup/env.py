@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from pydantic import SecretStr
 
@@ -38,6 +38,8 @@ def format_default(value: object) -> str:
         return str(int(value))
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
+    if isinstance(value, PurePath) and not value.is_absolute():
+        return f"./{value}"  # as the README writes it: relative to the working directory
     return str(value)
 
 
