@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_setup_env(args.path)
     if args.command in (None, "serve", "check"):
-        settings, problems = diagnose_settings()  # every missing or malformed setting at once
+        _, problems = diagnose_settings()  # every missing or malformed setting at once
         if problems and args.command == "check":
             for problem in problems:
                 print(f"[FAIL] settings: {problem}")
