@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot [serve|migrate|audit verify|check]`` (the demo is ``python -m sandbox``)."""
+"""Command line: ``python -m bot [serve|migrate|audit verify|check|setup …]`` (the demo is ``python -m sandbox``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, diagnose_settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,8 +18,30 @@ def main(argv: list[str] | None = None) -> int:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="check the hash chain and name the first bad entry")
     commands.add_parser("check", help="validate settings and reach Slack and Mautic")
+    setup = commands.add_parser("setup", help="one-command set-up of Mautic, Slack or a first .env")
+    setup_commands = setup.add_subparsers(dest="setup_command", required=True)
+    setup_mautic = setup_commands.add_parser(
+        "mautic", help="check the API permissions, create or update the webhook, send a test delivery")
+    setup_mautic.add_argument("--dry-run", action="store_true", help="print what it would do, change nothing")
+    setup_commands.add_parser("slack", help="print the manifest; with SLACK_CONFIG_TOKEN create or update the app")
+    setup_env = setup_commands.add_parser("env", help="write a .env with every setting and a fresh BOT_SECRET_KEY")
+    setup_env.add_argument("--path", default=".env", help="file to write (default .env; never overwritten)")
     args = parser.parse_args(argv)
 
+    if args.command == "setup" and args.setup_command == "env":  # before any settings: there may be none yet
+        from bot.setup.env import run_setup_env
+
+        return run_setup_env(args.path)
+    if args.command in (None, "serve", "check"):
+        _, problems = diagnose_settings()  # every missing or malformed setting at once
+        if problems and args.command == "check":
+            for problem in problems:
+                print(f"[FAIL] settings: {problem}")
+            return 1
+        for problem in problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
+        if problems:
+            return 2
     try:
         settings = load_settings()
         if args.command in (None, "serve"):
@@ -36,8 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             from bot.cli import run_check
 
             return asyncio.run(run_check(settings))
+        if args.command == "setup":
+            from bot.setup import run_setup
+
+            return run_setup(settings, args.setup_command, dry_run=getattr(args, "dry_run", False))
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     parser.print_help()
     return 2

@@ -49,7 +49,8 @@ async def run_check(settings: Settings) -> int:
         settings.require_for_serve()
         report("settings", True, "all required settings present")
     except ConfigError as exc:
-        report("settings", False, str(exc))
+        for problem in exc.problems:  # every one at once, not one per start
+            report("settings", False, problem)
         return 1
     if os.environ.get("SLACK_CLIENT_ID") and os.environ.get("SLACK_CLIENT_SECRET"):
         report("environment", False,

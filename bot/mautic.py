@@ -630,6 +630,33 @@ class MauticClient:
         return [s for s in _as_items(body.get("submissions")) if isinstance(s, dict)]
 
 
+    # ---- set-up: the API user's permissions and the webhook (`python -m bot setup mautic`) ---------
+
+    async def get_self(self) -> dict[str, Any]:
+        """``GET /api/users/self``: the user the API calls run as (UserApiController::getSelfAction)."""
+        return dict(await self._request("GET", "/api/users/self"))
+
+    async def check_permissions(self, user_id: int, permissions: Sequence[str]) -> dict[str, bool]:
+        """``POST /api/users/{id}/permissioncheck``: ``{permission: granted}`` for that user's role
+        (UserApiController::isGrantedAction, ``isGranted(..., 'RETURN_ARRAY')``; admins get every one)."""
+        body = await self._request("POST", f"/api/users/{int(user_id)}/permissioncheck",
+                                   json_body={"permissions": list(permissions)})
+        return {str(name): bool(granted) for name, granted in body.items()} if isinstance(body, dict) else {}
+
+    async def list_hooks(self) -> list[dict[str, Any]]:
+        """Every webhook the API user may see (``hooks`` is keyed by id, ``[]`` when there are none)."""
+        return await self._paged_list("/api/hooks", "hooks")
+
+    async def create_hook(self, hook: dict[str, Any]) -> dict[str, Any]:
+        body = await self._request("POST", "/api/hooks/new", json_body=hook)
+        return dict(body.get("hook") or {})
+
+    async def replace_hook(self, hook_id: int, hook: dict[str, Any]) -> dict[str, Any]:
+        """PUT, not PATCH: only PUT removes the triggers a body leaves out (WebhookApiController::preSaveEntity)."""
+        body = await self._request("PUT", f"/api/hooks/{int(hook_id)}/edit", json_body=hook)
+        return dict(body.get("hook") or {})
+
+
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     value = resp.headers.get("Retry-After")
     if value is None:

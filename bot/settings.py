@@ -22,7 +22,11 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConfigError(Exception):
-    """A setting is missing or malformed; the message names it in one line."""
+    """Settings are missing or malformed; ``problems`` names each one, one line apiece."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems: list[str] = list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 def parse_duration(value: object) -> timedelta:
@@ -47,14 +51,19 @@ def _split_commas(value: object) -> list[str]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # env_ignore_empty: `NAME=` (as .env.example and `setup env` write it) means "not set", i.e. the default.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     # Slack
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
-    # App-level token (xapp-…, scope connections:write): when set, Slack delivers over Socket Mode.
+    # App-level token (xapp-…, scope connections:write): when set, Slack delivers over Socket Mode and
+    # `setup slack` prints the Socket Mode manifest.
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # App configuration token (xoxe.xoxp-…) and the app it manages: `setup slack` only.
+    slack_config_token: SecretStr | None = None
+    slack_app_id: str | None = None
     privacy_channel: str | None = None
     privacy_approvers: CommaList = Field(default_factory=list)
     privacy_requesters: CommaList = Field(default_factory=list)
@@ -196,36 +205,77 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def require(self, *names: str) -> None:
-        """Stop with one line naming the first missing setting among ``names``."""
+    def missing(self, *names: str) -> list[str]:
+        """One line for each setting among ``names`` that is not set."""
+        problems = []
         for name in names:
             value = getattr(self, name)
             if value in (None, "", []) or (
                 isinstance(value, SecretStr) and not value.get_secret_value().strip()
             ):
-                raise ConfigError(f"{name.upper()} is required but not set")
+                problems.append(f"{name.upper()} is required but not set")
+        return problems
+
+    def require(self, *names: str) -> None:
+        """Stop naming every missing setting among ``names`` at once."""
+        if problems := self.missing(*names):
+            raise ConfigError(*problems)
+
+    def problems_for_serve(self) -> list[str]:
+        required = [name for name in REQUIRED_FOR_SERVE if not (self.socket_mode and name == "slack_signing_secret")]
+        problems = self.missing(*required)
+        token = self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
+        if token and not token.startswith("xoxb-"):
+            problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+        return problems
 
     def require_for_serve(self) -> None:
-        self.require(
-            "slack_bot_token",
-            *(() if self.socket_mode else ("slack_signing_secret",)),
-            "privacy_channel",
-            "privacy_approvers",
-            "mautic_base_url",
-            "mautic_webhook_secret",
-            "bot_secret_key",
-        )
-        token = self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
-        if not token.startswith("xoxb-"):
-            raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+        if problems := self.problems_for_serve():
+            raise ConfigError(*problems)
+
+
+REQUIRED_FOR_SERVE = (
+    "slack_bot_token",
+    "slack_signing_secret",
+    "privacy_channel",
+    "privacy_approvers",
+    "mautic_base_url",
+    "mautic_webhook_secret",
+    "bot_secret_key",
+)
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings, turning a validation failure into one ConfigError line per the contract."""
+    """Read settings; a validation failure is a ConfigError naming every malformed setting at once."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{name}: {message}") from None
+        raise ConfigError(*_describe(exc)) from None
+
+
+def diagnose_settings(**overrides: object) -> tuple[Settings, list[str]]:
+    """Settings and every problem that stops ``serve``: malformed values and missing ones, all at once.
+
+    A malformed value is reported and replaced by its default, so the settings still say what else is
+    missing; the returned Settings are only for reporting when the list is not empty."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        return settings, settings.problems_for_serve()
+    except ValidationError as exc:
+        malformed = _describe(exc)
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        defaults = {name: Settings.model_fields[name].get_default(call_default_factory=True) for name in bad}
+        try:
+            fallback = Settings(**{**overrides, **defaults})  # type: ignore[arg-type]
+        except ValidationError:  # a rule across settings (credential pairs): nothing more to learn
+            return Settings.model_construct(), malformed
+        named = {p.split(" ", 1)[0].rstrip(":") for p in malformed}
+        return fallback, malformed + [p for p in fallback.problems_for_serve() if p.split(" ", 1)[0] not in named]
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        problems.append(f"{name}: {str(error['msg']).removeprefix('Value error, ')}")
+    return problems

@@ -285,10 +285,154 @@ class _MatchCache:
 
 
 # --------------------------------------------------------------------------------------------------
+# Webhooks over the API (`/api/hooks`) and the API user's permissions (`/api/users/self`, permissioncheck).
+# Kept apart from the contact API above: `python -m bot setup mautic` is its one client. Behaviour follows
+# Mautic 5.x: WebhookBundle/Config/config.php (standard entity routes under /hooks),
+# WebhookBundle/Controller/Api/WebhookApiController.php (root keys `hook`/`hooks`; `triggers` adds events,
+# and only a PUT removes the ones it leaves out), WebhookBundle/Entity/Webhook.php (API fields: id, name,
+# description, webhookUrl, secret, eventsOrderbyDir, category, triggers; name and webhookUrl required),
+# WebhookBundle/Model/WebhookModel.php::saveEntity (a null secret becomes a new 64-hex key),
+# ApiBundle/Controller/CommonApiController.php (POST new → 201; PATCH of a missing id → 404, PUT creates;
+# PUT clears what it leaves out), CoreBundle/Entity/CommonRepository.php::getEntities (INDEX BY id, so a
+# non-empty list is keyed by id, and `[]` when empty; default order name ASC, WebhookRepository),
+# UserBundle/Controller/Api/UserApiController.php (getSelfAction, isGrantedAction with RETURN_ARRAY), and
+# CoreBundle/Security/Permissions/AbstractPermissions.php (viewown … full; `full` grants every level).
+
+_ACCESS_DENIED = "You do not have access to the requested area/action."
+
+
+class _HooksApi:
+    """Mixin of FakeMautic: `/api/hooks` list/get/new/edit and the API user's role."""
+
+    hooks: dict[int, dict[str, Any]]
+    # None: the API user is an administrator (every permission granted); else the role's permissions.
+    role_permissions: set[str] | None
+
+    def _init_hooks(self) -> None:
+        self.hooks = {}
+        self.role_permissions = None
+        self._next_hook_id = 1
+
+    def _hook_routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/api/users/self", self._h_users_self)
+        r.add_post(r"/api/users/{uid:\d+}/permissioncheck", self._h_permission_check)
+        r.add_get("/api/hooks", self._h_hooks)
+        r.add_post("/api/hooks/new", self._h_hook_new)
+        r.add_get(r"/api/hooks/{hid:\d+}", self._h_hook_get)
+        r.add_put(r"/api/hooks/{hid:\d+}/edit", self._h_hook_edit)
+        r.add_patch(r"/api/hooks/{hid:\d+}/edit", self._h_hook_edit)
+
+    def granted(self, permission: str) -> bool:
+        """Whether the API user's role has `bundle:level:permission` (`view` = viewown or viewother)."""
+        if self.role_permissions is None:
+            return True
+        bundle, level, perm = permission.split(":")
+        held = self.role_permissions
+        if f"{bundle}:{level}:full" in held or permission in held:
+            return True
+        return perm == "view" and bool({f"{bundle}:{level}:viewown", f"{bundle}:{level}:viewother"} & held)
+
+    def _require(self, permission: str) -> None:
+        if not self.granted(permission):
+            raise _ApiError(403, _ACCESS_DENIED)
+
+    async def _h_users_self(self, request: web.Request) -> web.Response:
+        admin = self.role_permissions is None
+        return _json({"id": 1, "username": "api", "firstName": "API", "lastName": "User", "email": "api@example.com",
+                      "role": {"id": 1, "name": "Administrator" if admin else "Privacy bot", "isAdmin": admin}})
+
+    async def _h_permission_check(self, request: web.Request) -> web.Response:
+        if int(request.match_info["uid"]) != 1:
+            raise _ApiError(404, "Item was not found.")
+        asked = _as_list((await FakeMautic._body(request)).get("permissions"))
+        if not asked:
+            raise _ApiError(400, "No permissions to check")
+        return _json({str(p): self.granted(str(p)) for p in asked})
+
+    def _hook_view(self, hook: dict[str, Any]) -> dict[str, Any]:
+        return {k: (list(v) if k == "triggers" else v) for k, v in hook.items()}
+
+    async def _h_hooks(self, request: web.Request) -> web.Response:
+        self._require("webhook:webhooks:view")
+        ordered = sorted(self.hooks.values(), key=lambda h: (str(h["name"] or "").lower(), h["id"]))
+        start = _php_int(request.query.get("start"), 0)
+        limit = _php_int(request.query.get("limit"), 30)
+        page = ordered[start:start + limit] if limit > 0 else ordered[start:]
+        hooks: Any = {str(h["id"]): self._hook_view(h) for h in page} or []
+        return _json({"total": len(ordered), "hooks": hooks})
+
+    def _hook_or_404(self, request: web.Request) -> dict[str, Any] | None:
+        return self.hooks.get(int(request.match_info["hid"]))
+
+    async def _h_hook_get(self, request: web.Request) -> web.Response:
+        self._require("webhook:webhooks:view")
+        hook = self._hook_or_404(request)
+        if hook is None:
+            raise _ApiError(404, "Item was not found.")
+        return _json({"hook": self._hook_view(hook)})
+
+    async def _h_hook_new(self, request: web.Request) -> web.Response:
+        self._require("webhook:webhooks:create")
+        return self._save_hook(None, await FakeMautic._body(request), clear_missing=True)
+
+    async def _h_hook_edit(self, request: web.Request) -> web.Response:
+        hook = self._hook_or_404(request)
+        body = await FakeMautic._body(request)
+        if hook is None:
+            if request.method == "PATCH":
+                raise _ApiError(404, "Item was not found.")
+            self._require("webhook:webhooks:create")  # PUT of a missing id creates one
+            return self._save_hook(None, body, clear_missing=True)
+        self._require("webhook:webhooks:editother")
+        return self._save_hook(hook, body, clear_missing=request.method == "PUT")
+
+    def _save_hook(self, hook: dict[str, Any] | None, body: dict[str, Any], *, clear_missing: bool) -> web.Response:
+        now = _iso(_utcnow())
+        draft = dict(hook) if hook else {
+            "isPublished": True, "dateAdded": now, "dateModified": None, "createdBy": 1, "createdByUser": "API User",
+            "modifiedBy": None, "modifiedByUser": None, "id": None, "name": None, "description": None,
+            "webhookUrl": None, "secret": None, "eventsOrderbyDir": None, "category": None, "triggers": []}
+        for key in ("name", "description", "webhookUrl", "secret", "eventsOrderbyDir"):
+            if key in body:
+                draft[key] = body[key] if body[key] not in ("",) else None
+            elif clear_missing and hook is not None:
+                draft[key] = None
+        if "isPublished" in body:
+            draft["isPublished"] = str(body["isPublished"]).lower() in ("1", "true", "yes", "on")
+        elif clear_missing and hook is not None:
+            draft["isPublished"] = False
+        triggers = [str(t) for t in _as_list(body.get("triggers"))]
+        kept = [] if clear_missing else list(draft["triggers"])
+        draft["triggers"] = kept + [t for t in dict.fromkeys(triggers) if t not in kept]
+        errors = {}
+        if not draft["name"]:
+            errors["name"] = ["A name is required."]
+        if not draft["webhookUrl"] or not re.match(r"^https?://[^/\s]+", str(draft["webhookUrl"])):
+            errors["webhookUrl"] = ["A valid URL is required."]
+        if draft["eventsOrderbyDir"] not in (None, "ASC", "DESC"):
+            errors["eventsOrderbyDir"] = ["The value you selected is not a valid choice."]
+        if errors:
+            message = "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
+            body_error = {"errors": [{"code": 400, "message": message, "details": errors}]}
+            return _json(body_error, 400)
+        if draft["secret"] is None:  # WebhookModel::saveEntity → EncryptionHelper::generateKey()
+            draft["secret"] = secrets.token_hex(32)
+        created = hook is None
+        if created:
+            draft["id"] = self._next_hook_id
+            self._next_hook_id += 1
+        else:
+            draft["dateModified"], draft["modifiedBy"], draft["modifiedByUser"] = now, 1, "API User"
+        self.hooks[draft["id"]] = draft
+        headers = {"Location": f"/api/hooks/{draft['id']}"} if created else None
+        return _json({"hook": self._hook_view(draft)}, 201 if created else 200, headers)
+
+
+# --------------------------------------------------------------------------------------------------
 # The fake
 
 
-class FakeMautic:
+class FakeMautic(_HooksApi):
     """aiohttp fake of Mautic 5's API on 127.0.0.1 with a random port."""
 
     def __init__(
@@ -325,6 +469,7 @@ class FakeMautic:
         self._cond: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._init_hooks()  # /api/hooks and the API user's role: the section above FakeMautic
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -1162,6 +1307,7 @@ class FakeMautic:
         r.add_get(r"/api/forms/{fid:\d+}", self._h_form)
         r.add_get(r"/api/forms/{fid:\d+}/submissions/contact/{id:\d+}", self._h_form_submissions)
         r.add_get("/api/stats/{table}", self._h_stats)
+        self._hook_routes(r)  # the /api/hooks section above FakeMautic
 
     def _contact_or_404(self, request: web.Request) -> int:
         cid = int(request.match_info["id"])

@@ -59,11 +59,7 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "chat:write.public",
     "commands",
     "files:write",
-    "users:read",
-    "users:read.email",
     "usergroups:read",
-    "channels:read",
-    "groups:read",
 )
 
 MESSAGE_BLOCK_LIMIT = 50
@@ -515,7 +511,69 @@ def _message_content(params: Mapping[str, Any]) -> tuple[str, list[Json]]:
 Handler = Callable[[Json], Json]
 
 
-class FakeSlack:
+# --------------------------------------------------------------------------------------------------
+# App configuration: apps.manifest.create / apps.manifest.update (`python -m bot setup slack` is the client).
+# Kept apart from the workspace methods. Per Slack's method pages (docs.slack.dev/reference/methods/
+# apps.manifest.create, apps.manifest.update, apps.manifest.validate): called with an app configuration token,
+# not the bot token; `manifest` is a JSON string; update replaces the whole configuration; a bad manifest is
+# `invalid_manifest` with `errors: [{message, pointer}]`, e.g. "Interactivity requires a Request URL" when
+# interactivity has no request URL and Socket Mode is off. Response fields as slack_sdk's and
+# @slack/web-api's AppsManifestCreateResponse / AppsManifestUpdateResponse.
+
+CONFIG_METHODS = frozenset({"apps.manifest.create", "apps.manifest.update"})
+
+
+class _ManifestApi:
+    """Mixin of FakeSlack: the apps this workspace's configuration token created, keyed by app id."""
+
+    apps: dict[str, Json]
+    config_token: str
+
+    def _manifest_handlers(self) -> dict[str, Handler]:
+        self.apps = {}
+        return {"apps.manifest.create": self._apps_manifest_create, "apps.manifest.update": self._apps_manifest_update}
+
+    @staticmethod
+    def _manifest_param(params: Mapping[str, Any]) -> Json:
+        manifest = _json_param(params, "manifest", "invalid_manifest")
+        if not isinstance(manifest, dict):
+            raise _ApiError("invalid_manifest", errors=[{"message": "must be an object", "pointer": "/"}])
+        problems = []
+        settings = manifest.get("settings") or {}
+        socket = bool(settings.get("socket_mode_enabled"))
+        interactivity = settings.get("interactivity") or {}
+        if interactivity.get("is_enabled") and not socket and not interactivity.get("request_url"):
+            problems.append({"message": "Interactivity requires a Request URL", "pointer": "/settings/interactivity"})
+        for n, command in enumerate((manifest.get("features") or {}).get("slash_commands") or []):
+            if not socket and not command.get("url"):
+                problems.append({"message": "Slash command requires a Request URL",
+                                 "pointer": f"/features/slash_commands/{n}/url"})
+        if not (manifest.get("display_information") or {}).get("name"):
+            problems.append({"message": "is required", "pointer": "/display_information/name"})
+        if problems:
+            raise _ApiError("invalid_manifest", errors=problems)
+        return manifest
+
+    def _apps_manifest_create(self, params: Json) -> Json:
+        manifest = self._manifest_param(params)
+        app_id = f"A{len(self.apps) + 1:010d}"
+        self.apps[app_id] = manifest
+        return {"app_id": app_id,
+                "credentials": {"client_id": f"1.{len(self.apps)}", "client_secret": f"cs-{app_id}",
+                                "verification_token": f"vt-{app_id}", "signing_secret": f"ss-{app_id}"},
+                "oauth_authorize_url": f"https://slack.com/oauth/v2/authorize?client_id=1.{len(self.apps)}"}
+
+    def _apps_manifest_update(self, params: Json) -> Json:
+        app_id = _required(params, "app_id")
+        if app_id not in self.apps:
+            raise _ApiError("invalid_app_id")
+        manifest = self._manifest_param(params)
+        before = (self.apps[app_id].get("oauth_config") or {}).get("scopes")
+        self.apps[app_id] = manifest
+        return {"app_id": app_id, "permissions_updated": (manifest.get("oauth_config") or {}).get("scopes") != before}
+
+
+class FakeSlack(_ManifestApi):
     """An in-process Slack Web API peer with inspectable state, fault injection and waiters."""
 
     def __init__(
@@ -530,6 +588,7 @@ class FakeSlack:
         bot_name: str = "privacy-bot",
     ) -> None:
         self.token = token
+        self.config_token = "xoxe.xoxp-1-config-token"  # noqa: S105 - apps.manifest.* (the section above)
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -845,7 +904,7 @@ class FakeSlack:
         handler = self._handlers.get(call.method)
         if handler is None:
             raise _ApiError("unknown_method")
-        self._check_auth(call.headers)
+        self._check_auth(call.headers, self.config_token if call.method in CONFIG_METHODS else self.token)
         if call.method in self._delays:
             await asyncio.sleep(self._delays[call.method])
         fault = self._take_fault(call.method)
@@ -862,12 +921,12 @@ class FakeSlack:
     def _scope_headers(self) -> dict[str, str]:
         return {"x-oauth-scopes": ",".join(self.scopes)}
 
-    def _check_auth(self, headers: Mapping[str, str]) -> None:
+    def _check_auth(self, headers: Mapping[str, str], expected: str) -> None:
         value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _ApiError("not_authed")
-        if token.strip() != self.token:
+        if token.strip() != expected:
             raise _ApiError("invalid_auth")
 
     @staticmethod
@@ -1052,6 +1111,7 @@ class FakeSlack:
             "files.completeUploadExternal": self._files_complete_upload,
             "views.open": self._views_open,
             "views.update": self._views_update,
+            **self._manifest_handlers(),  # the app-configuration section (apps.manifest.*) below
         }
 
     def _auth_test(self, params: Json) -> Json:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_PATH = ROOT / "manifest.yml"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "slack-app-manifest.json"
 
-REQUIRED_BOT_SCOPES = {"chat:write", "commands", "usergroups:read", "users:read"}
+# users:read left with issue 13: no code calls users.* (tests/setup/test_setup_slack.py holds the exact set).
+REQUIRED_BOT_SCOPES = {"chat:write", "commands", "usergroups:read"}
 
 
 @pytest.fixture(scope="module")

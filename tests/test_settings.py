@@ -80,12 +80,17 @@ def test_parse_duration() -> None:
         parse_duration("soon")
 
 
-async def test_start_up_with_a_missing_setting_prints_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_start_up_with_missing_settings_prints_one_line_each(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Issue 13 changed this from "the first missing setting" to every one at once.
     env = child_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"})
     result = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "bot", "serve"], capture_output=True, text=True, env=env,
         cwd=tmp_path, timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "configuration error: PRIVACY_CHANNEL is required but not set"
+    assert result.stderr.strip().splitlines() == [
+        f"configuration error: {name} is required but not set"
+        for name in ("PRIVACY_CHANNEL", "PRIVACY_APPROVERS", "MAUTIC_BASE_URL", "MAUTIC_WEBHOOK_SECRET",
+                     "BOT_SECRET_KEY")
+    ]
     assert "Traceback" not in result.stderr

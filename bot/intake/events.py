@@ -41,12 +41,16 @@ KNOWN_TYPES = frozenset({
 ACTED_ON = frozenset({FORM_SUBMIT, SUBSCRIPTION_CHANGED, EMAIL_SEND, CONTACT_DELETED, CONTACT_IDENTIFIED})
 
 
+def sign(raw: bytes, secret: str) -> str:
+    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)), as Mautic's Http/Client.php sends it."""
+    return base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode("ascii")
+
+
 def signature_ok(raw: bytes, header: str | None, secret: str) -> bool:
-    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)); compared in constant time."""
+    """Compared in constant time; a missing header or secret never matches."""
     if not header or not secret:
         return False
-    expected = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest())
-    return hmac.compare_digest(expected, header.strip().encode("ascii", "replace"))
+    return hmac.compare_digest(sign(raw, secret).encode("ascii"), header.strip().encode("ascii", "replace"))
 
 
 class Disposition(StrEnum):

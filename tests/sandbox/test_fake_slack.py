@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from sandbox.slack import (
+    DEFAULT_SCOPES,
     FakeSlack,
     Message,
     SlackUserAgent,
@@ -45,7 +46,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as slack:
+    # The fake's directory methods need scopes the bot's manifest no longer asks for (it calls none of them).
+    async with FakeSlack(scopes=[*DEFAULT_SCOPES, "users:read", "users:read.email", "channels:read",
+                                 "groups:read"]) as slack:
         slack.add_user("U0ALICE", "alice", "alice@example.com")
         slack.add_user("U0BOB", "bob", "bob@example.com")
         slack.add_user("U0CAROL", "carol", "carol@example.com")

@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# The bot as a container: `docker compose up` (compose.yaml) runs it next to PostgreSQL.
+# Stage 1 builds the wheel and installs it with its dependencies into a virtualenv; stage 2 copies only that
+# virtualenv and manifest.yml (for `setup slack`) into a slim image that runs as an unprivileged user.
+
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY handlers ./handlers
+COPY storage ./storage
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --upgrade pip \
+ && /opt/venv/bin/pip install .
+
+FROM python:3.12-slim AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOST=0.0.0.0 \
+    PORT=3000 \
+    EXPORT_DIR=/var/lib/privacy-bot/exports
+RUN groupadd --system --gid 10001 bot \
+ && useradd --system --uid 10001 --gid bot --home-dir /app --shell /usr/sbin/nologin bot \
+ && mkdir -p /app /var/lib/privacy-bot/exports \
+ && chown -R bot:bot /var/lib/privacy-bot
+COPY --from=build /opt/venv /opt/venv
+COPY manifest.yml /app/manifest.yml
+WORKDIR /app
+USER 10001:10001
+EXPOSE 3000
+VOLUME ["/var/lib/privacy-bot/exports"]
+# /healthz answers 200 while the database answers, 503 when it does not (no curl in the slim image).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(0 if urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '3000')}/healthz\", timeout=4).status == 200 else 1)"]
+# Migrate before serving: a new image upgrades the schema first (idempotent; several replicas may race
+# harmlessly on PostgreSQL, as `release: python -m bot migrate` does on Procfile hosts).
+CMD ["sh", "-c", "python -m bot migrate && exec python -m bot serve"]
