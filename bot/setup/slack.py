@@ -38,20 +38,24 @@ def render_manifest(manifest: dict[str, Any], *, public_url: str | None, socket_
     out = copy.deepcopy(manifest)
     features, settings = out.setdefault("features", {}), out.setdefault("settings", {})
     commands = features.get("slash_commands") or []
-    interactivity = settings.get("interactivity") or {}
+    # Every place Slack would POST to: interactivity and the event subscriptions (App Home).
+    endpoints = [section for section in (settings.get("interactivity"), settings.get("event_subscriptions"))
+                 if isinstance(section, dict)]
     if socket_mode:
         settings["socket_mode_enabled"] = True
         for command in commands:
             command.pop("url", None)
-        interactivity.pop("request_url", None)
+        for endpoint in endpoints:
+            endpoint.pop("request_url", None)
         return out
     if not public_url:
         raise ConfigError("PUBLIC_URL is required (or set SLACK_APP_TOKEN for Socket Mode)")
     settings["socket_mode_enabled"] = False
     for command in commands:
         command["url"] = str(command.get("url", "")).replace(PLACEHOLDER_URL, public_url)
-    if "request_url" in interactivity:
-        interactivity["request_url"] = str(interactivity["request_url"]).replace(PLACEHOLDER_URL, public_url)
+    for endpoint in endpoints:
+        if "request_url" in endpoint:
+            endpoint["request_url"] = str(endpoint["request_url"]).replace(PLACEHOLDER_URL, public_url)
     return out
 
 
