@@ -189,3 +189,6 @@ async def sandbox(
             yield box
         finally:
             await box.stop_bot()
+        # Reached only when the body succeeded: a payload Slack would refuse fails the test, whichever
+        # call carried it and whether or not the bot noticed the refusal.
+        slack.assert_all_valid()

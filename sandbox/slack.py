@@ -23,13 +23,22 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
+
+from sandbox.blockkit import (
+    MAX_TEXT_LENGTH,
+    too_long,
+    validate_blocks,
+    validate_message,
+    validate_view,
+    validate_view_answer,
+)
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -41,6 +50,7 @@ __all__ = [
     "Message",
     "RecordedCall",
     "RecordedResponse",
+    "RefusedPayload",
     "SlackHttpResult",
     "SlackUserAgent",
     "SocketModePeer",
@@ -62,9 +72,6 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "usergroups:read",
 )
 
-MESSAGE_BLOCK_LIMIT = 50
-VIEW_BLOCK_LIMIT = 100
-MAX_TEXT_LENGTH = 40_000
 TRIGGER_TTL_SECONDS = 3.0  # Slack's trigger_ids expire three seconds after the interaction
 FIRST_TS_MICROS = 1_700_000_000_000_000
 SHUTDOWN_TIMEOUT_SECONDS = 0.5
@@ -213,6 +220,19 @@ class RecordedResponse:
 
 
 @dataclass
+class RefusedPayload:
+    """Something the bot sent that Slack would refuse: ``kind`` names the call (``chat.postMessage``,
+    ``response_url``, ``command reply``…), ``errors`` are Slack-style messages. Any of these fails the test."""
+
+    kind: str
+    errors: list[str]
+    payload: Any
+
+    def __str__(self) -> str:
+        return f"{self.kind}: " + "; ".join(self.errors)
+
+
+@dataclass
 class View:
     """A modal the bot opened; ``view`` is the full view object as Slack would report it."""
 
@@ -340,169 +360,13 @@ def _decode_cursor(cursor: str) -> int:
         raise _ApiError("invalid_cursor") from exc
 
 
-# --------------------------------------------------------------------------------------------------
-# Block Kit validation (the limits of Slack's Block Kit reference). Messages mimic Slack's json-pointer format.
-
-_BLOCK_TYPES = {
-    "section", "divider", "header", "context", "actions", "image", "input", "rich_text", "file",
-    "video", "markdown", "table",
-}  # fmt: skip
-_TEXT_TYPES = {"plain_text", "mrkdwn"}
-
-
-def _too_long(limit: int, pointer: str) -> str:
-    return f"must be less than {limit + 1} characters [json-pointer:{pointer}]"
-
-
-def _too_many(limit: int, pointer: str) -> str:
-    return f"no more than {limit} items allowed [json-pointer:{pointer}]"
-
-
-def _check_text(obj: Any, pointer: str, limit: int, *, plain_only: bool = False) -> list[str]:
-    if not isinstance(obj, dict) or obj.get("type") not in _TEXT_TYPES:
-        return [f"must be a text object [json-pointer:{pointer}]"]
-    if plain_only and obj["type"] != "plain_text":
-        return [f"must be plain_text [json-pointer:{pointer}/type]"]
-    text = obj.get("text")
-    if not isinstance(text, str) or not text:
-        return [f"must be more than 0 characters [json-pointer:{pointer}/text]"]
-    return [_too_long(limit, f"{pointer}/text")] if len(text) > limit else []
-
-
-def _check_id(container: Mapping[str, Any], key: str, pointer: str) -> list[str]:
-    value = container.get(key)
-    if value is not None and len(str(value)) > 255:
-        return [_too_long(255, f"{pointer}/{key}")]
-    return []
-
-
-def _check_confirm(confirm: Any, pointer: str) -> list[str]:
-    if not isinstance(confirm, dict):
-        return [f"must be a confirm object [json-pointer:{pointer}]"]
-    errors = _check_text(confirm.get("title"), f"{pointer}/title", 100, plain_only=True)
-    errors += _check_text(confirm.get("text"), f"{pointer}/text", 300)
-    for key in ("confirm", "deny"):
-        errors += _check_text(confirm.get(key), f"{pointer}/{key}", 30, plain_only=True)
-    if confirm.get("style") not in (None, "primary", "danger"):
-        errors.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
-    return errors
-
-
-def _check_element(element: Any, pointer: str) -> list[str]:
-    if not isinstance(element, dict) or not isinstance(element.get("type"), str):
-        return [f"missing required field: type [json-pointer:{pointer}]"]
-    errors = _check_id(element, "action_id", pointer)
-    if element["type"] == "button":
-        errors += _check_text(element.get("text"), f"{pointer}/text", 75, plain_only=True)
-        if len(str(element.get("value", ""))) > 2000:
-            errors.append(_too_long(2000, f"{pointer}/value"))
-        if len(str(element.get("url", ""))) > 3000:
-            errors.append(_too_long(3000, f"{pointer}/url"))
-        if element.get("style") not in (None, "primary", "danger"):
-            errors.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
-    if "confirm" in element:
-        errors += _check_confirm(element["confirm"], f"{pointer}/confirm")
-    return errors
-
-
-def _duplicate_action_ids(elements: Sequence[Any], pointer: str) -> list[str]:
-    seen: set[str] = set()
-    errors = []
-    for index, element in enumerate(elements):
-        action_id = element.get("action_id") if isinstance(element, dict) else None
-        if action_id is None:
-            continue
-        if action_id in seen:
-            errors.append(f"duplicate action_id [json-pointer:{pointer}/{index}/action_id]")
-        seen.add(action_id)
-    return errors
-
-
-def _check_section(block: Json, pointer: str) -> list[str]:
-    if "text" not in block and "fields" not in block:
-        return [f"must provide either text or fields [json-pointer:{pointer}]"]
-    errors = _check_text(block["text"], f"{pointer}/text", 3000) if "text" in block else []
-    fields = block.get("fields")
-    if fields is not None:
-        if not isinstance(fields, list):
-            errors.append(f"must be an array [json-pointer:{pointer}/fields]")
-        else:
-            if len(fields) > 10:
-                errors.append(_too_many(10, f"{pointer}/fields"))
-            for index, item in enumerate(fields):
-                errors += _check_text(item, f"{pointer}/fields/{index}", 2000)
-    if "accessory" in block:
-        errors += _check_element(block["accessory"], f"{pointer}/accessory")
-    return errors
-
-
-def _check_elements(block: Json, pointer: str, limit: int) -> list[str]:
-    elements = block.get("elements")
-    if not isinstance(elements, list) or not elements:
-        return [f"must provide at least one element [json-pointer:{pointer}/elements]"]
-    errors = [_too_many(limit, f"{pointer}/elements")] if len(elements) > limit else []
-    return errors + _duplicate_action_ids(elements, f"{pointer}/elements")
-
-
-def _check_block(block: Any, pointer: str) -> list[str]:
-    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-        return [f"missing required field: type [json-pointer:{pointer}]"]
-    kind = block["type"]
-    if kind not in _BLOCK_TYPES:
-        return [f"unsupported block type: {kind} [json-pointer:{pointer}/type]"]
-    errors = _check_id(block, "block_id", pointer)
-    if kind == "section":
-        errors += _check_section(block, pointer)
-    elif kind == "header":
-        errors += _check_text(block.get("text"), f"{pointer}/text", 150, plain_only=True)
-    elif kind == "actions":
-        errors += _check_elements(block, pointer, 25)
-        for index, element in enumerate(block.get("elements") or []):
-            errors += _check_element(element, f"{pointer}/elements/{index}")
-    elif kind == "context":
-        errors += _check_elements(block, pointer, 10)
-    elif kind == "input":
-        errors += _check_text(block.get("label"), f"{pointer}/label", 2000, plain_only=True)
-        errors += _check_element(block.get("element"), f"{pointer}/element")
-    return errors
-
-
-def validate_blocks(blocks: Any, *, limit: int = MESSAGE_BLOCK_LIMIT, pointer: str = "/blocks") -> list[str]:
-    """Return Slack-style error strings for ``blocks``; an empty list means Slack would accept them."""
-    if not isinstance(blocks, list):
-        return [f"must be an array [json-pointer:{pointer}]"]
-    errors = [_too_many(limit, pointer)] if len(blocks) > limit else []
-    seen: set[str] = set()
-    for index, block in enumerate(blocks):
-        errors += _check_block(block, f"{pointer}/{index}")
-        block_id = block.get("block_id") if isinstance(block, dict) else None
-        if block_id is not None:
-            if block_id in seen:
-                errors.append(f"duplicate block_id [json-pointer:{pointer}/{index}/block_id]")
-            seen.add(block_id)
-    return errors
-
-
 def _blocks_param(params: Mapping[str, Any], *, required: bool = False) -> list[Json] | None:
     if params.get("blocks") in (None, ""):
         return [] if required else None
     blocks = _json_param(params, "blocks", "invalid_blocks_format")
-    errors = validate_blocks(blocks)
-    if errors:
-        raise _ApiError(
-            "invalid_blocks", errors=errors, response_metadata={"messages": [f"[ERROR] {e}" for e in errors]}
-        )
+    if not isinstance(blocks, list):
+        raise _ApiError("invalid_blocks_format")
     return list(blocks)
-
-
-def _message_content(params: Mapping[str, Any]) -> tuple[str, list[Json]]:
-    blocks = _blocks_param(params) or []
-    text = str(params.get("text") or "")
-    if not text and not blocks and not params.get("attachments"):
-        raise _ApiError("no_text")
-    if len(text) > MAX_TEXT_LENGTH:
-        raise _ApiError("msg_too_long")
-    return text, blocks
 
 
 # --------------------------------------------------------------------------------------------------
@@ -600,6 +464,7 @@ class FakeSlack(_ManifestApi):
         self.ephemerals: list[Ephemeral] = []
         self.responses: list[RecordedResponse] = []
         self.views: list[View] = []
+        self.refused: list[RefusedPayload] = []  # every invalid payload the bot sent, whatever the call kind
         self.uploads: dict[str, bytes] = {}
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, User] = {}
@@ -748,12 +613,28 @@ class FakeSlack(_ManifestApi):
                 return candidate
         raise KeyError(f"no message {ts} in {channel}")
 
+    def refuse(self, kind: str, errors: list[str], payload: Any) -> None:
+        """Record an invalid payload. The harness fails any test that leaves one (see ``assert_all_valid``)."""
+        if errors:
+            self.refused.append(RefusedPayload(kind, list(errors), payload))
+
+    def assert_all_valid(self) -> None:
+        """Raise unless every payload the bot sent (posts, updates, ephemerals, uploads, response_url posts,
+        command and interaction answers, views) was one Slack would accept."""
+        if self.refused:
+            raise AssertionError("the bot sent payloads Slack would refuse:\n" + "\n".join(map(str, self.refused)))
+
     def calls_to(self, method: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method]
 
+    @property
+    def names(self) -> dict[str, str]:
+        """Names of channels and users by id: what Slack shows for ``<#C…>`` and ``<@U…>``."""
+        return {**{c.id: c.name for c in self.channels.values()}, **{u.id: u.name for u in self.users.values()}}
+
     def transcript(self, channel: str) -> str:
         """The channel as a terminal would show it: messages with their thread replies indented."""
-        names = {u.id: u.name for u in self.users.values()}
+        names = self.names
         lines: list[str] = []
         for message in self.messages(channel):
             lines.append(render_message(message, names=names))
@@ -996,9 +877,9 @@ class FakeSlack(_ManifestApi):
     # ---- response_url semantics ------------------------------------------------------------------
 
     def _apply_response(self, path: str, record: RecordedResponse) -> tuple[int, str]:
-        blocks = record.json.get("blocks")
-        errors = validate_blocks(blocks) if blocks is not None else []
+        errors = validate_message(record.json)
         if errors:
+            self.refuse("response_url", errors, record.json)
             return 400, "invalid_blocks"
         target = self._response_targets.get(path, _ResponseTarget())
         original = self._original(target)
@@ -1065,6 +946,27 @@ class FakeSlack(_ManifestApi):
             self._messages.setdefault(dm_id, [])
         return self.channels[dm_id]
 
+    def _check_message(self, method: str, payload: Json) -> None:
+        """Refuse, as Slack does, a message whose text is too long or whose blocks or attachments are invalid."""
+        errors = validate_message(payload)
+        if not errors:
+            return
+        self.refuse(method, errors, payload)
+        if too_long(MAX_TEXT_LENGTH, "/text") in errors:
+            raise _ApiError("msg_too_long")
+        raise _ApiError(
+            "invalid_blocks", errors=errors, response_metadata={"messages": [f"[ERROR] {e}" for e in errors]}
+        )
+
+    def _message_content(self, method: str, params: Mapping[str, Any]) -> tuple[str, list[Json]]:
+        blocks = _blocks_param(params) or []
+        text = str(params.get("text") or "")
+        attachments = _json_param(params, "attachments", "invalid_attachments")
+        if not text and not blocks and not attachments:
+            raise _ApiError("no_text")
+        self._check_message(method, {"text": text, "blocks": blocks or None, "attachments": attachments})
+        return text, blocks
+
     def _postable(self, channel_id: str) -> Channel:
         channel = self._channel(channel_id)
         if self.bot_user_id in channel.members:
@@ -1129,7 +1031,7 @@ class FakeSlack(_ManifestApi):
     def _chat_post_message(self, params: Json) -> Json:
         self._need("chat:write")
         channel = self._postable(_required(params, "channel", "channel_not_found"))
-        text, blocks = _message_content(params)
+        text, blocks = self._message_content("chat.postMessage", params)
         thread_ts = self._thread_parent(channel, params.get("thread_ts"))
         metadata = _json_param(params, "metadata", "invalid_metadata_format")
         message = Message(
@@ -1150,8 +1052,8 @@ class FakeSlack(_ManifestApi):
         text = str(params.get("text") or "")
         if not text and not blocks:
             raise _ApiError("no_text")
-        if len(text) > MAX_TEXT_LENGTH:
-            raise _ApiError("msg_too_long")
+        self._check_message("chat.update", {"text": text, "blocks": new_blocks,
+                                            "attachments": _json_param(params, "attachments", "invalid_attachments")})
         message.replace(text, blocks)
         return {"channel": channel.id, "ts": message.ts, "text": text, "message": message.to_api(self.team_id)}
 
@@ -1163,7 +1065,7 @@ class FakeSlack(_ManifestApi):
             raise _ApiError("user_not_found")
         if user not in channel.members:
             raise _ApiError("user_not_in_channel")
-        text, blocks = _message_content(params)
+        text, blocks = self._message_content("chat.postEphemeral", params)
         thread_ts = self._thread_parent(channel, params.get("thread_ts"))
         ephemeral = Ephemeral(self._next_ts(), channel.id, user, text, blocks, thread_ts)
         self.ephemerals.append(ephemeral)
@@ -1252,13 +1154,16 @@ class FakeSlack(_ManifestApi):
         entries = _json_param(params, "files", "invalid_arguments")
         if not isinstance(entries, list) or not entries:
             raise _ApiError("invalid_arguments")
+        # The comment (and its optional blocks) is posted as the file's message, under a message's rules.
+        blocks = _blocks_param(params)
+        self._check_message("files.completeUploadExternal", {"text": params.get("initial_comment"), "blocks": blocks})
         files = [self._complete_file(entry) for entry in entries]
         channel_id = params.get("channel_id") or str(params.get("channels") or "").split(",")[0]
         if channel_id:
             channel = self._postable(str(channel_id))
             thread_ts = self._thread_parent(channel, params.get("thread_ts"))
             message = Message(
-                self._next_ts(), channel.id, str(params.get("initial_comment") or ""), [], thread_ts,
+                self._next_ts(), channel.id, str(params.get("initial_comment") or ""), blocks or [], thread_ts,
                 self.bot_user_id, self.bot_id, files=files,
             )  # fmt: skip
             self._messages[channel.id].append(message)
@@ -1283,17 +1188,14 @@ class FakeSlack(_ManifestApi):
         self._files[pending.id] = file
         return file
 
-    def _parse_view(self, params: Json) -> Json:
+    def _parse_view(self, params: Json, method: str) -> Json:
         view = _json_param(params, "view", "invalid_arguments")
         if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
+            self.refuse(method, ["invalid view type [json-pointer:/view/type]"], view)
             raise _ApiError("invalid_arguments", response_metadata={"messages": ["[ERROR] invalid view type"]})
-        errors = validate_blocks(view.get("blocks", []), limit=VIEW_BLOCK_LIMIT, pointer="/view/blocks")
-        if view["type"] == "modal":
-            errors += _check_text(view.get("title"), "/view/title", 24, plain_only=True)
-        errors += _check_id(view, "callback_id", "/view")
-        if len(str(view.get("private_metadata", ""))) > 3000:
-            errors.append(_too_long(3000, "/view/private_metadata"))
+        errors = validate_view(view)
         if errors:
+            self.refuse(method, errors, view)
             raise _ApiError("invalid_arguments", response_metadata={"messages": [f"[ERROR] {e}" for e in errors]})
         return view
 
@@ -1310,7 +1212,7 @@ class FakeSlack(_ManifestApi):
         return trigger, user
 
     def _views_open(self, params: Json) -> Json:
-        view = self._parse_view(params)
+        view = self._parse_view(params, "views.open")
         trigger, user = self._take_trigger(params)
         self._serial += 1
         view_id = f"V{self._serial:09d}"
@@ -1319,7 +1221,7 @@ class FakeSlack(_ManifestApi):
         return {"view": full}
 
     def _views_update(self, params: Json) -> Json:
-        view = self._parse_view(params)
+        view = self._parse_view(params, "views.update")
         view_id, external_id = params.get("view_id"), params.get("external_id")
         record = next(
             (v for v in self.views if (view_id and v.id == view_id)
@@ -1358,30 +1260,42 @@ class FakeSlack(_ManifestApi):
 # --------------------------------------------------------------------------------------------------
 # Terminal rendering for the demo and for failure messages
 
-_MENTION = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>")
-_LINK = re.compile(r"<((?:https?|mailto):[^>|]+)(?:\|([^>]*))?>")
+# Slack reads every ``<…>`` in mrkdwn and message text as a reference: ``<@U…>``/``<#C…>``/``<!here>`` are
+# mentions, anything else is a link to its target, shown as its ``|label`` or as the target itself, without
+# the brackets. So ``<email>`` typed in a help text shows as a link reading "email". Text meant literally
+# must escape ``&``, ``<`` and ``>`` as ``&amp;``, ``&lt;``, ``&gt;``, which Slack shows as the characters
+# ("Escaping text", https://docs.slack.dev/messaging/formatting-message-text#escaping).
+_REFERENCE = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
 
 def _plain(text: str, names: Mapping[str, str]) -> str:
-    """Turn Slack's escaped mrkdwn references into what a reader would see."""
+    """Turn Slack's mrkdwn references and escapes into what a reader would see."""
 
-    def mention(match: re.Match[str]) -> str:
-        sigil, ref, label = match.groups()
+    def reference(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        sigil, ref = target[:1], target[1:]
         if sigil == "!":
             return "@" + (label or ref.split("^")[0])
-        if sigil == "#":
-            return "#" + (label or names.get(ref, ref))
-        return "@" + (label or names.get(ref, ref))
+        if sigil in ("@", "#"):
+            return sigil + (label or names.get(ref, ref))
+        if target.startswith(("http:", "https:", "mailto:")):
+            return f"{label} ({target})" if label else target
+        return label or target  # a link to whatever was between the brackets
 
-    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})" if m.group(2) else m.group(1), text)
-    text = _MENTION.sub(mention, text)
+    return _unescape(_REFERENCE.sub(reference, text))
+
+
+def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _text_of(obj: Any, names: Mapping[str, str]) -> str:
-    if isinstance(obj, dict):
-        return _plain(str(obj.get("text", "")), names)
-    return ""
+    """A text object as shown: ``plain_text`` is never parsed for references; ``mrkdwn`` is."""
+    if not isinstance(obj, dict):
+        return ""
+    if obj.get("type") == "plain_text":
+        return _unescape(str(obj.get("text", "")))
+    return _plain(str(obj.get("text", "")), names)
 
 
 def _render_element(element: Any, names: Mapping[str, str]) -> str:
@@ -1508,6 +1422,17 @@ class SlackHttpResult:
         if self.response_url is None:
             return None
         return webhook_path(self.response_url)
+
+    @property
+    def rendered(self) -> str:
+        return self.render()
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        """The answer as the user sees it: a JSON message rendered from its blocks, else the text read as
+        Slack reads message text (references become links or mentions, escapes become characters)."""
+        if isinstance(self.json, dict):
+            return render_message(self.json, names=names)
+        return _plain(self.text, names or {})
 
 
 def find_action(blocks: list[dict[str, Any]], action_id: str) -> tuple[str | None, dict[str, Any]]:
@@ -1636,6 +1561,7 @@ class SlackUserAgent:
         }
         result = await self._post_signed(urlencode(form), FORM)
         result.response_url, result.trigger_id = response_url, trigger_id
+        self._check_answer("slash-command answer", result, validate_message)
         return result
 
     async def click(
@@ -1688,6 +1614,7 @@ class SlackUserAgent:
                 payload["container"]["thread_ts"] = message.thread_ts
         result = await self._post_payload(payload)
         result.response_url, result.trigger_id = response_url, trigger_id
+        self._check_answer("block_actions answer", result, validate_message)
         return result
 
     async def submit_view(
@@ -1707,7 +1634,25 @@ class SlackUserAgent:
             "view": opened,
             "response_urls": [],
         }
-        return await self._post_payload(payload)
+        result = await self._post_payload(payload)
+        self._check_answer("view_submission answer", result, lambda answer: validate_view_answer(answer, opened))
+        return result
+
+    def _check_answer(self, kind: str, result: SlackHttpResult, validate: Callable[[Any], list[str]]) -> None:
+        """Validate the HTTP answer Bolt built from ``ack(...)``, as Slack would before showing it. An
+        answer Slack would refuse is recorded on the fake and fails the test here and now."""
+        if result.status != 200 or not result.text.strip():
+            return
+        if isinstance(result.json, dict):
+            answer: Any = result.json
+        elif kind == "view_submission answer":
+            answer = result.text  # only JSON (or nothing) is a valid answer to a submission
+        else:
+            answer = {"text": result.text}  # a text/plain answer is the message text (slack.md §1.6)
+        errors = validate(answer)
+        if errors:
+            self.fake.refuse(kind, errors, answer)
+            raise AssertionError(f"the bot's {kind} would be refused by Slack: {errors}")
 
     async def event(self, event: Mapping[str, Any], *, event_id: str | None = None) -> SlackHttpResult:
         """An Events API ``event_callback`` envelope as JSON (slack.md §2.3)."""
@@ -1939,8 +1884,9 @@ class AppHomeTabs:
         user_id = _required(params, "user_id")
         if user_id not in self.fake.users:
             raise _ApiError("user_not_found")
-        view = self.fake._parse_view(params)
+        view = self.fake._parse_view(params, "views.publish")  # validated like every view (sandbox/blockkit.py)
         if view["type"] != "home":
+            self.fake.refuse("views.publish", ["must be a home view [json-pointer:/view/type]"], view)
             raise _ApiError("invalid_arguments",
                             response_metadata={"messages": ["[ERROR] views.publish takes a home view"]})
         previous = self.views.get(user_id)

@@ -17,7 +17,8 @@ async def test_demo_runs_every_scene_and_shows_outcomes(capsys: pytest.CaptureFi
     expectations = [
         'HTTP 200 {"status": "ok", "database": "ok"}',  # health check
         "Privacy bot commands",  # help
-        "works only in <#C0PRIVACY>",  # channel rule
+        "works only in #privacy-ops",  # channel rule, the <#C0PRIVACY> reference as Slack shows it
+        "`/privacy dsar <email> [note]`",  # help placeholders escaped, so shown as typed
         "*Consent gap*",  # a consent alert
         "was already decided by",  # a stale second click
         "Access package for request",  # a DSAR delivered

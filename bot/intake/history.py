@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import BadCommand
 from bot.intake.blocks import HistoryAlert, HistoryRecord, HistoryWithdrawal, consent_history_message
 from bot.privacy import is_valid_email, mask_email, normalise_email, subject_hash
+from bot.slack.blocks import escape
 from storage import intake as store
 from storage import ledger
 from storage.db import unit_of_work
@@ -16,7 +17,7 @@ from storage.db import unit_of_work
 if TYPE_CHECKING:
     from bot.services import Services
 
-USAGE = "Usage: `/privacy consent <email>`, e.g. `/privacy consent jane@example.com`"
+USAGE = escape("Usage: `/privacy consent <email>`, e.g. `/privacy consent jane@example.com`")
 _MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
 
 

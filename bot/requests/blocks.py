@@ -16,12 +16,14 @@ from bot.requests.ids import ReasonInput, RequestButton, RequestModal
 from bot.requests.model import RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from bot.slack.blocks import (
+    SECTION_TEXT_LIMIT,
     Block,
     actions,
     button,
     cap_blocks,
     confirm_dialog,
     context,
+    escape,
     fields,
     header,
     modal,
@@ -107,16 +109,16 @@ def decision_lines(info: RequestInfo) -> list[str]:
     if info.verified_by:
         lines.append(f"🪪 Identity verified by {_who(info.verified_by)} on {_day(info.verified_at)}")
     if info.extended_by:
-        reason = truncate(info.extension_reason or "", 300)
+        reason = escape(truncate(info.extension_reason or "", 300))
         lines.append(f"⏳ Extended by {_who(info.extended_by)} on {_day(info.extended_at)} "
                      f"(original due {info.original_due_date.isoformat()}): {reason}")
     if info.approved_by:
         lines.append(f"✅ Approved by {_who(info.approved_by)} on {_day(info.approved_at)}")
     if info.rejected_by:
         lines.append(f"⛔ Rejected by {_who(info.rejected_by)} on {_day(info.rejected_at)}: "
-                     f"{truncate(info.reject_reason or '', 300)}")
+                     f"{escape(truncate(info.reject_reason or '', 300))}")
     if info.state is RequestState.FAILED and info.failure:
-        lines.append(f"❗ {truncate(info.failure, 300)}")
+        lines.append(f"❗ {escape(truncate(info.failure, 300))}")
     if info.state is RequestState.LAPSED:
         lines.append("⌛ The approval lapsed before the request ran; file it again if it is still wanted.")
     if info.completed_at:
@@ -167,13 +169,13 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
     if action == "approve":
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
-        return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {truncate(reason or '', 1000)}",
+        return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {escape(truncate(reason or '', 1000))}",
                      more=["Art. 12(4): tell the requester this reason and that they may complain to a "
                            "supervisory authority, within one month of receipt."])
     if action == "extend":
         return reply(f"⏳ {who} extended request #{info.id} by {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
                      f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
-                     f">*Reason:* {truncate(reason or '', 1000)}",
+                     f">*Reason:* {escape(truncate(reason or '', 1000))}",
                      more=["Tell the requester about the extension and its reasons before the original due date."])
     if action == "retry":
         return reply(f"🔁 {who} asked for another run of request #{info.id}.")
@@ -202,15 +204,24 @@ def progress_reply(text: str) -> dict[str, Any]:
     return reply(f"⚙️ Working: {text}")
 
 
+# A context block holds at most 10 elements (Block Kit reference); the access reply's context needs two of
+# them for what the bot holds and the warning not to forward the package in Slack, whatever the contacts.
+ACCESS_CONTACT_LINES = 8
+ACCESS_SAFETY_LINE = "Send it to the requester over a channel you trust; do not forward it in Slack."
+
+
 def access_done_reply(
     info: RequestInfo, *, link: str | None, expires: datetime | None, counts: dict[str, Any], uploaded: bool
 ) -> dict[str, Any]:
     contacts = counts.get("contacts", [])
+    shown = contacts if len(contacts) <= ACCESS_CONTACT_LINES else contacts[:ACCESS_CONTACT_LINES - 1]
     lines = [f"contact #{c['id']}: " + (
         "no longer in Mautic" if not c.get("found", True) else
         f"{c['fields']} fields, {c['dnc']} DNC, {c['segments']} segments, {c['campaigns']} campaigns, "
         f"{c['companies']} companies, {c['notes']} notes, {c['timeline']:,} timeline events")
-        for c in contacts]
+        for c in shown]
+    if len(shown) < len(contacts):
+        lines.append(f"…and {len(contacts) - len(shown)} more contacts, all in the package")
     bot_items = counts.get("bot_items", {})
     held = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in bot_items.items()) or "nothing"
     if uploaded:
@@ -221,7 +232,7 @@ def access_done_reply(
         f"📦 Access package for request #{info.id} is ready: `data.json` (complete, machine-readable) and "
         f"`summary.html` (purposes, categories, recipients, retention, source and rights).\n{where}",
         more=[*(lines or ["no Mautic contact matched"]), f"Held by the bot: {held}",
-              "Send it to the requester over a channel you trust; do not forward it in Slack."],
+              ACCESS_SAFETY_LINE],
     )
 
 
@@ -341,25 +352,54 @@ def extend_modal(info: RequestInfo) -> dict[str, Any]:
 # ---- answers to /privacy requests and /privacy status ---------------------------------------------
 
 
+# `/privacy requests` lists the most urgent requests (they come ordered by due date) and counts the rest.
+# Slack caps a message at 50 blocks, a section's text at 3,000 characters and the message text at 40,000
+# (slack.md §2.6; chat.postMessage "msg_too_long"); these keep the answer well inside all three.
+LIST_SHOWN_MAX = 100  # request lines in the answer; the rest are counted in "…and N more open requests"
+LIST_LINES_PER_SECTION = 10
+LIST_TEXT_BUDGET = 20_000  # characters of listed lines in the plain-text fallback
+LIST_FOOTER = escape("`/privacy status <id>` shows one request with its history.")
+
+
+def _list_line(info: RequestInfo, today: date) -> tuple[str, Urgency]:
+    left = countdown(info.due_date, today)
+    mark = {Urgency.OVERDUE: "🚨 OVERDUE", Urgency.DUE_SOON: "⏰ due soon", Urgency.ON_TIME: ""}[left.urgency]
+    days = f"{left.days_left} day(s) left" if left.days_left >= 0 else f"{-left.days_left} day(s) late"
+    line = (f"*#{info.id}* {info.kind.heading} · {escape(info.subject_masked)} · {info.state.label} · "
+            f"due {info.due_date.isoformat()} · {days} {mark}").rstrip()
+    return truncate(line, 500), left.urgency
+
+
+def _sections_of(lines: Sequence[str]) -> list[Block]:
+    """Lines packed into sections of at most 10 lines and 3,000 characters, never cut mid-line."""
+    out: list[list[str]] = []
+    for line in lines:
+        if out and len(out[-1]) < LIST_LINES_PER_SECTION and len("\n".join([*out[-1], line])) <= SECTION_TEXT_LIMIT:
+            out[-1].append(line)
+        else:
+            out.append([line])
+    return [section("\n".join(chunk)) for chunk in out]
+
+
 def requests_list(infos: Sequence[RequestInfo], *, today: date) -> dict[str, Any]:
     if not infos:
         return {"text": "No open data-subject requests.", "blocks": [section("No open data-subject requests. 🎉")]}
-    lines = []
-    overdue = soon = 0
-    for info in infos:
-        left = countdown(info.due_date, today)
-        mark = {Urgency.OVERDUE: "🚨 OVERDUE", Urgency.DUE_SOON: "⏰ due soon", Urgency.ON_TIME: ""}[left.urgency]
-        overdue += left.urgency is Urgency.OVERDUE
-        soon += left.urgency is Urgency.DUE_SOON
-        days = f"{left.days_left} day(s) left" if left.days_left >= 0 else f"{-left.days_left} day(s) late"
-        lines.append(f"*#{info.id}* {info.kind.heading} · {info.subject_masked} · {info.state.label} · "
-                     f"due {info.due_date.isoformat()} · {days} {mark}".rstrip())
+    ordered = sorted(infos, key=lambda info: (info.due_date, info.id))  # most urgent first, as the store gives them
+    listed = [_list_line(info, today) for info in ordered]
+    overdue = sum(urgency is Urgency.OVERDUE for _, urgency in listed)
+    soon = sum(urgency is Urgency.DUE_SOON for _, urgency in listed)
+    shown: list[str] = []
+    for line, _ in listed[:LIST_SHOWN_MAX]:
+        if sum(len(s) + 1 for s in shown) + len(line) > LIST_TEXT_BUDGET:
+            break
+        shown.append(line)
+    hidden = len(listed) - len(shown)
     summary = f"{len(infos)} open request(s): {overdue} overdue, {soon} due soon (≤ 5 days)."
-    blocks: list[Block] = [header("Open data-subject requests"), section(summary)]
-    for start in range(0, len(lines), 10):
-        blocks.append(section("\n".join(lines[start:start + 10])))
-    blocks.append(context("`/privacy status <id>` shows one request with its history."))
-    return {"text": summary + "\n" + "\n".join(lines), "blocks": cap_blocks(blocks, what="requests")}
+    more = [f"…and {hidden} more open request(s), due later than those above."] if hidden else []
+    blocks: list[Block] = [header("Open data-subject requests"), section(summary), *_sections_of(shown),
+                           *(context(m) for m in more), context(LIST_FOOTER)]
+    text = "\n".join([summary, *shown, *more, LIST_FOOTER])
+    return {"text": text, "blocks": cap_blocks(blocks, what="requests")}
 
 
 def request_status(info: RequestInfo, history: Sequence[tuple[datetime, str, str, str, str | None]], *,
@@ -369,7 +409,7 @@ def request_status(info: RequestInfo, history: Sequence[tuple[datetime, str, str
     blocks = [b for b in message["blocks"] if b.get("type") != "actions"]
     if history:
         lines = [f"{_day(at)} · {_who(actor)} · {action}" + ("" if outcome == "accepted" else " (refused)")
-                 + (f": {truncate(reason, 200)}" if reason else "")
+                 + (f": {escape(truncate(reason, 200))}" if reason else "")
                  for at, actor, action, outcome, reason in history[-15:]]
         blocks.append(section("*History*\n" + "\n".join(lines)))
     return {"text": message["text"], "blocks": cap_blocks(blocks)}

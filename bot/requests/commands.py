@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from bot.errors import BadCommand
 from bot.privacy import is_valid_email, mask_email, normalise_email, redact_emails
 from bot.requests.model import RequestKind
+from bot.slack.blocks import escape
 
 # The contact fields a stock Mautic 5 ships with that a person may ask to have corrected (as Mautic 5.x's
 # contact API lists them). System fields (points, last_active, attribution…) are not personal data a
@@ -48,8 +49,8 @@ class ParsedRequest:
 
 
 def right_form(kind: RequestKind) -> str:
-    usage = USAGE[kind]
-    return f"Use `/privacy {usage.usage}`, for example `{usage.example}`."
+    usage = USAGE[kind]  # placeholders such as <email> must be escaped, or Slack shows them as links
+    return escape(f"Use `/privacy {usage.usage}`, for example `{usage.example}`.")
 
 
 def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] = ()) -> ParsedRequest:
@@ -63,7 +64,7 @@ def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] =
     raw_email, rest = tokens[0], tokens[1:]
     if not is_valid_email(raw_email):
         shown = raw_email if "@" not in raw_email else mask_email(raw_email)
-        raise BadCommand(f"`{shown}` is not a valid email address. {right_form(kind)}")
+        raise BadCommand(f"`{escape(shown)}` is not a valid email address. {right_form(kind)}")
     email = normalise_email(raw_email)
     changes: dict[str, str] = {}
     if kind is RequestKind.RECTIFICATION:
@@ -73,7 +74,7 @@ def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] =
             alias = alias.strip().lower()
             if not _ALIAS.match(alias) or alias not in allowed:
                 known = ", ".join(f"`{a}`" for a in sorted(allowed))
-                raise BadCommand(f"`{alias or '(empty)'}` is not a field I can correct. Known fields: {known}. "
+                raise BadCommand(f"`{escape(alias) or '(empty)'}` is not a field I can correct. Known fields: {known}. "
                                  f"{right_form(kind)}")
             if alias in changes:
                 raise BadCommand(f"`{alias}` is given twice. {right_form(kind)}")
@@ -102,5 +103,5 @@ def parse_request_id(args: str, *, usage: str) -> int:
     """``"12"`` or ``"#12"`` → 12, for ``/privacy status``."""
     text = (args or "").strip().lstrip("#")
     if not text.isdigit() or int(text) < 1:
-        raise BadCommand(f"Give a request number. Use `/privacy {usage}`, for example `/privacy status 12`.")
+        raise BadCommand(f"Give a request number. Use `/privacy {escape(usage)}`, for example `/privacy status 12`.")
     return int(text)

@@ -96,6 +96,15 @@ def actions(block_id: str, *elements: Block) -> Block:
     return {"type": "actions", "block_id": block_id, "elements": list(elements)[:25]}
 
 
+def escape(text: str) -> str:
+    """Text to show literally in mrkdwn or message text: Slack reads ``&``, ``<`` and ``>`` as control
+    characters (``<email>`` becomes a link, ``<!channel>`` a mention), so those three, and only those, are
+    written as ``&amp;``, ``&lt;`` and ``&gt;`` ("Escaping text" in Slack's formatting reference,
+    https://docs.slack.dev/messaging/formatting-message-text#escaping). Use it for placeholders such as
+    ``<email>`` and for any text from outside (user input, Mautic); not for plain_text objects."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from bot.slack.blocks import context, header, section
+from bot.slack.blocks import context, escape, header, section
 
 
 class _Documented(Protocol):
@@ -23,7 +23,7 @@ def help_message(subcommands: Sequence[_Documented]) -> dict[str, Any]:
     lines = ["`/privacy help` — this list"]
     for sub in subcommands:
         who = " _(approvers)_" if sub.approvers_only else ""
-        lines.append(f"`/privacy {sub.usage}` — {sub.summary}{who}\n      e.g. `{sub.example}`")
+        lines.append(f"`/privacy {escape(sub.usage)}` — {escape(sub.summary)}{who}\n      e.g. `{escape(sub.example)}`")
     return {
         "text": "Privacy bot commands:\n" + "\n".join(lines),
         "blocks": [
@@ -36,7 +36,7 @@ def help_message(subcommands: Sequence[_Documented]) -> dict[str, Any]:
 
 def unknown_subcommand_message(name: str, subcommands: Sequence[_Documented]) -> dict[str, Any]:
     message = help_message(subcommands)
-    intro = f"I don't know `/privacy {name}`. Here is what I can do:"
+    intro = f"I don't know `/privacy {escape(name)}`. Here is what I can do:"
     return {"text": intro + "\n" + message["text"], "blocks": [section(intro), *message["blocks"]]}
 
 

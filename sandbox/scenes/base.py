@@ -39,9 +39,9 @@ class Narrator:
         self._print(_indent(f"(only {who} sees) {text}", "  │ "))
 
     def show_answer(self, who: str, result: Any) -> None:
-        body = (getattr(result, "text", "") or "").strip()
+        body = result.render(self.box.slack.names).strip() if hasattr(result, "render") else ""
         if body:
-            self.private(who, _plain(body))
+            self.private(who, body)
         self.show_responses(who)
 
     def show_responses(self, who: str) -> None:
@@ -49,7 +49,7 @@ class Narrator:
 
         responses = self.box.slack.responses
         for response in responses[self._responses_seen:]:
-            self.private(who, render_message(response.json))
+            self.private(who, render_message(response.json, names=self.box.slack.names))
         self._responses_seen = len(responses)
 
     def show_channel(self) -> None:
@@ -57,10 +57,14 @@ class Narrator:
         from sandbox.slack import render_message
 
         slack = self.box.slack
+
+        def render(message: Any) -> str:
+            return render_message(message, names=slack.names)
+
         for message in slack.messages(self.box.channel):
-            self._show(message, render_message, prefix="  ")
+            self._show(message, render, prefix="  ")
             for reply in slack.thread(self.box.channel, message.ts):
-                self._show(reply, render_message, prefix="      ↳ ")
+                self._show(reply, render, prefix="      ↳ ")
 
     def _show(self, message: Any, render: Callable[[Any], str], *, prefix: str) -> None:
         key = f"{message.channel}:{message.ts}"
@@ -74,18 +78,6 @@ class Narrator:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
-
-
-def _plain(text: str) -> str:
-    if text.startswith("{"):
-        import json
-
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return text
-        return str(data.get("text", text))
-    return text
 
 
 SceneRun = Callable[["Sandbox", Narrator], Awaitable[None]]

@@ -202,7 +202,7 @@ async def test_consent_command_shows_history_to_approvers_only(box: Sandbox) -> 
     refused = await box.command(ALICE, "consent jane@example.com")
     assert "Only privacy approvers" in refused.text
     bad = await box.command(BOB, "consent not-an-email")
-    assert "Usage: `/privacy consent <email>`" in bad.text
+    assert "Usage: `/privacy consent <email>`" in bad.rendered  # as Slack shows the escaped text
 
 
 async def test_purge_access_records_and_digest_counts(box: Sandbox) -> None:

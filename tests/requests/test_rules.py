@@ -106,10 +106,11 @@ def test_parse_rectify_fields_quotes_and_blanks() -> None:
 
 
 @pytest.mark.parametrize(("kind", "args", "needles"), [
-    (RequestKind.ACCESS, "", ["email address is missing", "/privacy dsar <email> [note]"]),
-    (RequestKind.ERASURE, "sam@corp", ["not a valid email", "/privacy erase <email> [note]"]),
+    # Placeholders arrive escaped: Slack would read a bare <email> as a link (bot.slack.blocks.escape).
+    (RequestKind.ACCESS, "", ["email address is missing", "/privacy dsar &lt;email&gt; [note]"]),
+    (RequestKind.ERASURE, "sam@corp", ["not a valid email", "/privacy erase &lt;email&gt; [note]"]),
     (RequestKind.ERASURE, "not-an-email note", ["`not-an-email` is not a valid email"]),
-    (RequestKind.RECTIFICATION, "sam@corp.test", ["Say which fields", "field>=<value>"]),
+    (RequestKind.RECTIFICATION, "sam@corp.test", ["Say which fields", "field&gt;=&lt;value&gt;"]),
     (RequestKind.RECTIFICATION, "sam@corp.test shoe_size=44", ["`shoe_size` is not a field", "`firstname`"]),
     (RequestKind.RECTIFICATION, "sam@corp.test email=", ["cannot be cleared"]),
     (RequestKind.RECTIFICATION, "sam@corp.test email=x@", ["not a valid address"]),

@@ -377,7 +377,8 @@ async def test_response_url_sink_records_and_edits_the_bound_message(fake: FakeS
 async def test_views_open_update_and_trigger_rules(fake: FakeSlack, client: AsyncWebClient) -> None:
     trigger = fake.trigger_id("U0ALICE")
     modal = {"type": "modal", "callback_id": "erase", "private_metadata": "req-7",
-             "title": {"type": "plain_text", "text": "Erase contact"}, "blocks": []}  # fmt: skip
+             "title": {"type": "plain_text", "text": "Erase contact"},
+             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Erase?"}}]}  # fmt: skip
 
     opened = await client.views_open(trigger_id=trigger, view=modal)
     reused = await api_error(client.views_open(trigger_id=trigger, view=modal))
@@ -442,7 +443,7 @@ def build_bolt_app(fake: FakeSlack) -> web.Application:
         if command["text"] == "form":
             await client.views_open(trigger_id=command["trigger_id"], view={
                 "type": "modal", "callback_id": "rectify", "private_metadata": "req-9",
-                "title": {"type": "plain_text", "text": "Rectify"},
+                "title": {"type": "plain_text", "text": "Rectify"}, "submit": {"type": "plain_text", "text": "Save"},
                 "blocks": [{"type": "input", "block_id": "field", "label": {"type": "plain_text", "text": "Field"},
                             "element": {"type": "plain_text_input", "action_id": "value"}}],
             })  # fmt: skip
