@@ -47,8 +47,10 @@ def test_stale_rule(last_active: datetime | None, date_added: datetime | None, s
 
 
 def test_stale_filter_is_mautics_gdpr_rule_as_one_or() -> None:
+    # A top-level orX carries a `col` too: Mautic reads it (CoreBundle/Entity/CommonRepository.php,
+    # convertOrmPropertiesToColumns) and warns "Undefined array key" without one.
     assert where_params(stale_filter(CUTOFF)) == [
-        ("where[0][expr]", "orX"),
+        ("where[0][col]", "id"), ("where[0][expr]", "orX"),
         ("where[0][val][0][col]", "last_active"), ("where[0][val][0][expr]", "lt"),
         ("where[0][val][0][val]", "2023-03-03 09:00:30"),
         ("where[0][val][1][expr]", "andX"),
