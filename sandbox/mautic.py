@@ -284,6 +284,7 @@ class _Fault:
     status: int
     retry_after: int | None
     times: int | None
+    applied: bool = False
 
 
 @dataclass
@@ -679,9 +680,14 @@ class FakeMautic:
         retry_after: int | None = None,
         times: int | None = 1,
         method: str | None = None,
+        applied: bool = False,
     ) -> None:
-        """Answer the next `times` matching requests (None = forever) with `status` in Mautic's shape."""
-        self._faults.append(_Fault(path_prefix, method.upper() if method else None, status, retry_after, times))
+        """Answer the next `times` matching requests (None = forever) with `status` in Mautic's shape.
+
+        With `applied`, Mautic does the work first and only the answer is lost (a proxy's 504 after a slow
+        call, a dropped connection): the client cannot tell, and retries something already done."""
+        self._faults.append(_Fault(path_prefix, method.upper() if method else None, status, retry_after, times,
+                                   applied))
 
     def slow(self, path_prefix: str, seconds: float, *, times: int | None = None) -> None:
         """Delay matching requests by `seconds` before answering."""
@@ -1113,6 +1119,10 @@ class FakeMautic:
                 continue
             if fault.times is not None:
                 fault.times -= 1
+            if fault.applied:
+                if request.path.startswith("/api"):
+                    self._authenticate(request)
+                await handler(request)
             return self._fault_response(fault)
         if request.path.startswith("/api"):
             self._authenticate(request)
@@ -1548,6 +1558,9 @@ class FakeMautic:
             for cond in self._parse_conds(query.get("where")) if "where" in query else []:
                 if cond.expr != "eq":
                     raise ValueError("This stand-in's stats endpoint supports only eq filters")
+                if rows and cond.col not in rows[0]:  # Doctrine's exception, reported inside a 200
+                    raise ValueError(f"An exception occurred while executing a query: SQLSTATE[42S22]: Column "
+                                     f"not found: 1054 Unknown column 't.{cond.col}' in 'where clause'")
                 rows = [r for r in rows if str(r.get(cond.col)) == str(cond.val)]
         except (ValueError, _ApiError) as exc:
             return _json({"errors": [{"message": str(exc), "code": 0}]})
