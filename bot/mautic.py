@@ -623,7 +623,11 @@ class MauticClient:
     # ---- contact sub-resources (DSAR export) -----------------------------------------------------
 
     async def iter_activity(self, contact_id: int, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
-        """All timeline events, oldest first, one page at a time (ascending so new events can't shift pages)."""
+        """All timeline events, one page at a time, ascending so new events can't shift pages.
+
+        Each event type pages on its own (LeadBundle/Event/LeadTimelineEvent.php): a page holds up to
+        `page_size` events of every type, and `maxPages` is that of the busiest type, so paging to
+        maxPages yields everything, oldest first within each type but not in one global order."""
         page = 1
         while True:
             params = [("page", str(page)), ("limit", str(page_size)), ("order[0]", "timestamp"),

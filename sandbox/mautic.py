@@ -1392,6 +1392,10 @@ class FakeMautic:
         return _json(body)
 
     async def _h_activity(self, request: web.Request) -> web.Response:
+        """LeadApiController::getActivityAction → LeadModel::getEngagements. Every event type's subscriber
+        pages its own events with the same start/limit, and the page is their union sorted by timestamp
+        (LeadBundle/Event/LeadTimelineEvent.php getEvents): a page can hold up to limit x types events,
+        and `maxPages` is computed on the busiest type alone (getMaxPage), `total` on all of them."""
         cid = self._contact_or_404(request)
         query = parse_php_query(request.query.items())
         page = max(1, _php_int(query.get("page"), 1))
@@ -1399,30 +1403,45 @@ class FakeMautic:
         order = _as_list(query.get("order")) or ["timestamp", "DESC"]
         direction = str(order[1] if len(order) > 1 else "DESC").upper()
         contact = self._contacts.get(cid)
-        stored = sorted(contact.activity, key=lambda e: e["timestamp"]) if contact else []
         generated = contact.activity_generated if contact else 0
-        total = len(stored) + generated
-        offset = (page - 1) * limit
-        positions = range(offset, min(offset + limit, total))
-        if direction != "ASC":
-            positions = range(total - 1 - offset, max(total - 1 - offset - limit, -1), -1)
         base = _utcnow() - timedelta(minutes=generated + 1)
-        events = []
-        for pos in positions:  # position 0..generated-1 = synthetic (oldest), then stored events
-            if pos < generated:
-                events.append(self._synthetic_event(cid, pos, base))
+        # per type: (how many, the i-th oldest); synthetic events alternate two types by position
+        kinds: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {}
+        if generated:
+            kinds["email.read"] = ((generated + 1) // 2, lambda i: self._synthetic_event(cid, 2 * i, base))
+        if generated > 1:
+            kinds["page.hit"] = (generated // 2, lambda i: self._synthetic_event(cid, 2 * i + 1, base))
+        stored_by_kind: dict[str, list[dict[str, Any]]] = {}
+        for event in sorted(contact.activity if contact else [], key=lambda e: e["timestamp"]):
+            stored_by_kind.setdefault(event["event"], []).append(event)
+        for kind, stored in stored_by_kind.items():
+            synth_count, synth = kinds.get(kind, (0, lambda i: {}))
+
+            def nth(i: int, synth_count: int = synth_count, synth: Callable[[int], dict[str, Any]] = synth,
+                    stored: list[dict[str, Any]] = stored) -> dict[str, Any]:
+                return synth(i) if i < synth_count else stored[i - synth_count]
+
+            kinds[kind] = (synth_count + len(stored), nth)
+        offset = (page - 1) * limit
+        events: list[dict[str, Any]] = []
+        for count, event_at in kinds.values():
+            if direction == "ASC":
+                positions = range(offset, min(offset + limit, count))
             else:
-                events.append(stored[pos - generated])
+                positions = range(count - 1 - offset, max(count - 1 - offset - limit, -1), -1)
+            events.extend(event_at(i) for i in positions)
+        events.sort(key=lambda e: str(e["timestamp"]), reverse=direction != "ASC")
+        largest = max((count for count, _ in kinds.values()), default=0)
         types = {e["event"]: e["eventType"] for e in events}
         return _json({
             "events": events,
             "filters": {"search": "", "includeEvents": [], "excludeEvents": []},
             "order": ["timestamp", direction],
             "types": types or [],
-            "total": total,
+            "total": sum(count for count, _ in kinds.values()),
             "page": page,
             "limit": limit,
-            "maxPages": math.ceil(total / limit) if total else 0,
+            "maxPages": math.ceil(largest / limit) if largest else 1,
         })
 
     @staticmethod

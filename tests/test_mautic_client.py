@@ -364,7 +364,9 @@ async def test_iter_activity_streams_all_pages(fake: FakeMautic, client: MauticC
     assert len({e["eventId"] for e in events}) == 250
     assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
     pages = api_calls(fake, "GET", f"/api/contacts/{cid}/activity")
-    assert [c.query["page"] for c in pages] == [["1"], ["2"], ["3"]]
+    # two types of 125 events: maxPages follows the busiest type (LeadTimelineEvent::getMaxPage), so two
+    # pages of up to 200 events carry all 250 (issue 12 changes the stand-in's paging to Mautic's)
+    assert [c.query["page"] for c in pages] == [["1"], ["2"]]
 
 
 async def test_empty_and_filled_sub_resources(fake: FakeMautic, client: MauticClient) -> None:

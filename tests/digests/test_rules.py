@@ -154,8 +154,14 @@ def _form(*fields: dict[str, object]) -> dict[str, object]:
         ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "1"}, (Problem.PRECHECKED,)),
         ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "0"}, None),
         ({"alias": "opt", "mappedField": "gdpr_consent", "type": "checkboxgrp", "isRequired": True,
-          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1", "default": True}]}}},
+          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1"}]}}, "defaultValue": "1"},
          (Problem.PRECHECKED,)),
+        # Issue 12: an option is ticked when the default equals its value (FormBundle/Resources/views/Field/
+        # group.html.twig), even a value that reads as "no"; options carry no default flag of their own.
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "0",
+          "properties": {"optionlist": {"list": [{"label": "I agree", "value": "0"}]}}}, (Problem.PRECHECKED,)),
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True,
+          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1", "default": True}]}}}, None),
         ({"alias": "consent", "type": "hidden", "isRequired": False, "defaultValue": "yes"},
          (Problem.PRECHECKED, Problem.OPTIONAL)),
         ({"alias": "Marketing_Consent", "type": "yesno"}, (Problem.OPTIONAL,)),

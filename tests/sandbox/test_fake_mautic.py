@@ -258,11 +258,16 @@ async def test_activity_paging_shape(fake: FakeMautic, http: aiohttp.ClientSessi
                              "timestamp": (NOW + timedelta(days=1)).isoformat()}])
     _, first = await get(http, fake, f"/api/contacts/{cid}/activity")
     assert set(first) == {"events", "filters", "order", "types", "total", "page", "limit", "maxPages"}
-    assert (first["total"], first["limit"], first["maxPages"]) == (100_001, 25, 4001)
+    # Issue 12 changes the paging to Mautic's: each event type pages on its own and maxPages follows the
+    # busiest type (LeadBundle/Event/LeadTimelineEvent.php getMaxPage): 50,000 of each synthetic type.
+    assert (first["total"], first["limit"], first["maxPages"]) == (100_001, 25, 2000)
     assert first["events"][0]["event"] == "form.submitted"  # newest first by default
+    assert len(first["events"]) == 51  # 25 of each synthetic type and the one form submission
     _, last = await get(http, fake, f"/api/contacts/{cid}/activity",
-                        {"page": "4001", "order[0]": "timestamp", "order[1]": "ASC"})
-    assert [e["event"] for e in last["events"]] == ["form.submitted"]
+                        {"page": "2000", "order[0]": "timestamp", "order[1]": "ASC"})
+    assert len(last["events"]) == 50 and "form.submitted" not in {e["event"] for e in last["events"]}
+    _, beyond = await get(http, fake, f"/api/contacts/{cid}/activity", {"page": "2001"})
+    assert beyond["events"] == []
 
 
 async def test_segments_and_forms(fake: FakeMautic, http: aiohttp.ClientSession) -> None:
