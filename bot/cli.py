@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import aiohttp
 
+from bot.mautic import MauticAuthError, MauticClient, explain_auth_error
 from bot.settings import ConfigError, Settings
 from storage.db import make_engine, make_session_factory, unit_of_work
 from storage.ledger import verify
@@ -73,12 +75,40 @@ async def run_check(settings: Settings) -> int:
             report("slack", True, f"auth.test ok as {auth.get('user')} in team {auth.get('team')}")
         except Exception as exc:
             report("slack", False, _reason(exc))
+        mautic = build_mautic_client(settings, http)
         try:
-            await build_mautic_client(settings, http).ping()
-            report("mautic", True, f"authenticated API call to {settings.mautic_base_url} ok")
+            await mautic.ping()
+            version = mautic.mautic_version
+            found = f"Mautic {version.text}" if version else "no Mautic-Version header"
+            report("mautic", True, f"authenticated API call to {settings.mautic_base_url} ok ({found})")
+            if version is not None and not version.supported:
+                report("mautic version", False, f"{version.text} is not a supported line (5.x, 6.x, 7.x)")
+        except MauticAuthError as exc:
+            report("mautic", False, explain_auth_error(exc))
         except Exception as exc:
             report("mautic", False, _reason(exc))
+        else:
+            await _check_segment(settings, mautic, report)
     return 0 if ok else 1
+
+
+async def _check_segment(settings: Settings, mautic: MauticClient, report: Callable[[str, bool, str], None]) -> None:
+    """Mautic answers 403 when adding to an unpublished segment (ListApiController::addLeadAction)."""
+    sid = settings.reconsent_segment_id
+    if sid is None:
+        return
+    try:
+        segment = await mautic.get_segment(sid)
+    except Exception as exc:
+        report("re-consent segment", False, _reason(exc))
+        return
+    if segment is None:
+        report("re-consent segment", False, f"RECONSENT_SEGMENT_ID={sid}: no such segment in Mautic")
+    elif not segment.get("isPublished"):
+        report("re-consent segment", False, f"segment #{sid} is unpublished: Mautic answers 403 when the bot adds "
+                                            "contacts to it. Publish it in Mautic (Segments → edit → Published).")
+    else:
+        report("re-consent segment", True, f"segment #{sid} exists and is published")
 
 
 def _reason(exc: Exception) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,17 @@ class ContactMerged(Exception):
         self.survivor = survivor
 
 
+@dataclass(frozen=True)
+class BatchDeleteResult:
+    """What one batch delete did. Mautic leaves ids it cannot find out of both `contacts` and `errors`
+    (ApiBundle/Helper/BatchIdToEntityHelper.php; CommonApiController::deleteEntitiesAction): the client
+    looks those up (`where id in`) and counts the ones no longer there as `gone`, not refused."""
+
+    deleted: list[int]
+    gone: list[int]
+    refused: dict[int, str]
+
+
 class _Transient(Exception):
     def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -128,12 +140,38 @@ def _fmt_val(val: Any) -> str:
     return str(val)
 
 
+def _csv_item(value: Any) -> str:
+    """One value of an `in` list. Mautic splits it with ``str_getcsv(html_entity_decode(val), ',', '"')``
+    (CoreBundle/Entity/CommonRepository.php, buildWhereClauseFromArray): quote what holds a comma, a
+    quote or blanks, doubling inner quotes, as CSV does."""
+    text = _fmt_val(value)
+    if any(ch in text for ch in ',"') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def exact(col: str, value: str | int) -> Where:
+    """An exact-match condition that finds the same rows on every supported Mautic version.
+
+    Mautic 5.x HTML-escapes every `where` value before the query (``InputHelper::cleanArray``, i.e.
+    FILTER_SANITIZE_SPECIAL_CHARS, in ApiBundle/Controller/FetchCommonApiController.php,
+    getWhereFromRequest; removed by mautic/mautic PR #14550), so `eq` on ``o'brien@example.com``
+    compares with ``o&#39;brien@example.com`` and finds nothing. The `in` expression decodes entities
+    first, and with one value Mautic turns it into `eq` itself: the same query on 5.x, 6.x and 7.x."""
+    return Where(col, "in", [value])
+
+
 def where_params(conditions: Iterable[Where], prefix: str = "where") -> list[tuple[str, str]]:
     """Encode conditions as Mautic's bracketed query parameters."""
     params: list[tuple[str, str]] = []
     for i, cond in enumerate(conditions):
         key = f"{prefix}[{i}]"
         if cond.expr in ("andX", "orX"):
+            if prefix == "where":
+                # Mautic reads `col` of every top-level entry, composite or not: without it PHP warns
+                # "Undefined array key" (CommonRepository::getEntities → convertOrmPropertiesToColumns),
+                # a 500 in dev mode. Nested entries are not read that way.
+                params.append((f"{key}[col]", cond.col or "id"))
             params.append((f"{key}[expr]", cond.expr))
             items = cond.val if isinstance(cond.val, list | tuple) else []
             nested = [c for c in items if isinstance(c, Where)]
@@ -144,10 +182,38 @@ def where_params(conditions: Iterable[Where], prefix: str = "where") -> list[tup
         if cond.val is None:
             continue
         if isinstance(cond.val, list | tuple):
-            params.append((f"{key}[val]", ",".join(_fmt_val(v) for v in cond.val)))  # `in` takes a comma string
+            params.append((f"{key}[val]", ",".join(_csv_item(v) for v in cond.val)))  # `in` takes a CSV string
         else:
             params.append((f"{key}[val]", _fmt_val(cond.val)))
     return params
+
+
+@dataclass(frozen=True)
+class MauticVersion:
+    """The Mautic release an instance reports, and the behaviours that differ between supported lines.
+
+    Every version difference the bot knows of is decided here and nowhere else. The API tells the
+    version in the ``Mautic-Version`` header of every API answer (ApiBundle/Controller/
+    FetchCommonApiController.php, ``view()``, from ``AppVersion::getVersion()``)."""
+
+    text: str
+
+    @property
+    def parts(self) -> tuple[int, int, int]:
+        numbers = [int(n) for n in re.findall(r"\d+", self.text)[:3]]
+        major, minor, patch = (*numbers, 0, 0, 0)[:3]
+        return major, minor, patch
+
+    @property
+    def escapes_where_values(self) -> bool:
+        """5.x HTML-escapes `where` values (see :func:`exact`). PR #14550 (Feb 2025) removed that; the bot
+        treats every 5.x as escaping, which costs nothing because exact look-ups use `in` on every line."""
+        return self.parts[0] < 6
+
+    @property
+    def supported(self) -> bool:
+        """The lines the bot is tested against: 5.2 and 6.0 LTS, and 7.x."""
+        return self.parts >= (5, 0, 0) and self.parts[0] <= 7
 
 
 def _parse_dt(value: Any) -> datetime | None:
@@ -249,6 +315,8 @@ class MauticClient:
         backoff_base: float = 0.5,
         sleep: Sleep = asyncio.sleep,
         on_call: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_rate_limit_wait: float = 300.0,
     ) -> None:
         # OAuth2 wins when both are configured; with neither, calls fail with MauticAuthError
         # (not here, so the app can still start and `bot check` can say what is missing).
@@ -263,6 +331,8 @@ class MauticClient:
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._sleep = sleep
+        self._clock = clock  # wall clock, for the epoch in X-RateLimit-Reset
+        self._max_rate_limit_wait = max_rate_limit_wait
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -270,6 +340,11 @@ class MauticClient:
         # Told the outcome of every API call after retries (ok, not_found, refused, auth_error, unavailable):
         # the metrics hook, so the client never imports the metrics.
         self._on_call = on_call
+
+    @property
+    def mautic_version(self) -> MauticVersion | None:
+        """The version the last answer reported (None before the first call)."""
+        return MauticVersion(self.version) if self.version else None
 
     # ---- transport -------------------------------------------------------------------------------
 
@@ -297,7 +372,7 @@ class MauticClient:
             ) as resp:
                 body = await self._read_json(resp)
                 if resp.status >= 500 or resp.status == 429:
-                    raise _Transient("token endpoint", status=resp.status, retry_after=_retry_after(resp))
+                    raise _Transient("token endpoint", status=resp.status, retry_after=self._retry_after(resp))
                 if resp.status != 200 or not isinstance(body, dict) or "access_token" not in body:
                     err = _error_from(resp.status, body)
                     raise MauticAuthError(err.message, status=resp.status, code=err.code, type=err.type)
@@ -331,7 +406,7 @@ class MauticClient:
                 body = await self._read_json(resp)
                 status = resp.status
                 if status == 429 or status >= 500:
-                    raise _Transient(f"http {status}", status=status, retry_after=_retry_after(resp))
+                    raise _Transient(f"http {status}", status=status, retry_after=self._retry_after(resp))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise _Transient(type(exc).__name__) from exc
         if status == 401 and self._oauth and _error_from(status, body).type == "invalid_grant":
@@ -392,6 +467,10 @@ class MauticClient:
                         f"Mautic unavailable: {exc}", status=exc.status, attempts=attempt + 1
                     ) from exc
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+                if delay > self._max_rate_limit_wait:  # the hourly window resets too late to wait here
+                    log.warning("mautic rate limit resets in %.0fs: %s %s", delay, method, path)
+                    raise MauticUnavailable(f"Mautic rate limit: {exc}", status=exc.status,
+                                            attempts=attempt + 1) from exc
                 log.info("mautic %s %s failed (%s); retry %d in %.2fs", method, path, exc, attempt + 1, delay)
                 await self._sleep(delay)
                 attempt += 1
@@ -413,6 +492,24 @@ class MauticClient:
                                       status=status, type="redirect")
             cls = MauticAuthError if status in (401, 403) else MauticRefused
             raise cls(err.message, status=status, code=err.code, type=err.type, details=err.details)
+
+    def _retry_after(self, resp: aiohttp.ClientResponse) -> float | None:
+        """Seconds to wait before retrying. Mautic's rate limiter (noxlogic/RateLimitBundle, configured in
+        app/config/config.php) sends `X-RateLimit-Reset`, the epoch second its window resets, and no
+        `Retry-After`; a proxy in front of Mautic may send `Retry-After` instead."""
+        value = resp.headers.get("Retry-After")
+        if value is not None:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None  # HTTP-date form: fall back to our own backoff
+        reset = resp.headers.get("X-RateLimit-Reset")
+        if reset is not None and resp.status == 429:
+            try:
+                return max(0.0, float(reset) - self._clock())
+            except ValueError:
+                return None
+        return None
 
     # ---- contacts --------------------------------------------------------------------------------
 
@@ -442,7 +539,7 @@ class MauticClient:
         if not wanted:
             return []
         found = []
-        async for contact in self.iter_contacts([Where("email", "eq", wanted)], page_size=100, minimal=False):
+        async for contact in self.iter_contacts([exact("email", wanted)], page_size=100, minimal=False):
             # the collation also folds accents; keep only true matches
             if contact.email is not None and normalise_email(contact.email) == wanted:
                 found.append(contact)
@@ -482,10 +579,34 @@ class MauticClient:
             if _to_int(body.get("total"), len(page) + 1) <= len(page):
                 return
 
+    async def _still_itself(self, contact_id: int) -> bool:
+        """True if the id is a live contact, False if it is gone; raises ContactMerged if it was merged away.
+
+        Mautic's DELETE, PATCH and DNC calls load the contact with ``LeadModel::getEntity``, which follows
+        the merge record of a merged-away id to the contact it was merged into (LeadBundle/Model/
+        LeadModel.php): acting on a stale id would act on someone else. So the client looks first."""
+        body = await self._request("GET", f"/api/contacts/{int(contact_id)}", none_on_404=True)
+        if body is None:
+            return False
+        raw = body.get("contact") if isinstance(body, dict) else None
+        if not isinstance(raw, dict):
+            raise MauticRefused("unexpected contact response", type="bad_response")
+        found = Contact.from_api(raw)
+        if found.id != int(contact_id):
+            log.warning("mautic contact %d was merged into %d; not acting on it", contact_id, found.id)
+            raise ContactMerged(int(contact_id), found)
+        return True
+
     async def patch_contact(
         self, contact_id: int, fields: dict[str, Any], *, overwrite_with_blank: bool
     ) -> Contact:
-        """PATCH fields; blanks only clear values with overwrite_with_blank. Raises ContactMerged (§2.6)."""
+        """PATCH fields; blanks only clear values with overwrite_with_blank.
+
+        Raises ContactMerged if the id was merged away before the call, MauticNotFound if it is gone. On an
+        email collision Mautic keeps the edited contact and deletes the other holder of the address
+        (LeadApiController::preSaveEntity, ContactMerger::merge): callers check for holders first."""
+        if not await self._still_itself(contact_id):
+            raise MauticNotFound("Item was not found.", status=404, code=404)
         body = {**fields, "overwriteWithBlank": bool(overwrite_with_blank)}
         data = await self._request("PATCH", f"/api/contacts/{int(contact_id)}/edit", json_body=body)
         contact = Contact.from_api(data.get("contact") or {})
@@ -495,14 +616,17 @@ class MauticClient:
         return contact
 
     async def delete_contact(self, contact_id: int) -> bool:
-        """Delete one contact; False if it was already gone."""
+        """Delete one contact; False if it was already gone. Raises ContactMerged for a merged-away id."""
+        if not await self._still_itself(contact_id):
+            return False
         body = await self._request("DELETE", f"/api/contacts/{int(contact_id)}/delete", none_on_404=True)
         return body is not None
 
-    async def batch_delete(self, ids: Sequence[int]) -> tuple[list[int], dict[int, str]]:
-        """Delete many; returns (deleted ids, {id: reason} for the ones Mautic refused or lacked)."""
+    async def batch_delete(self, ids: Sequence[int]) -> BatchDeleteResult:
+        """Delete many. Ids Mautic neither deleted nor refused are looked up: absent ones count as gone."""
         deleted: list[int] = []
-        failed: dict[int, str] = {}
+        gone: list[int] = []
+        refused: dict[int, str] = {}
         for start in range(0, len(ids), BATCH_DELETE_CHUNK):
             chunk = [int(i) for i in ids[start:start + BATCH_DELETE_CHUNK]]
             body = await self._request("DELETE", "/api/contacts/batch/delete",
@@ -512,19 +636,25 @@ class MauticClient:
             for index, err in error_items:  # keyed by position in the request
                 pos = _to_int(index, -1)
                 if 0 <= pos < len(chunk):
-                    failed[chunk[pos]] = str(err.get("message", "error")) if isinstance(err, dict) else str(err)
+                    refused[chunk[pos]] = str(err.get("message", "error")) if isinstance(err, dict) else str(err)
             returned = {_to_int(c.get("id")) for c in _as_items(body.get("contacts")) if isinstance(c, dict)}
-            for cid in chunk:
-                if cid in returned and cid not in failed:
-                    deleted.append(cid)
-                elif cid not in failed:
-                    failed[cid] = "not reported as deleted"
-        return deleted, failed
+            deleted.extend(cid for cid in chunk if cid in returned and cid not in refused)
+            unreported = [cid for cid in chunk if cid not in returned and cid not in refused]
+            if unreported:
+                present = {c.id async for c in self.iter_contacts([Where("id", "in", unreported)],
+                                                                  page_size=BATCH_DELETE_CHUNK)}
+                gone.extend(cid for cid in unreported if cid not in present)
+                refused.update({cid: "not deleted and still present" for cid in unreported if cid in present})
+        return BatchDeleteResult(deleted=deleted, gone=gone, refused=refused)
 
     # ---- contact sub-resources (DSAR export) -----------------------------------------------------
 
     async def iter_activity(self, contact_id: int, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
-        """All timeline events, oldest first, one page at a time (ascending so new events can't shift pages)."""
+        """All timeline events, one page at a time, ascending so new events can't shift pages.
+
+        Each event type pages on its own (LeadBundle/Event/LeadTimelineEvent.php): a page holds up to
+        `page_size` events of every type, and `maxPages` is that of the busiest type, so paging to
+        maxPages yields everything, oldest first within each type but not in one global order."""
         page = 1
         while True:
             params = [("page", str(page)), ("limit", str(page_size)), ("order[0]", "timestamp"),
@@ -565,15 +695,27 @@ class MauticClient:
         return await self._list(f"/api/contacts/{int(contact_id)}/companies", "companies")
 
     async def get_devices(self, contact_id: int) -> list[dict[str, Any]]:
-        return await self._list(f"/api/contacts/{int(contact_id)}/devices", "devices")
+        # pages of default_pagelimit (30) unless asked (LeadApiController::getDevicesAction)
+        return await self._paged_list(f"/api/contacts/{int(contact_id)}/devices", "devices")
 
     async def get_stats(self, table: str, where: Sequence[Where], *, page_size: int = 500) -> list[dict[str, Any]]:
-        """Raw rows of a stats table (e.g. email_stats by lead_id) for a DSAR bundle."""
+        """Raw rows of a stats table (e.g. email_stats by lead_id) for a DSAR bundle.
+
+        StatsApiController::listAction answers 200 even when it failed: `errors` for an exception, and
+        `availableTables` instead of `stats` for a table it does not expose. Both raise MauticRefused.
+        It applies no order of its own, so pages are ordered by id here to stay stable."""
         rows: list[dict[str, Any]] = []
         start = 0
         while True:
-            params = [*where_params(where), ("start", str(start)), ("limit", str(page_size))]
+            params = [*where_params(where), ("order[0][col]", "id"), ("order[0][dir]", "ASC"),
+                      ("start", str(start)), ("limit", str(page_size))]
             body = await self._request("GET", f"/api/stats/{table}", params=params)
+            if not isinstance(body, dict) or body.get("errors"):
+                err = _error_from(200, body)
+                raise MauticRefused(err.message, status=200, code=err.code, type="stats_error")
+            if "stats" not in body:
+                raise MauticRefused(f"Mautic does not expose the stats table {table}", status=200,
+                                    type="stats_table_unavailable")
             page = [r for r in _as_items(body.get("stats")) if isinstance(r, dict)]
             rows.extend(page)
             start += len(page)
@@ -590,9 +732,12 @@ class MauticClient:
         comments: str | None = None,
         channel_id: int | None = None,
     ) -> Contact:
-        """Add Do-Not-Contact. Reason 1=unsubscribed, 2=bounced, 3=manual; Mautic never downgrades a 1."""
+        """Add Do-Not-Contact. Reason 1=unsubscribed, 2=bounced, 3=manual; Mautic never downgrades a 1.
+        Raises ContactMerged for a merged-away id, MauticNotFound for a missing one."""
         if int(reason) == 0:
             raise ValueError("DNC reason must be non-zero (0 means contactable)")
+        if not await self._still_itself(contact_id):
+            raise MauticNotFound("Item was not found.", status=404, code=404)
         body: dict[str, Any] = {"reason": int(reason)}
         if comments is not None:
             body["comments"] = comments
@@ -602,9 +747,17 @@ class MauticClient:
         return Contact.from_api(data.get("contact") or {})
 
     async def remove_dnc(self, contact_id: int, channel: str = "email") -> bool:
-        """Remove Do-Not-Contact; returns whether a record existed."""
+        """Remove Do-Not-Contact; returns whether a record existed. Raises ContactMerged for a merged id."""
+        if not await self._still_itself(contact_id):
+            raise MauticNotFound("Item was not found.", status=404, code=404)
         data = await self._request("POST", f"/api/contacts/{int(contact_id)}/dnc/{channel}/remove", json_body={})
         return bool(data.get("recordFound"))
+
+    async def get_segment(self, segment_id: int) -> dict[str, Any] | None:
+        """One segment (`GET /api/segments/{id}` answers `{"list": …}`), or None if it does not exist."""
+        body = await self._request("GET", f"/api/segments/{int(segment_id)}", none_on_404=True)
+        segment = body.get("list") if isinstance(body, dict) else None
+        return segment if isinstance(segment, dict) else None
 
     async def add_to_segment(self, segment_id: int, contact_id: int) -> bool:
         data = await self._request("POST", f"/api/segments/{int(segment_id)}/contact/{int(contact_id)}/add",
@@ -657,16 +810,6 @@ class MauticClient:
         return dict(body.get("hook") or {})
 
 
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # HTTP-date form: fall back to our own backoff
-
-
 def _outcome_of(exc: MauticError) -> str:
     if isinstance(exc, MauticNotFound):
         return "not_found"
@@ -683,6 +826,21 @@ class _ParsedError:
     code: int | None
     type: str | None
     details: Any
+
+
+def explain_auth_error(exc: MauticAuthError) -> str:
+    """A sentence an operator can act on, for the auth failures Mautic answers with a bare type."""
+    if exc.type == "unauthorized_client":
+        return ("Mautic refused the client_credentials grant (unauthorized_client): Mautic 5+ gives that grant "
+                "only to API credentials an administrator created (ApiBundle ClientController::newAction). Have "
+                "an admin create a new OAuth2 credential, or use Basic auth (MAUTIC_USERNAME/MAUTIC_PASSWORD).")
+    if exc.type == "invalid_client":
+        return "Mautic does not know this client id/secret (invalid_client): check MAUTIC_CLIENT_ID/SECRET."
+    if exc.type == "api_disabled":
+        return "the API is disabled in Mautic: Configuration → API Settings → API enabled."
+    if exc.type == "access_denied" and exc.status == 403:
+        return "Basic auth is disabled in Mautic: Configuration → API Settings → Enable HTTP basic auth."
+    return str(exc)
 
 
 def _error_from(status: int, body: Any) -> _ParsedError:

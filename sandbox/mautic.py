@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import csv
 import hashlib
 import heapq
 import hmac
+import html
 import itertools
 import json
 import math
@@ -37,7 +39,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-MAUTIC_VERSION = "5.1.0"
+MAUTIC_VERSION = "5.1.0"  # the default; FakeMautic(version=…) plays another supported line
 DEFAULT_SITE_URL = "https://mautic.example.com"
 _NULL = -(2**63)  # "NULL" marker in the compact epoch-second columns of the bulk store
 _ID_BOUND_EXPRS = {"gt", "gte", "lt", "lte", "eq"}
@@ -129,6 +131,29 @@ def parse_php_query(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
                     node[name] = child
                 node = child
     return root
+
+
+def escapes_where_values(version: str) -> bool:
+    """The stand-in's one version switch, the same rule as the client's ``MauticVersion``: Mautic 5.x passes
+    `where` through ``InputHelper::cleanArray`` (CoreBundle/Helper/InputHelper.php, ``clean()`` =
+    FILTER_SANITIZE_SPECIAL_CHARS; called in ApiBundle/Controller/FetchCommonApiController.php,
+    getWhereFromRequest, and CoreBundle/Controller/Api/StatsApiController.php); PR #14550 removed it."""
+    digits = re.match(r"\d+", version)
+    return digits is None or int(digits.group(0)) < 6
+
+
+def php_special_chars(value: str) -> str:
+    """PHP's FILTER_SANITIZE_SPECIAL_CHARS: `'"<>&` and characters below 32 become numeric entities."""
+    return "".join(f"&#{ord(ch)};" if ch in "'\"<>&" or ord(ch) < 32 else ch for ch in value)
+
+
+def _in_values(raw: Any) -> list[str]:
+    """`in`/`notIn` values as Mautic reads them: ``str_getcsv(html_entity_decode($val), ',', '"')``
+    (CoreBundle/Entity/CommonRepository.php, buildWhereClauseFromArray)."""
+    if isinstance(raw, list):
+        return [str(x) for x in raw]
+    row = next(csv.reader([html.unescape(str(raw))], quotechar='"'), [])
+    return row or [""]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -259,6 +284,7 @@ class _Fault:
     status: int
     retry_after: int | None
     times: int | None
+    applied: bool = False
 
 
 @dataclass
@@ -443,8 +469,16 @@ class FakeMautic(_HooksApi):
         client_id: str | None = None,
         client_secret: str | None = None,
         site_url: str = DEFAULT_SITE_URL,
+        version: str = MAUTIC_VERSION,
+        client_credentials_grant: bool = True,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.username, self.password = username, password
+        self.version = version  # sent as Mautic-Version; decides the 5.x `where` escaping
+        # Mautic ≥5 adds the client_credentials grant only to credentials an admin creates
+        # (ApiBundle/Controller/ClientController.php, newAction); others get `unauthorized_client`.
+        self.client_credentials_grant = client_credentials_grant
+        self.wall_clock = wall_clock  # for X-RateLimit-Reset (an epoch second)
         self.client_id, self.client_secret = client_id, client_secret
         self.site_url = site_url
         self.token_lifetime = 3600
@@ -610,10 +644,10 @@ class FakeMautic(_HooksApi):
         self._caches.clear()
         return range(bulk.start, bulk.start + n)
 
-    def add_segment(self, id: int, name: str, alias: str | None = None) -> None:
+    def add_segment(self, id: int, name: str, alias: str | None = None, *, published: bool = True) -> None:
         self._segments[id] = {
             "id": id, "name": name, "alias": alias or re.sub(r"\W+", "-", name.lower()).strip("-"),
-            "description": None, "isPublished": True, "isGlobal": True, "isPreferenceCenter": False,
+            "description": None, "isPublished": published, "isGlobal": True, "isPreferenceCenter": False,
             "dateAdded": _iso(_utcnow()),
         }
 
@@ -791,9 +825,14 @@ class FakeMautic(_HooksApi):
         retry_after: int | None = None,
         times: int | None = 1,
         method: str | None = None,
+        applied: bool = False,
     ) -> None:
-        """Answer the next `times` matching requests (None = forever) with `status` in Mautic's shape."""
-        self._faults.append(_Fault(path_prefix, method.upper() if method else None, status, retry_after, times))
+        """Answer the next `times` matching requests (None = forever) with `status` in Mautic's shape.
+
+        With `applied`, Mautic does the work first and only the answer is lost (a proxy's 504 after a slow
+        call, a dropped connection): the client cannot tell, and retries something already done."""
+        self._faults.append(_Fault(path_prefix, method.upper() if method else None, status, retry_after, times,
+                                   applied))
 
     def slow(self, path_prefix: str, seconds: float, *, times: int | None = None) -> None:
         """Delay matching requests by `seconds` before answering."""
@@ -984,7 +1023,7 @@ class FakeMautic(_HooksApi):
             want = expr == "like"
             return lambda k: (v := get(k)) is not None and bool(rx.fullmatch(_collate(str(v)))) == want
         if expr in ("in", "notIn"):
-            raw = cond.val if isinstance(cond.val, list) else str(cond.val).split(",")
+            raw = _in_values(cond.val)
             if kind == "str":
                 members = {_collate(str(x).strip()) for x in raw}
                 key: Callable[[Any], Any] = lambda v: _collate(str(v))  # noqa: E731
@@ -1010,16 +1049,22 @@ class FakeMautic(_HooksApi):
         # SQL three-valued logic: any comparison with NULL is not true
         return lambda k: (v := get(k)) is not None and compare(norm(v), target)
 
-    def _parse_conds(self, raw: Any) -> list[_Cond]:
+    def _parse_conds(self, raw: Any, *, top: bool = True) -> list[_Cond]:
         conds = []
         for item in _as_list(raw):
             if not isinstance(item, dict) or "expr" not in item:
                 raise _ApiError(400, "Invalid where parameter")
             expr = item["expr"]
+            if top and "col" not in item and "column" not in item:
+                # CommonRepository::convertOrmPropertiesToColumns reads $f['column'] when `col` is absent:
+                # "Undefined array key", which Symfony turns into a 500 in dev mode (composite entries too).
+                raise _ApiError(500, 'Warning: Undefined array key "column"')
             if expr in ("andX", "orX"):
-                conds.append(_Cond("", expr, self._parse_conds(item.get("val"))))
+                conds.append(_Cond("", expr, self._parse_conds(item.get("val"), top=False)))
             else:
                 val = item.get("val")
+                if isinstance(val, str) and escapes_where_values(self.version):
+                    val = php_special_chars(val)
                 conds.append(_Cond(str(item.get("col", "")), expr, _as_list(val) if isinstance(val, dict) else val))
         return conds
 
@@ -1202,7 +1247,7 @@ class FakeMautic(_HooksApi):
             response = _json(_error_body(404, "Requested URL not found: " + request.path), 404)
         except web.HTTPMethodNotAllowed:
             response = _json(_error_body(405, "Method not allowed"), 405)
-        response.headers["Mautic-Version"] = MAUTIC_VERSION
+        response.headers["Mautic-Version"] = self.version
         return response
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -1219,6 +1264,10 @@ class FakeMautic(_HooksApi):
                 continue
             if fault.times is not None:
                 fault.times -= 1
+            if fault.applied:
+                if request.path.startswith("/api"):
+                    self._authenticate(request)
+                await handler(request)
             return self._fault_response(fault)
         if request.path.startswith("/api"):
             self._authenticate(request)
@@ -1227,9 +1276,14 @@ class FakeMautic(_HooksApi):
     def _fault_response(self, fault: _Fault) -> web.Response:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
         if fault.status == 429:  # rate limiter body has no `type` (§2.8)
+            # noxlogic/RateLimitBundle (app/config/config.php `noxlogic_rate_limit`) sends X-RateLimit-*
+            # headers, Reset being the epoch second the window ends, and no Retry-After.
+            reset = int(self.wall_clock()) + (fault.retry_after if fault.retry_after is not None else 3600)
+            limit_headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0",
+                             "X-RateLimit-Reset": str(reset)}
             body = {"errors": [{"code": 429, "message": "You exceeded the rate limit of 100 API calls per hour.",
                                 "details": []}]}
-            return _json(body, 429, headers)
+            return _json(body, 429, limit_headers)
         message = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
                    504: "Gateway Timeout"}.get(fault.status, "Error")
         return _json(_error_body(fault.status, message), fault.status, headers)
@@ -1302,6 +1356,7 @@ class FakeMautic(_HooksApi):
         r.add_post(f"/api/contacts/{cid}/dnc/{{channel}}/add", self._h_dnc_add)
         r.add_post(f"/api/contacts/{cid}/dnc/{{channel}}/remove", self._h_dnc_remove)
         r.add_get("/api/segments", self._h_segments)
+        r.add_get(r"/api/segments/{sid:\d+}", self._h_segment)
         r.add_post(r"/api/segments/{sid:\d+}/contact/{id:\d+}/add", self._h_segment_add)
         r.add_get("/api/forms", self._h_forms)
         r.add_get(r"/api/forms/{fid:\d+}", self._h_form)
@@ -1309,8 +1364,18 @@ class FakeMautic(_HooksApi):
         r.add_get("/api/stats/{table}", self._h_stats)
         self._hook_routes(r)  # the /api/hooks section above FakeMautic
 
+    def _follow_merges(self, cid: int) -> int:
+        seen: set[int] = set()
+        while cid in self._merged and cid not in seen:  # merge_records redirect (§2.6)
+            seen.add(cid)
+            cid = self._merged[cid]
+        return cid
+
     def _contact_or_404(self, request: web.Request) -> int:
-        cid = int(request.match_info["id"])
+        """The contact a route acts on. Every contact route loads it with ``LeadModel::getEntity``
+        (LeadBundle/Model/LeadModel.php), which follows a merged-away id to the contact it was merged
+        into: DELETE, PATCH and DNC on a stale id act on the survivor."""
+        cid = self._follow_merges(int(request.match_info["id"]))
         if not self._exists(cid):
             raise _ApiError(404, "Item was not found.")
         return cid
@@ -1341,6 +1406,9 @@ class FakeMautic(_HooksApi):
             or not hmac.compare_digest(csecret, self.client_secret or "")
         ):
             raise _ApiError(400, "The client credentials are invalid", "invalid_client", details=False)
+        if not self.client_credentials_grant:
+            raise _ApiError(400, "The grant type is unauthorized for this client_id", "unauthorized_client",
+                            details=False)
         token = secrets.token_urlsafe(32)
         self._tokens[token] = time.monotonic() + self.token_lifetime
         return _json({"access_token": token, "expires_in": self.token_lifetime, "token_type": "bearer",
@@ -1354,13 +1422,7 @@ class FakeMautic(_HooksApi):
         return _json({"total": str(total), "contacts": contacts})  # `{}` when empty, total a string
 
     async def _h_get(self, request: web.Request) -> web.Response:
-        cid = int(request.match_info["id"])
-        seen: set[int] = set()
-        while cid in self._merged and cid not in seen:  # merge_records redirect (§2.6)
-            seen.add(cid)
-            cid = self._merged[cid]
-        if not self._exists(cid):
-            raise _ApiError(404, "Item was not found.")
+        cid = self._contact_or_404(request)
         return _json({"contact": self._serialise(cid, minimal=False, single=True)})
 
     def _find_by_email(self, email: str, exclude: int | None = None) -> int | None:
@@ -1430,19 +1492,24 @@ class FakeMautic(_HooksApi):
         if other is None:
             self._touch(cid)
             return _json({"contact": self._serialise(cid, minimal=False, single=True)})
-        # §2.6: the unique identifier now matches another contact → merged; the response carries the
-        # survivor (the pre-existing holder of that email) and the edited contact is deleted.
-        survivor = self._materialise(other)
-        for key, value in contact.values.items():
-            if value not in (None, ""):
-                survivor.values[key] = value
-        survivor.dnc.extend(d for d in contact.dnc if all(d["channel"] != s["channel"] for s in survivor.dnc))
-        survivor.segments.update({k: v for k, v in contact.segments.items() if k not in survivor.segments})
-        survivor.date_modified = _utcnow()
-        self._delete(cid)
-        self._merged[cid] = other
-        self._touch(other)
-        return _json({"contact": self._serialise(other, minimal=False, single=True)})
+        # The unique identifier now matches another contact: LeadApiController::preSaveEntity calls
+        # ContactMerger::merge($entity, $existing) — the *edited* contact wins and keeps its id, the other
+        # holder of the address is deleted and its id now redirects here. Field data: the newest value
+        # wins (mergeFieldData), and the edited contact was modified just now.
+        loser = self._materialise(other)
+        for key, value in loser.values.items():
+            if contact.values.get(key) in (None, "") and value not in (None, ""):
+                contact.values[key] = value
+        contact.dnc.extend(d for d in loser.dnc if all(d["channel"] != c["channel"] for c in contact.dnc))
+        contact.segments.update({k: v for k, v in loser.segments.items() if k not in contact.segments})
+        contact.points += loser.points
+        self._delete(other)
+        self._merged[other] = cid
+        for old, into in list(self._merged.items()):
+            if into == other:
+                self._merged[old] = cid
+        self._touch(cid)
+        return _json({"contact": self._serialise(cid, minimal=False, single=True)})
 
     async def _h_delete(self, request: web.Request) -> web.Response:
         cid = self._contact_or_404(request)
@@ -1456,10 +1523,12 @@ class FakeMautic(_HooksApi):
         ids = [x.strip() for x in raw.split(",") if x.strip()]
         contacts: list[dict[str, Any]] = []
         errors: dict[str, dict[str, Any]] = {}
-        for index, value in enumerate(ids):
+        for value in ids:
             cid = _php_int(value, 0)
             if not self._exists(cid):
-                errors[str(index)] = {"message": "Item was not found.", "code": 404, "type": "api"}
+                # BatchIdToEntityHelper + getEntities(ids): an id with no row is simply absent from the
+                # result — in neither `contacts` nor `errors` (ApiBundle/Helper/BatchIdToEntityHelper.php,
+                # CommonApiController::deleteEntitiesAction). Merged-away ids are not followed here.
                 continue
             contacts.append(self._serialise(cid, minimal=False, single=True))  # serialised before delete
             self._delete(cid)
@@ -1469,6 +1538,10 @@ class FakeMautic(_HooksApi):
         return _json(body)
 
     async def _h_activity(self, request: web.Request) -> web.Response:
+        """LeadApiController::getActivityAction → LeadModel::getEngagements. Every event type's subscriber
+        pages its own events with the same start/limit, and the page is their union sorted by timestamp
+        (LeadBundle/Event/LeadTimelineEvent.php getEvents): a page can hold up to limit x types events,
+        and `maxPages` is computed on the busiest type alone (getMaxPage), `total` on all of them."""
         cid = self._contact_or_404(request)
         query = parse_php_query(request.query.items())
         page = max(1, _php_int(query.get("page"), 1))
@@ -1476,30 +1549,45 @@ class FakeMautic(_HooksApi):
         order = _as_list(query.get("order")) or ["timestamp", "DESC"]
         direction = str(order[1] if len(order) > 1 else "DESC").upper()
         contact = self._contacts.get(cid)
-        stored = sorted(contact.activity, key=lambda e: e["timestamp"]) if contact else []
         generated = contact.activity_generated if contact else 0
-        total = len(stored) + generated
-        offset = (page - 1) * limit
-        positions = range(offset, min(offset + limit, total))
-        if direction != "ASC":
-            positions = range(total - 1 - offset, max(total - 1 - offset - limit, -1), -1)
         base = _utcnow() - timedelta(minutes=generated + 1)
-        events = []
-        for pos in positions:  # position 0..generated-1 = synthetic (oldest), then stored events
-            if pos < generated:
-                events.append(self._synthetic_event(cid, pos, base))
+        # per type: (how many, the i-th oldest); synthetic events alternate two types by position
+        kinds: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {}
+        if generated:
+            kinds["email.read"] = ((generated + 1) // 2, lambda i: self._synthetic_event(cid, 2 * i, base))
+        if generated > 1:
+            kinds["page.hit"] = (generated // 2, lambda i: self._synthetic_event(cid, 2 * i + 1, base))
+        stored_by_kind: dict[str, list[dict[str, Any]]] = {}
+        for event in sorted(contact.activity if contact else [], key=lambda e: e["timestamp"]):
+            stored_by_kind.setdefault(event["event"], []).append(event)
+        for kind, stored in stored_by_kind.items():
+            synth_count, synth = kinds.get(kind, (0, lambda i: {}))
+
+            def nth(i: int, synth_count: int = synth_count, synth: Callable[[int], dict[str, Any]] = synth,
+                    stored: list[dict[str, Any]] = stored) -> dict[str, Any]:
+                return synth(i) if i < synth_count else stored[i - synth_count]
+
+            kinds[kind] = (synth_count + len(stored), nth)
+        offset = (page - 1) * limit
+        events: list[dict[str, Any]] = []
+        for count, event_at in kinds.values():
+            if direction == "ASC":
+                positions = range(offset, min(offset + limit, count))
             else:
-                events.append(stored[pos - generated])
+                positions = range(count - 1 - offset, max(count - 1 - offset - limit, -1), -1)
+            events.extend(event_at(i) for i in positions)
+        events.sort(key=lambda e: str(e["timestamp"]), reverse=direction != "ASC")
+        largest = max((count for count, _ in kinds.values()), default=0)
         types = {e["event"]: e["eventType"] for e in events}
         return _json({
             "events": events,
             "filters": {"search": "", "includeEvents": [], "excludeEvents": []},
             "order": ["timestamp", direction],
             "types": types or [],
-            "total": total,
+            "total": sum(count for count, _ in kinds.values()),
             "page": page,
             "limit": limit,
-            "maxPages": math.ceil(total / limit) if total else 0,
+            "maxPages": math.ceil(largest / limit) if largest else 1,
         })
 
     @staticmethod
@@ -1534,9 +1622,13 @@ class FakeMautic(_HooksApi):
         return _json({"total": len(companies), "companies": companies})
 
     async def _h_contact_devices(self, request: web.Request) -> web.Response:
+        # LeadApiController::getDevicesAction: start/limit (default_pagelimit 30), newest first
         cid = self._contact_or_404(request)
         devices = self._contacts[cid].devices if cid in self._contacts else []
-        return _json({"total": len(devices), "devices": devices})
+        ordered = sorted(devices, key=lambda d: (str(d["dateAdded"]), d["id"]), reverse=True)
+        start = max(0, _php_int(request.query.get("start"), 0))
+        limit = _php_int(request.query.get("limit"), 30)
+        return _json({"total": len(devices), "devices": ordered[start:(start + limit) if limit > 0 else None]})
 
     def _set_dnc(self, contact: _Contact, channel: str, reason: int, comments: str | None) -> None:
         existing = next((d for d in contact.dnc if d["channel"] == channel), None)
@@ -1573,11 +1665,21 @@ class FakeMautic(_HooksApi):
         segs = list(self._segments.values())
         return _json({"total": len(segs), "lists": segs})
 
+    async def _h_segment(self, request: web.Request) -> web.Response:
+        segment = self._segments.get(int(request.match_info["sid"]))
+        if segment is None:
+            raise _ApiError(404, "Item was not found.")
+        return _json({"list": segment})
+
     async def _h_segment_add(self, request: web.Request) -> web.Response:
         sid = int(request.match_info["sid"])
         if sid not in self._segments:
             raise _ApiError(404, "Item was not found.")
         cid = self._contact_or_404(request)
+        if not self._segments[sid]["isPublished"]:
+            # ListApiController::addLeadAction: the segment must be among ListModel::getUserLists(),
+            # which lists published segments only → accessDenied()
+            raise _ApiError(403, "You do not have access to the requested area/action.")
         self._join_segment(sid, self._materialise(cid))
         self._touch(cid)
         return _json({"success": 1})
@@ -1600,6 +1702,9 @@ class FakeMautic(_HooksApi):
         return _json({"total": len(subs), "submissions": subs})
 
     async def _h_stats(self, request: web.Request) -> web.Response:
+        """CoreBundle/Controller/Api/StatsApiController.php, listAction: always 200 — `availableTables` for a
+        table no subscriber serves, `errors` when the query throws; rows in whatever order the database
+        returns without an ORDER BY (CommonRepository::getRows adds none unless `order` is given)."""
         table = request.match_info["table"]
         rows: list[dict[str, Any]]
         if table == "email_stats":
@@ -1610,12 +1715,28 @@ class FakeMautic(_HooksApi):
                      "date_submitted": s["dateSubmitted"], "referer": s["referer"], "page_id": None}
                     for s in self._submissions]
         else:
-            raise _ApiError(404, f"Table {table} is not available in this fake")
+            return _json({"availableTables": ["email_stats", "form_submissions"],
+                          "tableColumns": {"email_stats": ["id", "email_id", "lead_id", "email_address"],
+                                           "form_submissions": ["id", "form_id", "lead_id"]}})
         query = parse_php_query(request.query.items())
-        for cond in self._parse_conds(query.get("where")) if "where" in query else []:
-            if cond.expr != "eq":
-                raise _ApiError(400, "This fake's stats endpoint supports only eq filters")
-            rows = [r for r in rows if str(r.get(cond.col)) == str(cond.val)]
+        try:
+            for cond in self._parse_conds(query.get("where")) if "where" in query else []:
+                if cond.expr != "eq":
+                    raise ValueError("This stand-in's stats endpoint supports only eq filters")
+                if rows and cond.col not in rows[0]:  # Doctrine's exception, reported inside a 200
+                    raise ValueError(f"An exception occurred while executing a query: SQLSTATE[42S22]: Column "
+                                     f"not found: 1054 Unknown column 't.{cond.col}' in 'where clause'")
+                rows = [r for r in rows if str(r.get(cond.col)) == str(cond.val)]
+        except (ValueError, _ApiError) as exc:
+            return _json({"errors": [{"message": str(exc), "code": 0}]})
+        order = [o for o in _as_list(query.get("order")) if isinstance(o, dict) and o.get("col")]
+        if order:
+            col, desc = str(order[0]["col"]), str(order[0].get("dir", "ASC")).upper() == "DESC"
+            rows = sorted(rows, key=lambda r: _php_int(r.get(col), 0) if col == "id" else str(r.get(col)),
+                          reverse=desc)
+        else:  # no ORDER BY: each query may come back in another order
+            rows = list(rows)
+            random.Random(len(self.calls)).shuffle(rows)  # noqa: S311 - a stand-in, not crypto
         start, limit = _php_int(query.get("start"), 0), _php_int(query.get("limit"), 100)
         return _json({"total": str(len(rows)), "stats": rows[start:start + limit]})
 
@@ -1820,6 +1941,18 @@ def form_submission_event(
     }]}
 
 
+def flat_contact(contact: dict[str, Any]) -> dict[str, Any]:
+    """A serialised contact (`fields` groups) as the flat row the mailer holds; a flat one unchanged."""
+    fields = contact.get("fields")
+    if not isinstance(fields, dict):
+        return dict(contact)
+    flat: dict[str, Any] = {"id": str(contact.get("id"))}
+    for group in fields.values():
+        for alias, meta in (group.items() if isinstance(group, dict) else []):
+            flat[alias] = meta.get("value") if isinstance(meta, dict) else meta
+    return flat
+
+
 def email_send_event(
     *,
     contact: dict[str, Any],
@@ -1829,8 +1962,13 @@ def email_send_event(
     content: str = "<html><body>Hello</body></html>",
     timestamp: datetime | str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """`mautic.email_on_send` with the default `webhook_email_details` (content + tokens included)."""
+    """`mautic.email_on_send` with the default `webhook_email_details` (content + tokens included).
+
+    `contact` is the mailer's flat contact row, as EmailBundle/EventListener/WebhookSubscriber.php sends it
+    (`EmailSendEvent::getLead()`: `{"id": "26", "email": …}`, strings as fetched); a serialised contact
+    (with `fields`) given here is flattened to that shape."""
     id_hash = secrets.token_hex(10)
+    contact = flat_contact(contact)
     return {"mautic.email_on_send": [{
         "email": {"id": email_id, "name": email_name, "subject": subject, "emailType": "list",
                   "isPublished": True, "language": "en"},

@@ -76,6 +76,32 @@ async def test_check_reports_each_peer(sqlite_url: str, tmp_path: Path) -> None:
         assert "wrong" not in out  # no secret echoed back
 
 
+async def test_check_names_the_mautic_version_and_explains_mautic_refusals(sqlite_url: str, tmp_path: Path) -> None:
+    # Issue 12: the version comes from the Mautic-Version header every API answer carries
+    # (ApiBundle/Controller/FetchCommonApiController.php view()).
+    async with sandbox(sqlite_url, tuning=test_tuning(), start_bot=False) as box:
+        env = _env(_settings_env(box))
+        box.mautic.version = "6.0.1"
+        box.mautic.add_segment(12, "Re-consent", published=False)
+        env["RECONSENT_SEGMENT_ID"] = "12"
+        code, out, err = await _run(["check"], env, tmp_path)
+        assert code == 1, out + err
+        assert "(Mautic 6.0.1)" in out
+        # LeadBundle/Controller/Api/ListApiController.php addLeadAction answers 403 for an unpublished segment
+        assert any(line.startswith("[FAIL] re-consent segment:") and "unpublished" in line and "Publish it" in line
+                   for line in out.splitlines())
+
+        # ApiBundle/Controller/ClientController.php newAction: only an admin-created credential gets
+        # client_credentials; FOSOAuthServer answers the others `unauthorized_client`.
+        box.mautic.client_id, box.mautic.client_secret = "cid", "csecret"
+        box.mautic.client_credentials_grant = False
+        env.update(MAUTIC_CLIENT_ID="cid", MAUTIC_CLIENT_SECRET="csecret")
+        code, out, _ = await _run(["check"], env, tmp_path)
+        assert code == 1
+        (line,) = [line for line in out.splitlines() if line.startswith("[FAIL] mautic:")]
+        assert "unauthorized_client" in line and "administrator" in line and "csecret" not in out
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -29,9 +29,13 @@ CUTOFF = NOW - timedelta(days=1095)
 ClientFactory = Callable[..., MauticClient]
 
 
+WALL_CLOCK = 1_800_000_000.0  # one pinned epoch second for the client and the stand-in
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeMautic]:
-    async with FakeMautic(username="api", password="pw", client_id="cid", client_secret="csecret") as fm:
+    async with FakeMautic(username="api", password="pw", client_id="cid", client_secret="csecret",
+                          wall_clock=lambda: WALL_CLOCK) as fm:
         yield fm
 
 
@@ -58,6 +62,7 @@ def make_client(fake: FakeMautic, http: aiohttp.ClientSession, waits: list[float
         )
         creds.update(kwargs)
         creds.setdefault("sleep", record_sleep)
+        creds.setdefault("clock", lambda: WALL_CLOCK)  # the stand-in's X-RateLimit-Reset is read against it
         return MauticClient(http, fake.base_url, **creds)
 
     return build
@@ -210,18 +215,32 @@ async def test_get_missing_contact_is_none(client: MauticClient) -> None:
     assert await client.get_contact(4242) is None
 
 
-async def test_patch_that_merges_raises_and_old_id_reads_as_none(fake: FakeMautic, client: MauticClient) -> None:
-    keeper = fake.add_contact(email="jane@example.com", firstname="Jane")
-    dup = fake.add_contact(email="jane.old@example.com", lastname="Doe")
+async def test_patch_email_collision_keeps_the_edited_contact_and_stale_ids_are_refused(
+    fake: FakeMautic, client: MauticClient
+) -> None:
+    # Issue 12 changes this: Mautic keeps the *edited* contact and deletes the other holder of the address
+    # (LeadBundle/Controller/Api/LeadApiController.php preSaveEntity → Deduplicate/ContactMerger.php merge).
+    holder = fake.add_contact(email="jane@example.com", firstname="Jane")
+    edited = fake.add_contact(email="jane.old@example.com", lastname="Doe")
+    after = await client.patch_contact(edited, {"email": "jane@example.com"}, overwrite_with_blank=False)
+    assert after.id == edited and after.firstname == "Jane"  # the holder's data went to the edited one
+    assert fake.contact(holder) is None and fake.merged_into(holder) == edited
+    # Mautic answers GET of the merged-away id with the survivor; the client must not accept that,
+    assert await client.get_contact(holder) is None
+    # nor PATCH, DELETE or DNC it: Mautic would act on the survivor (LeadBundle/Model/LeadModel.php getEntity)
     with pytest.raises(ContactMerged) as err:
-        await client.patch_contact(dup, {"email": "jane@example.com"}, overwrite_with_blank=False)
-    assert err.value.requested_id == dup
-    assert err.value.survivor.id == keeper
-    assert err.value.survivor.lastname == "Doe"  # merged data went to the survivor
-    # Mautic answers GET of the merged-away id with the survivor; the client must not accept that
-    assert await client.get_contact(dup) is None
-    assert fake.contact(dup) is None
-    assert (await client.get_contact(keeper)) is not None
+        await client.patch_contact(holder, {"firstname": "X"}, overwrite_with_blank=False)
+    assert (err.value.requested_id, err.value.survivor.id) == (holder, edited)
+    with pytest.raises(ContactMerged):
+        await client.delete_contact(holder)
+    with pytest.raises(ContactMerged):
+        await client.add_dnc(holder)
+    with pytest.raises(ContactMerged):
+        await client.remove_dnc(holder)
+    survivor = fake.contact(edited)
+    assert survivor is not None and survivor["fields"]["all"]["firstname"] == "Jane"
+    assert survivor["doNotContact"] == []
+    assert not api_calls(fake, "DELETE", "/api/contacts") and len(api_calls(fake, "PATCH", "/api/contacts")) == 1
 
 
 async def test_find_by_email_is_exact_and_case_insensitive(fake: FakeMautic, client: MauticClient) -> None:
@@ -233,7 +252,8 @@ async def test_find_by_email_is_exact_and_case_insensitive(fake: FakeMautic, cli
     assert [c.id for c in await client.find_contacts_by_email("  BOB@EX.COM ")] == [bob]
     lookups = api_calls(fake, "GET", "/api/contacts")
     assert all("search" not in c.query for c in lookups)
-    assert all(c.query.get("where[0][expr]") == ["eq"] for c in lookups)
+    # `in`, not `eq`: it decodes the entities Mautic 5.x puts into where values (CommonRepository.php)
+    assert all(c.query.get("where[0][expr]") == ["in"] for c in lookups)
 
 
 async def test_find_by_email_drops_accent_folded_matches(fake: FakeMautic, client: MauticClient) -> None:
@@ -257,7 +277,7 @@ async def test_iter_contacts_pages_by_id_with_filters(fake: FakeMautic, client: 
         got.append(contact.id)
         await client.delete_contact(contact.id)  # deleting while iterating must not skip anyone
     assert got == stale
-    pages = api_calls(fake, "GET", "/api/contacts")
+    pages = [c for c in api_calls(fake, "GET", "/api/contacts") if c.path == "/api/contacts"]
     assert len(pages) == 3  # 2 + 2 + 1; the last page's total says nothing is left
     for call in pages:
         assert call.query["orderBy"] == ["id"] and call.query["orderByDir"] == ["ASC"]
@@ -282,14 +302,21 @@ async def test_count_contacts_with_nested_or_and(fake: FakeMautic, client: Mauti
     assert call.query["limit"] == ["1"]
 
 
-async def test_batch_delete_reports_missing_ids(fake: FakeMautic, client: MauticClient) -> None:
+async def test_batch_delete_counts_ids_mautic_leaves_out_as_gone(fake: FakeMautic, client: MauticClient) -> None:
+    # Issue 12 changes this: Mautic omits ids it cannot find from both `contacts` and `errors`
+    # (ApiBundle/Helper/BatchIdToEntityHelper.php); the client looks them up and counts absent ones as gone.
     a, b = fake.add_contact(email="a@example.com"), fake.add_contact(email="b@example.com")
-    deleted, failed = await client.batch_delete([a, 99999, b])
-    assert deleted == [a, b]
-    assert list(failed) == [99999]
+    result = await client.batch_delete([a, 99999, b])
+    assert (result.deleted, result.gone, result.refused) == ([a, b], [99999], {})
     assert fake.contact(a) is None and fake.contact(b) is None
     call = api_calls(fake, "DELETE", "/api/contacts/batch/delete")[0]
     assert call.query["ids"] == [f"{a},99999,{b}"]
+    (lookup,) = [c for c in api_calls(fake, "GET", "/api/contacts") if "where[0][expr]" in c.query]
+    assert (lookup.query["where[0][col]"], lookup.query["where[0][expr]"]) == (["id"], ["in"])
+    assert lookup.query["where[0][val]"] == ["99999"]
+    # A retry after a timeout (the first attempt deleted them all) reports everything gone, nothing refused.
+    again = await client.batch_delete([a, b])
+    assert (again.deleted, again.gone, again.refused) == ([], [a, b], {})
 
 
 async def test_delete_contact_is_idempotent(fake: FakeMautic, client: MauticClient) -> None:
@@ -337,7 +364,9 @@ async def test_iter_activity_streams_all_pages(fake: FakeMautic, client: MauticC
     assert len({e["eventId"] for e in events}) == 250
     assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
     pages = api_calls(fake, "GET", f"/api/contacts/{cid}/activity")
-    assert [c.query["page"] for c in pages] == [["1"], ["2"], ["3"]]
+    # two types of 125 events: maxPages follows the busiest type (LeadTimelineEvent::getMaxPage), so two
+    # pages of up to 200 events carry all 250 (issue 12 changes the stand-in's paging to Mautic's)
+    assert [c.query["page"] for c in pages] == [["1"], ["2"]]
 
 
 async def test_empty_and_filled_sub_resources(fake: FakeMautic, client: MauticClient) -> None:

@@ -76,25 +76,37 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() not in _NOT_SET
 
 
-def _option_preselected(properties: Any) -> bool:
-    """Some Mautic option lists carry their own default flag per option."""
+def _option_values(properties: Any) -> list[str]:
+    """The values of a choice field's options (`properties.optionlist` or `properties.list`, either
+    `{"list": [...]}` or the list itself; entries `{"label", "value"}` or bare values)."""
     if not isinstance(properties, Mapping):
-        return False
-    lists = [properties.get("optionlist"), properties.get("list")]
-    for container in lists:
+        return []
+    values: list[str] = []
+    for container in (properties.get("optionlist"), properties.get("list")):
         options = container.get("list") if isinstance(container, Mapping) else container
+        if isinstance(options, Mapping):  # keyed value → label
+            values.extend(str(k) for k in options)
+            continue
         for option in options if isinstance(options, list) else []:
-            if isinstance(option, Mapping) and any(_truthy(option.get(k)) for k in ("default", "checked", "selected")):
-                return True
-    return False
+            value = option.get("value", option.get("label")) if isinstance(option, Mapping) else option
+            if value is not None:
+                values.append(str(value))
+    return values
 
 
 def is_prechecked(field: Mapping[str, Any]) -> bool:
-    """Checked or filled in before the visitor does anything: a default value or a pre-selected option.
+    """Checked or filled in before the visitor does anything.
 
+    Mautic's options carry no default flag: an option is rendered `checked` when the field's default value
+    equals its value (FormBundle/Resources/views/Field/group.html.twig), whatever that value is, and a
+    checkbox group with any default also renders a hidden input carrying it (Field/checkboxgrp.html.twig).
     A hidden field that fills the consent field counts too: the visitor never even sees the box.
     """
-    return _truthy(field.get("defaultValue")) or _option_preselected(field.get("properties"))
+    default = field.get("defaultValue")
+    if _truthy(default):
+        return True
+    text = "" if default is None else str(default)
+    return text != "" and text in _option_values(field.get("properties"))
 
 
 def audit_form(form: Mapping[str, Any], consent_aliases: Iterable[str]) -> FormFinding | None:

@@ -307,12 +307,13 @@ class PurgeExecution:
         else:
             already = 0
         deleted: list[int] = []
-        failed: dict[int, str] = {}
         if ids:
-            deleted, failed = await self.services.mautic.batch_delete(ids)
-        not_found = [i for i, why in failed.items() if "not found" in why.lower()]
-        gone += len(not_found)
-        refused = len(failed) - len(not_found)
+            # Ids Mautic did not report (already gone, e.g. deleted by a first attempt that timed out)
+            # are checked by the client and counted as gone, never as refused.
+            result = await self.services.mautic.batch_delete(ids)
+            deleted, gone, refused = result.deleted, len(result.gone), len(result.refused)
+        else:
+            refused = 0
         entirely_refused = bool(ids) and refused == len(ids)
         now = self.services.clock()
         async with unit_of_work(self.services.sessions) as session:

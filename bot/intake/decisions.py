@@ -18,7 +18,7 @@ from bot.intake.alerts import alert_view, load_alert, update_message
 from bot.intake.blocks import already_decided_text, decision_thread_text, dismiss_modal, fallback_text
 from bot.intake.ids import Decision, IntakeJob
 from bot.jobs import PermanentJobError
-from bot.mautic import MauticAuthError, MauticNotFound, MauticRefused
+from bot.mautic import ContactMerged, MauticAuthError, MauticNotFound, MauticRefused
 from storage import intake as store
 from storage import jobs as job_queue
 from storage import ledger
@@ -146,8 +146,8 @@ async def _run_in_mautic(services: Services, run: JobRun, lead: ConsentAlert, me
                 assert segment is not None
                 await services.mautic.add_to_segment(segment, contact_id)
             done.append(contact_id)
-        except MauticNotFound:
-            missing.append(contact_id)  # deleted or merged away since the alert
+        except (MauticNotFound, ContactMerged):
+            missing.append(contact_id)  # deleted or merged away since the alert; never act on the survivor
         except MauticAuthError:
             raise
         except MauticRefused as exc:

@@ -249,7 +249,10 @@ def contact_of(event_type: str, payload: Mapping[str, Any]) -> tuple[int | None,
         return as_int(lead.get("id")), _email(field_value(lead, "email"))
     contact = _dict(payload.get("contact"))
     if contact:
-        return as_int(contact.get("id")), _email(field_value(contact, "email"))
+        # mautic.email_on_send carries the mailer's flat contact row ({"id": "26", "email": …}: EmailBundle/
+        # EventListener/WebhookSubscriber.php passes EmailSendEvent::getLead()), not the serialised entity.
+        email = field_value(contact, "email") if "fields" in contact else contact.get("email")
+        return as_int(contact.get("id")), _email(email)
     return None, None
 
 

@@ -53,15 +53,27 @@ def right_form(kind: RequestKind) -> str:
     return escape(f"Use `/privacy {usage.usage}`, for example `{usage.example}`.")
 
 
+# A link Slack made of an address when the command escapes links: <mailto:a@b.com|a@b.com>. Linear pattern.
+_SLACK_MAILTO = re.compile(r"<mailto:([^|>\s]*)(?:\|[^>]*)?>")
+
+
+def slack_unescape(text: str) -> str:
+    """Slack sends command text with `&`, `<` and `>` escaped (docs: "Escaping text"); undo that."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] = ()) -> ParsedRequest:
     """Parse the text after the sub-command. Raises BadCommand with a helpful message."""
+    head, *tail_part = _SLACK_MAILTO.sub(r"\1", args or "").split(None, 1) or [""]
+    raw_email, tail = slack_unescape(head), slack_unescape(tail_part[0] if tail_part else "")
     try:
-        tokens = shlex.split(args or "")
+        # Only what follows the address is split like a shell line (quoted values with spaces):
+        # an address may itself hold quotes or apostrophes (o'brien@example.com).
+        rest = shlex.split(tail)
     except ValueError:
         raise BadCommand(f"A quote is not closed in your command. {right_form(kind)}") from None
-    if not tokens:
+    if not raw_email:
         raise BadCommand(f"The subject's email address is missing. {right_form(kind)}")
-    raw_email, rest = tokens[0], tokens[1:]
     if not is_valid_email(raw_email):
         shown = raw_email if "@" not in raw_email else mask_email(raw_email)
         raise BadCommand(f"`{escape(shown)}` is not a valid email address. {right_form(kind)}")

@@ -291,7 +291,9 @@ async def _leftovers(services: Services, contact_id: int) -> dict[str, int]:
     for table in LEFTOVER_TABLES:
         try:
             counts[table] = len(await services.mautic.get_stats(table, [Where("lead_id", "eq", contact_id)]))
-        except MauticRefused:
+        except MauticRefused as exc:
+            if exc.type != "stats_table_unavailable":
+                raise  # a stats error is not "no rows": stop before deleting rather than under-report
             counts[table] = 0  # table not exposed on this instance; the report still explains it
     return counts
 
@@ -306,7 +308,15 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
             if cid in deleted:
                 continue
             leftovers[str(cid)] = await _leftovers(services, cid)
-            await services.mautic.delete_contact(cid)  # False = already gone, which is what we want
+            try:
+                await services.mautic.delete_contact(cid)  # False = already gone, which is what we want
+            except ContactMerged as merged:
+                # Mautic would have deleted the contact it was merged into: stop, and look up afresh on Retry.
+                run.progress.pop("contacts", None)
+                await _checkpoint(run, deleted=deleted, leftovers=leftovers)
+                raise PermanentJobError(
+                    f"contact #{cid} was merged into #{merged.survivor.id} since the lookup; nothing was deleted "
+                    "for it. Check the merged record in Mautic, then press Retry.") from None
             deleted.append(cid)
             await _checkpoint(run, deleted=deleted, leftovers=leftovers)
             async with unit_of_work(services.sessions) as session:

@@ -188,3 +188,34 @@ async def test_repeated_mautic_failures_stop_the_purge_and_resume_finishes(db_ur
         async with unit_of_work(box.services.sessions) as session:
             purge = await store.get_purge(session, 1)
         assert purge is not None and purge.deleted == 250 and purge.state == "done"
+
+
+async def test_a_retried_chunk_mautic_already_deleted_counts_as_gone_not_refused(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Issue 12: Mautic's batch delete leaves ids it cannot find out of both `contacts` and `errors`
+    # (ApiBundle/Helper/BatchIdToEntityHelper.php). When the first attempt deleted the chunk but its answer
+    # was lost, the retry finds nothing; the purge must record those contacts as gone, not refused.
+    clock = Clock()
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
+
+        async def no_wait(_seconds: float) -> None:
+            return None
+
+        box.services.mautic._sleep = no_wait  # type: ignore[method-assign]
+        seeded = seed_contacts(box.mautic, clock(), stale=250, never_old=0)
+        digest = await _digest(box)
+        await box.user.click(ALICE.id, digest, "digest_purge_file")
+        request = await _request_message(box, digest)
+        box.mautic.fail("/api/contacts/batch/delete", status=504, times=1, applied=True)
+        await box.user.click(BOB.id, request, "digest_purge_approve")
+        await box.slack.wait_until(
+            lambda: any("Purge #1 finished" in m.text for m in box.slack.thread(box.channel, digest.ts)),
+            timeout=20, describe="purge finished")
+        assert not any(cid in box.mautic.contacts for cid in seeded.purgeable)
+        async with unit_of_work(box.services.sessions) as session:
+            purge = await store.get_purge(session, 1)
+        assert purge is not None and purge.state == "done"
+        assert (purge.refused, purge.deleted, purge.spared) == (0, 50, 200)
+        chunk_entries = [e.details for e in await ledger_entries(box) if e.action == "purge.chunk"]
+        assert [(d["deleted"], d["gone"], d["refused"]) for d in chunk_entries] == [(0, 200, 0), (50, 0, 0)]

@@ -38,7 +38,7 @@ async def test_retention_digest_counts_and_filters(db_url: str, tmp_path: Path) 
         lists = [c for c in box.mautic.calls if c.method == "GET" and c.path == "/api/contacts"]
         count_call = _where_params(lists[0].query_string)
         assert count_call == {
-            "where[0][expr]": "orX",
+            "where[0][col]": "id", "where[0][expr]": "orX",  # a top-level orX needs a col (CommonRepository)
             "where[0][val][0][col]": "last_active", "where[0][val][0][expr]": "lt",
             "where[0][val][0][val]": cutoff,
             "where[0][val][1][expr]": "andX",

@@ -47,8 +47,10 @@ def test_stale_rule(last_active: datetime | None, date_added: datetime | None, s
 
 
 def test_stale_filter_is_mautics_gdpr_rule_as_one_or() -> None:
+    # A top-level orX carries a `col` too: Mautic reads it (CoreBundle/Entity/CommonRepository.php,
+    # convertOrmPropertiesToColumns) and warns "Undefined array key" without one.
     assert where_params(stale_filter(CUTOFF)) == [
-        ("where[0][expr]", "orX"),
+        ("where[0][col]", "id"), ("where[0][expr]", "orX"),
         ("where[0][val][0][col]", "last_active"), ("where[0][val][0][expr]", "lt"),
         ("where[0][val][0][val]", "2023-03-03 09:00:30"),
         ("where[0][val][1][expr]", "andX"),
@@ -152,8 +154,14 @@ def _form(*fields: dict[str, object]) -> dict[str, object]:
         ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "1"}, (Problem.PRECHECKED,)),
         ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "0"}, None),
         ({"alias": "opt", "mappedField": "gdpr_consent", "type": "checkboxgrp", "isRequired": True,
-          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1", "default": True}]}}},
+          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1"}]}}, "defaultValue": "1"},
          (Problem.PRECHECKED,)),
+        # Issue 12: an option is ticked when the default equals its value (FormBundle/Resources/views/Field/
+        # group.html.twig), even a value that reads as "no"; options carry no default flag of their own.
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True, "defaultValue": "0",
+          "properties": {"optionlist": {"list": [{"label": "I agree", "value": "0"}]}}}, (Problem.PRECHECKED,)),
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": True,
+          "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1", "default": True}]}}}, None),
         ({"alias": "consent", "type": "hidden", "isRequired": False, "defaultValue": "yes"},
          (Problem.PRECHECKED, Problem.OPTIONAL)),
         ({"alias": "Marketing_Consent", "type": "yesno"}, (Problem.OPTIONAL,)),

@@ -229,3 +229,20 @@ async def test_purge_access_records_and_digest_counts(box: Sandbox) -> None:
     assert len(await inbox(box)) == 1  # b's submission stays
     (alert,) = await alerts(box)
     assert alert.email_display == "(erased)" and alert.subject_hash is None
+
+
+async def test_send_after_withdrawal_matches_the_subject_through_the_flat_send_contact(box: Sandbox) -> None:
+    # Issue 12: mautic.email_on_send carries the mailer's flat contact row (EmailBundle/EventListener/
+    # WebhookSubscriber.php: 'contact' => $event->getLead()), so its email is `contact.email`, not under
+    # `fields`. Here the send goes to a second record of the same person (another id): only the address
+    # can tie it to her withdrawal.
+    assert (await box.webhook(unsubscribe_event(26, "jane@example.com", timestamp="2024-10-24T10:00:00+00:00")))[0] \
+        == 200
+    await jobs_idle(box)
+    flat = {"id": "27", "email": "Jane@example.com", "firstname": "Jane"}
+    assert (await box.webhook(email_send_event(contact=flat, timestamp="2024-10-25T08:00:00+00:00")))[0] == 200
+    await box.slack.wait_for("chat.postMessage")
+    await jobs_idle(box)
+    assert [a.kind for a in await alerts(box)] == [AlertKind.SENT_AFTER_WITHDRAWAL]
+    (sent,) = await ledger(box, "consent.sent_after_withdrawal")
+    assert sent.subject == f"subject:{subject_hash(box.services.hash_key, 'jane@example.com')[:16]}"

@@ -3,6 +3,7 @@ redacted, the leftovers Mautic keeps reported; and rectification with its read-b
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -144,3 +145,43 @@ async def test_slack_delivery_uploads_the_package_into_the_thread(tmp_path: Path
         assert not list((tmp_path / "exports").iterdir())  # neither the sealed nor the plain copy is kept
         async with unit_of_work(box.services.sessions) as session:
             assert (await session.exec(select(store.ExportLink))).all() == []
+
+
+async def test_erasure_of_an_address_with_an_apostrophe_finds_it_on_mautic_5(box: Sandbox) -> None:
+    # Issue 12: filing split the command like a shell line ("a quote is not closed"), and Mautic 5.x
+    # HTML-escapes `where` values (CoreBundle/Helper/InputHelper.php clean(), FILTER_SANITIZE_SPECIAL_CHARS),
+    # so an `eq` look-up found nobody. The stand-in plays 5.1.0, escaping included.
+    assert box.mautic.version.startswith("5.")
+    cid = box.mautic.add_contact(email="o'brien@example.com", firstname="Aoife")
+    other = box.mautic.add_contact(email="obrien@example.com")
+    message = await file_request(box, ALICE, "erase O'Brien@example.com per letter")
+    assert f"(#{cid})" in text_of(message) or f"#{cid}" in text_of(message)
+    await approve(box, message, approver=CAROL, verifier=BOB)
+    await wait_state(box, message, "done")
+    assert box.mautic.contact(cid) is None and box.mautic.contact(other) is not None
+
+
+async def test_erasure_stops_on_an_id_merged_away_since_the_lookup(box: Sandbox) -> None:
+    # Issue 12: Mautic's DELETE loads the contact with LeadModel::getEntity (LeadBundle/Model/LeadModel.php),
+    # which follows a merged-away id to the contact it was merged into. The erasure must not delete that one.
+    fake = box.mautic
+    jane = fake.add_contact(email="jane@example.com")
+    other = fake.add_contact(email="someone.else@example.com", firstname="Sam")
+    gate = asyncio.Event()
+
+    async def held(_seconds: float) -> None:
+        await gate.wait()  # the client's retry wait, released by the test
+
+    box.services.mautic._sleep = held  # type: ignore[method-assign]
+    message = await file_request(box, ALICE, "erase jane@example.com")
+    fake.fail("/api/stats", status=503, times=1)  # the erasure pauses after its lookup, before the delete
+    await approve(box, message, approver=CAROL, verifier=BOB)
+    await fake.wait_for("GET", "/api/stats")
+    # Meanwhile someone gives Sam's record Jane's address: Mautic merges Jane's record into Sam's.
+    await box.services.mautic.patch_contact(other, {"email": "jane@example.com"}, overwrite_with_blank=False)
+    assert fake.merged_into(jane) == other
+    gate.set()
+    row = await wait_state(box, message, "failed")
+    assert f"contact #{jane} was merged into #{other}" in (row.failure or "")
+    assert fake.contact(other) is not None  # the survivor was not deleted
+    assert not [c for c in fake.calls if c.method == "DELETE"]

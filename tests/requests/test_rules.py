@@ -248,3 +248,26 @@ async def test_migration_matches_the_tables(tmp_path: Path) -> None:
     async with engine.connect() as conn:
         assert await conn.run_sync(diff) == []
     await engine.dispose()
+
+
+@pytest.mark.parametrize(("args", "email", "note"), [
+    ("o'brien@example.com", "o'brien@example.com", None),
+    ("O'Brien@Example.com ticket 7", "o'brien@example.com", "ticket 7"),
+    ("tom&amp;jerry@example.com", "tom&jerry@example.com", None),  # Slack escapes & < > in command text
+    ("jane+news@example.com", "jane+news@example.com", None),
+    ('"j.doe"@example.com per phone', '"j.doe"@example.com', "per phone"),
+    # "Escape channels, users, and links" on: Slack sends the address as a mailto link
+    ("<mailto:o'brien@example.com|o'brien@example.com> ticket 8", "o'brien@example.com", "ticket 8"),
+])
+def test_filing_takes_any_legal_address_as_typed_or_as_slack_sends_it(args: str, email: str, note: str | None) -> None:
+    # Issue 12: the command line was split like a shell line, so an apostrophe was "a quote not closed".
+    parsed = parse_request(RequestKind.ERASURE, args)
+    assert (parsed.email, parsed.note) == (email, note)
+
+
+def test_rectify_unwraps_a_slack_mailto_value_and_keeps_quoted_values() -> None:
+    parsed = parse_request(RequestKind.RECTIFICATION,
+                           '<mailto:o\'brien@example.com|o\'brien@example.com> '
+                           'email=<mailto:new@example.com|new@example.com> city="New York"')
+    assert parsed.email == "o'brien@example.com"
+    assert parsed.changes == {"email": "new@example.com", "city": "New York"}
