@@ -247,15 +247,25 @@ def erasure_done_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dic
     )
 
 
-def leftovers_reply(leftovers: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """What Mautic keeps after a contact delete (Mautic 5.x's foreign keys on the contact), and how to purge it."""
+def leftovers_reply(leftovers: dict[str, dict[str, int | None]]) -> dict[str, Any]:
+    """What Mautic keeps after a contact delete (Mautic 5.x's foreign keys on the contact), and how to purge it.
+
+    A table Mautic's stats API does not expose (None) is said to be uncounted, never counted as empty."""
     counted = []
+    unexposed = sorted({table for counts in leftovers.values() for table, n in counts.items() if n is None})
     for cid, counts in leftovers.items():
         parts = [f"{n} {table.replace('_', ' ')} row(s)" for table, n in counts.items() if n]
         if parts:
             counted.append(f"contact #{cid}: " + ", ".join(parts))
-    found = ("Counted before the delete: " + "; ".join(counted) + ".") if counted else \
-        "The stats API showed no email or form rows for these contacts before the delete."
+    if counted:
+        found = "Counted before the delete: " + "; ".join(counted) + "."
+    elif unexposed:
+        found = "The stats API showed no rows in the tables it exposes for these contacts before the delete."
+    else:
+        found = "The stats API showed no email or form rows for these contacts before the delete."
+    if unexposed:
+        found += (" Not counted, because this Mautic does not expose them through its stats API: "
+                  + ", ".join(f"`{table}`" for table in unexposed) + "; check them by hand.")
     return reply(_LEFTOVER_ADVICE + found)
 
 

@@ -285,16 +285,17 @@ def _unlink(path: Path) -> None:
 # ---- erasure ---------------------------------------------------------------------------------------
 
 
-async def _leftovers(services: Services, contact_id: int) -> dict[str, int]:
-    """Rows Mautic keeps after the delete with lead_id emptied; counted first so the report can name them."""
-    counts: dict[str, int] = {}
+async def _leftovers(services: Services, contact_id: int) -> dict[str, int | None]:
+    """Rows Mautic keeps after the delete with lead_id emptied; counted first so the report can name them
+    (None: the instance does not expose that table through its stats API, so nobody can count it here)."""
+    counts: dict[str, int | None] = {}
     for table in LEFTOVER_TABLES:
         try:
             counts[table] = len(await services.mautic.get_stats(table, [Where("lead_id", "eq", contact_id)]))
         except MauticRefused as exc:
             if exc.type != "stats_table_unavailable":
                 raise  # a stats error is not "no rows": stop before deleting rather than under-report
-            counts[table] = 0  # table not exposed on this instance; the report still explains it
+            counts[table] = None  # not exposed on this instance: "unknown", which is not "none"
     return counts
 
 
@@ -303,7 +304,7 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
     if not run.progress.get("purged"):
         contact_ids = await _contacts(services, run, row)
         deleted: list[int] = list(run.progress.get("deleted", []))
-        leftovers: dict[str, dict[str, int]] = dict(run.progress.get("leftovers", {}))
+        leftovers: dict[str, dict[str, int | None]] = dict(run.progress.get("leftovers", {}))
         for cid in contact_ids:
             if cid in deleted:
                 continue

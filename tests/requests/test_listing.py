@@ -100,3 +100,14 @@ def test_the_access_reply_keeps_its_safety_line_whatever_the_number_of_contacts(
             assert len(listed) == contacts
         else:
             assert len(listed) == 7 and texts[7] == f"…and {contacts - 7} more contacts, all in the package"
+
+
+def test_leftovers_not_exposed_by_the_stats_api_are_uncounted_not_empty() -> None:
+    from bot.requests.blocks import leftovers_reply
+
+    unexposed = leftovers_reply({"7": {"email_stats": None, "form_submissions": 0}})["text"]
+    assert "Not counted, because this Mautic does not expose them through its stats API: `email_stats`" in unexposed
+    assert "no email or form rows" not in unexposed
+    counted = leftovers_reply({"7": {"email_stats": 3, "form_submissions": None}})["text"]
+    assert "contact #7: 3 email stats row(s)" in counted and "`form_submissions`" in counted
+    assert "no email or form rows" in leftovers_reply({"7": {"email_stats": 0, "form_submissions": 0}})["text"]
