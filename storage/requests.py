@@ -37,14 +37,21 @@ class PrivacyRequest(SQLModel, table=True):
     filed_by: str = Field(max_length=32)
     channel: str = Field(max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
-    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # when it was filed here
+    # The day the controller received the request (any channel, in DEADLINE_TIMEZONE): the clock starts here.
+    # Filing always sets it and the migration backfilled it; a row written without it (an older replica
+    # during a rolling upgrade) counts from its filing day, as ``RequestInfo.received_day`` does.
+    received_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     due_date: date = Field(sa_column=Column(Date(), nullable=False))
+    due_note: str | None = Field(default=None, max_length=200)  # why the due date rolled forward, if it did
     original_due_date: date = Field(sa_column=Column(Date(), nullable=False))
     extended_by: str | None = Field(default=None, max_length=32)
     extended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     extension_reason: str | None = Field(default=None, max_length=1000)
     verified_by: str | None = Field(default=None, max_length=32)
     verified_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    verification_method: str | None = Field(default=None, max_length=16)  # bot.requests.model.IdentityMethod
+    verification_note: str | None = Field(default=None, max_length=200)  # what "other" was
     approved_by: str | None = Field(default=None, max_length=32)
     approved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     rejected_by: str | None = Field(default=None, max_length=32)

@@ -11,15 +11,16 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.privacy import mask_email
-from bot.requests.deadlines import Urgency, countdown, deadline_label, extended_due_date, extension_label
-from bot.requests.ids import ReasonInput, RequestButton, RequestModal
-from bot.requests.model import RequestKind, RequestState
+from bot.requests.deadlines import Deadline, Urgency, countdown, deadline_label, extension_label
+from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestModal
+from bot.requests.model import IdentityMethod, RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from bot.slack.blocks import (
     Block,
     actions,
     button,
     cap_blocks,
+    choice_input,
     confirm_dialog,
     context,
     fields,
@@ -27,6 +28,7 @@ from bot.slack.blocks import (
     modal,
     reason_input,
     section,
+    text_input,
     truncate,
 )
 from bot.slack.buttons import ref_value
@@ -57,7 +59,8 @@ def _who(user: str | None) -> str:
 
 def due_text(info: RequestInfo, today: date) -> str:
     text = f"{info.due_date.isoformat()} ({deadline_label(info.regime)}"  # type: ignore[arg-type]
-    text += ", extended)" if info.extended_at else ")"
+    text += ", extended" if info.extended_at else ""
+    text += f"; {info.due_note}, so the next working day)" if info.due_note else ")"
     if info.state.is_open:
         text += f" — {countdown(info.due_date, today).text}"
     return text
@@ -81,7 +84,8 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         ("Type", f"{info.kind.heading} ({info.kind.article})"),
         ("Subject", info.subject_masked),
         ("Filed by", _who(info.filed_by)),
-        ("Received", _day(info.received_at)),
+        ("Received", f"{info.received_day.isoformat()} (filed {_day(info.received_at)})"),
+        ("Regime", info.regime.upper()),
         ("Legal due date", due_text(info, today)),
         ("Mautic contacts", contacts_text(info)),
         ("State", f"{icon} {info.state.label}"),
@@ -105,7 +109,8 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
 def decision_lines(info: RequestInfo) -> list[str]:
     lines = []
     if info.verified_by:
-        lines.append(f"🪪 Identity verified by {_who(info.verified_by)} on {_day(info.verified_at)}")
+        lines.append(f"🪪 Identity verified by {_who(info.verified_by)} on {_day(info.verified_at)}"
+                     f"{_identity_method(info)}")
     if info.extended_by:
         reason = truncate(info.extension_reason or "", 300)
         lines.append(f"⏳ Extended by {_who(info.extended_by)} on {_day(info.extended_at)} "
@@ -160,10 +165,17 @@ def reply(text: str, *, more: Sequence[str] = ()) -> dict[str, Any]:
     return {"text": truncate(text, 3000), "blocks": blocks}
 
 
+def _identity_method(info: RequestInfo) -> str:
+    if not info.verification_method:
+        return ""
+    label = IdentityMethod(info.verification_method).label
+    return f" ({label}: {truncate(info.verification_note, 200)})" if info.verification_note else f" ({label})"
+
+
 def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | None = None) -> dict[str, Any]:
     who = _who(actor)
     if action == "verify":
-        return reply(f"🪪 {who} attested that the requester's identity is verified.")
+        return reply(f"🪪 {who} verified the requester's identity{_identity_method(info)}.")
     if action == "approve":
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
@@ -171,7 +183,7 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
                      more=["Art. 12(4): tell the requester this reason and that they may complain to a "
                            "supervisory authority, within one month of receipt."])
     if action == "extend":
-        return reply(f"⏳ {who} extended request #{info.id} by {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
+        return reply(f"⏳ {who} extended request #{info.id} {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
                      f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
                      f">*Reason:* {truncate(reason or '', 1000)}",
                      more=["Tell the requester about the extension and its reasons before the original due date."])
@@ -317,6 +329,22 @@ def _reason_input(label: str, placeholder: str) -> Block:
                         max_length=REASON_MAX)
 
 
+def identity_modal(info: RequestInfo) -> dict[str, Any]:
+    """Asks the verifier how the requester's identity was checked; the method is recorded with the decision."""
+    return modal(RequestModal.VERIFY, ref=ref_value(info.id), title=f"Verify request #{info.id}", submit="Verified",
+                 blocks=[
+                     section(f"{info.kind.heading} for {info.subject_masked}. Confirm that the requester is the "
+                             "data subject. Use what you already know about them (EDPB Guidelines 01/2022): "
+                             "ask for an ID document only when nothing else works."),
+                     choice_input(IdentityInput.METHOD_BLOCK, IdentityInput.METHOD_ACTION,
+                                  label="How did you verify it?",
+                                  options=[(m.value, m.label) for m in IdentityMethod]),
+                     text_input(IdentityInput.NOTE_BLOCK, IdentityInput.NOTE_ACTION,
+                                label="Details (required for Other)", max_length=200,
+                                placeholder="e.g. called back on the number in our CRM"),
+                 ])
+
+
 def reject_modal(info: RequestInfo) -> dict[str, Any]:
     return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
                  blocks=[
@@ -326,12 +354,14 @@ def reject_modal(info: RequestInfo) -> dict[str, Any]:
                  ])
 
 
-def extend_modal(info: RequestInfo) -> dict[str, Any]:
-    new_due = extended_due_date(info.original_due_date, info.regime)  # type: ignore[arg-type]
+def extend_modal(info: RequestInfo, extended: Deadline) -> dict[str, Any]:
+    """``extended``: the due date the extension gives (counted from receipt, rolled forward)."""
+    rolled = f"; {extended.note}, so the next working day" if extended.note else ""
     return modal(RequestModal.EXTEND, ref=ref_value(info.id), title=f"Extend request #{info.id}", submit="Extend",
                  blocks=[
                      section(f"The due date moves from *{info.original_due_date.isoformat()}* to "
-                             f"*{new_due.isoformat()}* ({extension_label(info.regime)}). This is possible once, "  # type: ignore[arg-type]
+                             f"*{extended.due.isoformat()}* ({extension_label(info.regime)}{rolled}). "  # type: ignore[arg-type]
+                             "This is possible once, "
                              "and the requester must be told the reasons before the original due date."),
                      _reason_input("Reason (complexity or number of requests)",
                                    "e.g. 14 linked contacts across two brands"),

@@ -473,9 +473,9 @@ async def daily(services: Services, run: JobRun) -> None:
 
 
 async def remind(services: Services, now: datetime) -> int:
-    from bot.requests.deadlines import Urgency, countdown
+    from bot.requests.deadlines import Urgency, countdown, received_on
 
-    today = now.date()
+    today = received_on(now, services.settings.deadline_timezone)
     sent = 0
     async with unit_of_work(services.sessions) as session:
         rows = await store.open_requests(session)

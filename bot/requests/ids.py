@@ -25,6 +25,16 @@ class RequestModal(StrEnum):
 
     REJECT = "request_reject_modal"
     EXTEND = "request_extend_modal"
+    VERIFY = "request_verify_modal"
+
+
+class IdentityInput(StrEnum):
+    """The identity modal's inputs: the method (radio buttons) and, for "other", what it was."""
+
+    METHOD_BLOCK = "identity_method"
+    METHOD_ACTION = "identity_method_choice"
+    NOTE_BLOCK = "identity_note"
+    NOTE_ACTION = "identity_note_input"
 
 
 class ReasonInput(StrEnum):

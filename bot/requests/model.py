@@ -32,6 +32,25 @@ class RequestKind(StrEnum):
         }[self]
 
 
+class IdentityMethod(StrEnum):
+    """How a verifier checked that the requester is the data subject (EDPB Guidelines 01/2022 §3.3: use
+    what the controller already knows; ask for an ID document only when nothing else works)."""
+
+    ADDRESS_REPLY = "address_reply"
+    ACCOUNT = "account"
+    DOCUMENT = "document"
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        return {
+            IdentityMethod.ADDRESS_REPLY: "Reply from the address on record",
+            IdentityMethod.ACCOUNT: "Logged-in account",
+            IdentityMethod.DOCUMENT: "ID document seen",
+            IdentityMethod.OTHER: "Other",
+        }[self]
+
+
 class RequestState(StrEnum):
     FILED = "filed"
     VERIFIED = "verified"

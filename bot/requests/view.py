@@ -20,11 +20,15 @@ class RequestInfo:
     received_at: datetime
     due_date: date
     original_due_date: date
+    received_on: date | None = None  # None: a row written without it counts from its filing day
+    due_note: str | None = None
     note: str | None = None
     changed_fields: tuple[str, ...] = ()
     contacts_found: tuple[int, ...] | None = None  # None: not looked up yet
     verified_by: str | None = None
     verified_at: datetime | None = None
+    verification_method: str | None = None
+    verification_note: str | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
     rejected_by: str | None = None
@@ -45,6 +49,11 @@ class RequestInfo:
         return f"request:{self.id}"
 
     @property
+    def received_day(self) -> date:
+        """The day the controller received the request, from which every period is counted."""
+        return self.received_on or self.received_at.date()
+
+    @property
     def erased(self) -> bool:
         return self.subject_masked == "(erased subject)"
 
@@ -61,11 +70,15 @@ def info_from_row(row: Any) -> RequestInfo:
         received_at=row.received_at,
         due_date=row.due_date,
         original_due_date=row.original_due_date,
+        received_on=row.received_on,
+        due_note=row.due_note,
         note=row.note,
         changed_fields=tuple(sorted((row.changes or {}).keys())) or tuple(row.result.get("fields", ())),
         contacts_found=tuple(row.contacts_found) if row.contacts_found is not None else None,
         verified_by=row.verified_by,
         verified_at=row.verified_at,
+        verification_method=row.verification_method,
+        verification_note=row.verification_note,
         approved_by=row.approved_by,
         approved_at=row.approved_at,
         rejected_by=row.rejected_by,

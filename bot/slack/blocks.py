@@ -92,6 +92,38 @@ def reason_input(block_id: str, action_id: str, *, label: str, placeholder: str,
     }
 
 
+def choice_input(block_id: str, action_id: str, *, label: str, options: list[tuple[str, str]]) -> Block:
+    """A required choice of one among ``options`` ((value, label) pairs), shown as radio buttons."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {
+            "type": "radio_buttons",
+            "action_id": action_id,
+            "options": [{"text": {"type": "plain_text", "text": truncate(text, 75)}, "value": value}
+                        for value, text in options[:10]],
+        },
+    }
+
+
+def text_input(block_id: str, action_id: str, *, label: str, placeholder: str, max_length: int,
+               optional: bool = True) -> Block:
+    """A one-line text input, optional unless said otherwise."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {
+            "type": "plain_text_input",
+            "action_id": action_id,
+            "max_length": max_length,
+            "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150)},
+        },
+    }
+
+
 def actions(block_id: str, *elements: Block) -> Block:
     return {"type": "actions", "block_id": block_id, "elements": list(elements)[:25]}
 

@@ -69,3 +69,8 @@ class Submission:
     def text(self, block_id: str, action_id: str) -> str:
         """A plain-text input's value, stripped ("" when absent)."""
         return str(((self.values.get(block_id) or {}).get(action_id) or {}).get("value") or "").strip()
+
+    def choice(self, block_id: str, action_id: str) -> str:
+        """The value of a radio-buttons or static-select input's selected option ("" when none)."""
+        selected = ((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_option") or {}
+        return str(selected.get("value") or "")

@@ -15,10 +15,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import UserFacingError
+from bot.errors import BadCommand, UserFacingError
 from bot.requests import blocks, notify, service
-from bot.requests.commands import USAGE, parse_request_id
-from bot.requests.ids import ReasonInput, RequestButton, RequestModal
+from bot.requests.commands import USAGE, parse_identity, parse_request_id
+from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
 from bot.requests.view import RequestInfo
 from bot.services import Services
@@ -32,8 +32,10 @@ def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
         info = await service.file_request(call.services, user_id=call.user_id, channel_id=call.channel_id,
                                           kind=kind, args=call.args)
         await call.ack(
-            f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked}; legal due date "
-            f"{info.due_date.isoformat()}. I'm posting it in this channel with the Mautic contacts I find."
+            f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked} ({info.regime.upper()}), "
+            f"received {info.received_day.isoformat()}; legal due date {info.due_date.isoformat()}"
+            f"{f' ({info.due_note})' if info.due_note else ''}. "
+            "I'm posting it in this channel with the Mautic contacts I find."
         )
 
     return run
@@ -41,7 +43,7 @@ def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
 
 async def _list(call: CommandCall) -> None:
     infos = await service.open_requests(call.services)
-    await call.ack(**blocks.requests_list(infos, today=call.services.clock().date()))
+    await call.ack(**blocks.requests_list(infos, today=service.today(call.services)))
 
 
 async def _status(call: CommandCall) -> None:
@@ -50,7 +52,7 @@ async def _status(call: CommandCall) -> None:
     if info is None:
         raise UserFacingError(f"There is no request #{request_id}. `/privacy requests` lists the open ones.")
     rows = await service.history(call.services, request_id)
-    await call.ack(**blocks.request_status(info, rows, today=call.services.clock().date()))
+    await call.ack(**blocks.request_status(info, rows, today=service.today(call.services)))
 
 
 SUBCOMMANDS: list[Subcommand] = [
@@ -116,10 +118,30 @@ def register(bolt: AsyncApp, services: Services) -> None:
 
         return on_submit
 
-    bolt.action(RequestButton.VERIFY)(click(Action.VERIFY))
+    async def on_identity(ack: AsyncAck, body: dict[str, Any]) -> None:
+        submitted = Submission.from_body(body)
+        try:
+            identity = parse_identity(submitted.choice(IdentityInput.METHOD_BLOCK, IdentityInput.METHOD_ACTION),
+                                      submitted.text(IdentityInput.NOTE_BLOCK, IdentityInput.NOTE_ACTION))
+        except BadCommand as exc:
+            await ack(response_action="errors", errors={IdentityInput.NOTE_BLOCK: exc.message[:150]})
+            return
+        if submitted.ref is None:
+            await ack()
+            return
+        outcome = await service.decide(services, submitted.ref, submitted.user_id, Action.VERIFY, identity=identity)
+        if not outcome.accepted or outcome.info is None:
+            await ack(response_action="errors", errors={IdentityInput.METHOD_BLOCK: outcome.message[:150]})
+            return
+        await ack()
+        await notify.show_decision(services, outcome.info, Action.VERIFY, submitted.user_id)
+
+    bolt.action(RequestButton.VERIFY)(click(Action.VERIFY, blocks.identity_modal))
+    bolt.view(RequestModal.VERIFY)(on_identity)
     bolt.action(RequestButton.APPROVE)(click(Action.APPROVE))
     bolt.action(RequestButton.RETRY)(click(Action.RETRY))
     bolt.action(RequestButton.REJECT)(click(Action.REJECT, blocks.reject_modal))
-    bolt.action(RequestButton.EXTEND)(click(Action.EXTEND, blocks.extend_modal))
+    bolt.action(RequestButton.EXTEND)(click(
+        Action.EXTEND, lambda info: blocks.extend_modal(info, service.extended_deadline(services, info))))
     bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
     bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))

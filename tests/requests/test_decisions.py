@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.app import Tuning, create_app
-from bot.requests.deadlines import add_months
+from bot.requests.deadlines import legal_deadline
 from bot.requests.ids import RequestButton, RequestModal
 from bot.requests.service import enqueue_daily
 from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox, sandbox
@@ -30,6 +30,7 @@ from tests.requests.helpers import (
     open_modal,
     request_id_of,
     submit_reason,
+    verify_identity,
     wait_state,
     wait_thread,
 )
@@ -70,15 +71,19 @@ def _filed_blocks(message):  # type: ignore[no-untyped-def]
 async def test_extend_once_before_the_original_due_date(box: Sandbox) -> None:
     message = await file_request(box, ALICE, "dsar jane@example.com")
     request_id = request_id_of(message)
-    original = (await load_row(box, request_id)).due_date  # type: ignore[union-attr]
+    filed = await load_row(box, request_id)
+    assert filed is not None and filed.received_on is not None
+    original = filed.due_date
+    # Three months from receipt (rolled to a working day), never two months chained from the first due date.
+    extended = legal_deadline(filed.received_on, "gdpr", extended=True).due
     view = await open_modal(box, CAROL, message, RequestButton.EXTEND)
-    assert add_months(original, 2).isoformat() in str(view.view["blocks"])
+    assert extended.isoformat() in str(view.view["blocks"])
     await submit_reason(box, CAROL, view, "Fourteen linked records across two brands")
     await wait_thread(box, message, "extended request #1")
     row = await load_row(box, request_id)
-    assert row is not None and row.due_date == add_months(original, 2) and row.original_due_date == original
+    assert row is not None and row.due_date == extended and row.original_due_date == original
     assert row.state == "filed" and row.extended_by == CAROL.id
-    assert "Extended by <@U0CAROL>" in text_of(message) and add_months(original, 2).isoformat() in text_of(message)
+    assert "Extended by <@U0CAROL>" in text_of(message) and extended.isoformat() in text_of(message)
     # Once only: the button is gone, and a stale client's click is refused.
     assert RequestButton.EXTEND not in str(message.blocks)
     stale = dataclasses.replace(message, blocks=_filed_blocks(message))
@@ -124,8 +129,7 @@ async def test_failure_after_max_attempts_then_retry(tmp_path: Path, db_url: str
 async def test_concurrent_approvals_execute_once(box: Sandbox) -> None:
     cid = box.mautic.add_contact(email="jane@example.com")
     message = await file_request(box, ALICE, "erase jane@example.com")
-    await click(box, ALICE, message, RequestButton.VERIFY)
-    await wait_state(box, message, "verified")
+    await verify_identity(box, CAROL, message)
     clicks = [box.user.click(p.id, message, RequestButton.APPROVE) for p in (BOB, CAROL, BOB, CAROL, BOB)]
     results = await asyncio.gather(*clicks)
     assert all(r.status == 200 for r in results)
@@ -144,8 +148,7 @@ async def test_two_replicas_on_one_postgres_execute_once(postgres_url: str, tmp_
     async with sandbox(postgres_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as box:
         cid = box.mautic.add_contact(email="jane@example.com")
         message = await file_request(box, ALICE, "erase jane@example.com")
-        await click(box, ALICE, message, RequestButton.VERIFY)
-        await wait_state(box, message, "verified")
+        await verify_identity(box, CAROL, message)
         # A second replica: its own app, job runner and HTTP port, the same database.
         second = web.AppRunner(create_app(box.settings, Tuning(
             job_poll_interval=0.05, job_backoff_base=0.02, start_scheduler=False, migrate_on_start=False)))

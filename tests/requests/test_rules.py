@@ -32,11 +32,11 @@ def test_gdpr_due_is_one_calendar_month(received: date, due: date) -> None:
     assert due_date(received, "gdpr") == due
 
 
-def test_ccpa_due_is_45_days_and_extensions_add_once() -> None:
+def test_ccpa_due_is_45_days_and_extensions_count_from_receipt() -> None:
     assert due_date(date(2026, 1, 1), "ccpa") == date(2026, 2, 15)
-    assert extended_due_date(date(2026, 2, 15), "ccpa") == date(2026, 4, 1)
-    assert extended_due_date(date(2026, 1, 31), "gdpr") == date(2026, 3, 31)
-    assert extended_due_date(date(2026, 12, 31), "gdpr") == date(2027, 2, 28)
+    assert extended_due_date(date(2026, 1, 1), "ccpa") == date(2026, 4, 1)  # 90 days from receipt
+    assert extended_due_date(date(2026, 1, 31), "gdpr") == date(2026, 4, 30)  # three months from receipt
+    assert extended_due_date(date(2026, 11, 30), "gdpr") == date(2027, 2, 28)
     assert add_months(date(2026, 5, 31), -1) == date(2026, 4, 30)
 
 
@@ -106,8 +106,8 @@ def test_parse_rectify_fields_quotes_and_blanks() -> None:
 
 
 @pytest.mark.parametrize(("kind", "args", "needles"), [
-    (RequestKind.ACCESS, "", ["email address is missing", "/privacy dsar <email> [note]"]),
-    (RequestKind.ERASURE, "sam@corp", ["not a valid email", "/privacy erase <email> [note]"]),
+    (RequestKind.ACCESS, "", ["email address is missing", "/privacy dsar <email> [received=YYYY-MM-DD]"]),
+    (RequestKind.ERASURE, "sam@corp", ["not a valid email", "/privacy erase <email> [received=YYYY-MM-DD]"]),
     (RequestKind.ERASURE, "not-an-email note", ["`not-an-email` is not a valid email"]),
     (RequestKind.RECTIFICATION, "sam@corp.test", ["Say which fields", "field>=<value>"]),
     (RequestKind.RECTIFICATION, "sam@corp.test shoe_size=44", ["`shoe_size` is not a field", "`firstname`"]),
