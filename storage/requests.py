@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Date, or_, update
+from sqlalchemy import Column, Date, and_, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,6 +19,8 @@ from storage.erasures import ErasedSubject
 from storage.types import JSONType, UTCDateTime
 
 OPEN_STATES = ("filed", "verified", "approved", "running", "failed")
+# Done or rejected, a request stays open until the answer went out to the requester (responded_at).
+ANSWERED_STATES = ("done", "rejected")
 
 
 class PrivacyRequest(SQLModel, table=True):
@@ -62,6 +64,14 @@ class PrivacyRequest(SQLModel, table=True):
     failure: str | None = Field(default=None, max_length=1000)
     runs: int = 0
     pii_messages: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # Proof the subject was told: the confirmation of receipt (CCPA §7021(a), due by acknowledgement_due),
+    # the extension notice (Art. 12(3), CCPA §7021(b)) and the answer itself.
+    acknowledgement_due: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
+    acknowledged_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    acknowledged_by: str | None = Field(default=None, max_length=32)
+    extension_notified_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
+    responded_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    responded_by: str | None = Field(default=None, max_length=32)
     last_reminded_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
@@ -132,8 +142,14 @@ async def decisions_for(session: AsyncSession, request_id: int) -> list[RequestD
     return list((await session.exec(query)).all())
 
 
+def is_open() -> Any:
+    """The SQL condition of an open request: not yet decided and carried out, or not yet answered."""
+    return or_(col(PrivacyRequest.state).in_(OPEN_STATES),
+               and_(col(PrivacyRequest.state).in_(ANSWERED_STATES), col(PrivacyRequest.responded_at).is_(None)))
+
+
 async def open_requests(session: AsyncSession) -> list[PrivacyRequest]:
-    query = (select(PrivacyRequest).where(col(PrivacyRequest.state).in_(OPEN_STATES))
+    query = (select(PrivacyRequest).where(is_open())
              .order_by(col(PrivacyRequest.due_date), col(PrivacyRequest.id)))
     return list((await session.exec(query)).all())
 

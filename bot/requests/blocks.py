@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.privacy import mask_email
 from bot.requests.deadlines import Deadline, Urgency, countdown, deadline_label, extension_label
-from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestModal
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import IdentityMethod, RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from bot.slack.blocks import (
@@ -20,9 +20,11 @@ from bot.slack.blocks import (
     actions,
     button,
     cap_blocks,
+    checkbox_input,
     choice_input,
     confirm_dialog,
     context,
+    date_input,
     fields,
     header,
     modal,
@@ -61,9 +63,28 @@ def due_text(info: RequestInfo, today: date) -> str:
     text = f"{info.due_date.isoformat()} ({deadline_label(info.regime)}"  # type: ignore[arg-type]
     text += ", extended" if info.extended_at else ""
     text += f"; {info.due_note}, so the next working day)" if info.due_note else ")"
-    if info.state.is_open:
+    if info.is_open:
         text += f" — {countdown(info.due_date, today).text}"
     return text
+
+
+def told_text(info: RequestInfo, today: date) -> str | None:
+    """What the requester has been told so far: receipt confirmed (a sub-deadline under CCPA), the
+    extension notice, the answer."""
+    lines = []
+    if info.acknowledged_at:
+        lines.append(f"receipt confirmed {_day(info.acknowledged_at)} by {_who(info.acknowledged_by)}")
+    elif info.acknowledgement_due and info.state.is_open:
+        left = countdown(info.acknowledgement_due, today)
+        lines.append(f"confirm receipt by {info.acknowledgement_due.isoformat()} (CCPA §7021(a): 10 business "
+                     f"days) — {left.text}")
+    if info.extension_notified_on:
+        lines.append(f"extension notice sent {info.extension_notified_on.isoformat()}")
+    if info.responded_at:
+        lines.append(f"answer sent {_day(info.responded_at)} by {_who(info.responded_by)}")
+    elif info.state in (RequestState.DONE, RequestState.REJECTED):
+        lines.append("answer not yet recorded as sent: the request stays open until it is")
+    return "\n".join(lines) or None
 
 
 def contacts_text(info: RequestInfo) -> str:
@@ -87,6 +108,7 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         ("Received", f"{info.received_day.isoformat()} (filed {_day(info.received_at)})"),
         ("Regime", info.regime.upper()),
         ("Legal due date", due_text(info, today)),
+        *([("Requester told", told)] if (told := told_text(info, today)) else []),
         ("Mautic contacts", contacts_text(info)),
         ("State", f"{icon} {info.state.label}"),
     ]
@@ -101,7 +123,8 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     buttons = _buttons(info)
     if buttons:
         # A new block_id per state so clients redraw the buttons after each update (slack.md §2.6).
-        blocks.append(actions(f"request-{info.id}-{info.state.value}-{'x' if info.extended_at else 'o'}", *buttons))
+        marks = "".join("x" if done else "o" for done in (info.extended_at, info.acknowledged_at, info.responded_at))
+        blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
     text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
 
@@ -152,6 +175,10 @@ def _buttons(info: RequestInfo) -> list[Block]:
         out.append(button("Extend", RequestButton.EXTEND, value))
     if state is RequestState.FAILED:
         out.append(button("Retry", RequestButton.RETRY, value, style="primary"))
+    if state.is_open and info.acknowledged_at is None:
+        out.append(button("Receipt confirmed to requester", RequestButton.ACKNOWLEDGE, value))
+    if state in (RequestState.DONE, RequestState.REJECTED) and info.responded_at is None:
+        out.append(button("Answer sent to requester", RequestButton.RESPOND, value, style="primary"))
     return out
 
 
@@ -189,6 +216,11 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
                      more=["Tell the requester about the extension and its reasons before the original due date."])
     if action == "retry":
         return reply(f"🔁 {who} asked for another run of request #{info.id}.")
+    if action == "acknowledge":
+        return reply(f"📨 {who} recorded that receipt of request #{info.id} was confirmed to the requester.")
+    if action == "respond":
+        return reply(f"📬 {who} recorded that the answer to request #{info.id} went out to the requester. "
+                     "The request is closed.")
     return reply(f"{who}: {action}")
 
 
@@ -305,7 +337,8 @@ def failed_reply(info: RequestInfo, error: str, attempts: int) -> dict[str, Any]
 
 def lapsed_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]:
     return reply(f"⌛ The approval of request #{info.id} lapsed: it was not executed within {ttl_days:g} days "
-                 "(APPROVAL_TTL). File the request again if it is still wanted.")
+                 f"(APPROVAL_TTL). The request is back to “{RequestState.VERIFIED.label}” and still due "
+                 f"*{info.due_date.isoformat()}*; an approver can approve it again.")
 
 
 def reminder_reply(info: RequestInfo, today: date) -> dict[str, Any]:
@@ -354,7 +387,7 @@ def reject_modal(info: RequestInfo) -> dict[str, Any]:
                  ])
 
 
-def extend_modal(info: RequestInfo, extended: Deadline) -> dict[str, Any]:
+def extend_modal(info: RequestInfo, extended: Deadline, today: date) -> dict[str, Any]:
     """``extended``: the due date the extension gives (counted from receipt, rolled forward)."""
     rolled = f"; {extended.note}, so the next working day" if extended.note else ""
     return modal(RequestModal.EXTEND, ref=ref_value(info.id), title=f"Extend request #{info.id}", submit="Extend",
@@ -365,6 +398,10 @@ def extend_modal(info: RequestInfo, extended: Deadline) -> dict[str, Any]:
                              "and the requester must be told the reasons before the original due date."),
                      _reason_input("Reason (complexity or number of requests)",
                                    "e.g. 14 linked contacts across two brands"),
+                     checkbox_input(NoticeInput.CONFIRM_BLOCK, NoticeInput.CONFIRM_ACTION,
+                                    label="Notice to the requester", value=NoticeInput.TOLD,
+                                    text="The requester was told of the extension and its reasons"),
+                     date_input(NoticeInput.DATE_BLOCK, NoticeInput.DATE_ACTION, label="Told on", initial=today),
                  ])
 
 

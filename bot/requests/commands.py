@@ -6,6 +6,7 @@ the request, by whatever channel; the clock starts then, not when someone types 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 from collections.abc import Iterable
@@ -169,6 +170,19 @@ def parse_identity(method: str, note: str) -> IdentityCheck:
     if chosen is IdentityMethod.OTHER and (text is None or len(text) < 3):
         raise BadCommand("Say how you verified the identity (a few words).")
     return IdentityCheck(chosen, text)
+
+
+def parse_notice(*, confirmed: bool, told_on: str) -> date:
+    """The Extend modal's notice: the box must be ticked and the day given."""
+    if not confirmed:
+        raise BadCommand("Confirm that the requester was told of the extension and its reasons.")
+    day = None
+    if _ISO_DAY.match(told_on):
+        with contextlib.suppress(ValueError):
+            day = date.fromisoformat(told_on)
+    if day is None:
+        raise BadCommand("Pick the day the requester was told.")
+    return day
 
 
 def parse_request_id(args: str, *, usage: str) -> int:

@@ -165,6 +165,19 @@ def extension_refusal(*, already_extended: bool, original_due: date, today: date
     return None
 
 
+def notice_refusal(*, told_on: date, received: date, original_due: date, today: date) -> str | None:
+    """Why the day the subject was told of an extension cannot be right, or None. The notice must go out
+    within the first period (Art. 12(3): "within one month of receipt"; CCPA §7021(b))."""
+    if told_on > today:
+        return f"The notice date {told_on.isoformat()} is in the future; record it once it was sent."
+    if told_on < received:
+        return f"The notice date {told_on.isoformat()} is before the request was received ({received.isoformat()})."
+    if told_on > original_due:
+        return (f"The notice went out on {told_on.isoformat()}, after the original due date "
+                f"({original_due.isoformat()}); the law requires telling the subject within the first period.")
+    return None
+
+
 class Urgency(StrEnum):
     ON_TIME = "on_time"
     DUE_SOON = "due_soon"

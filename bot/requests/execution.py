@@ -160,9 +160,10 @@ def _public_error(error: str) -> str:
 
 async def lapse(services: Services, row: store.PrivacyRequest) -> None:
     ttl_days = services.approvals.ttl.total_seconds() / 86400
-    if not await _move(services, row, Action.LAPSE, {"subject_email": None, "changes": {},
-                                                     "completed_at": services.clock()},
-                       details={"approval_ttl_days": ttl_days}):
+    # Back to verified with its original due date: the approval no longer counts, the request does.
+    if not await _move(services, row, Action.LAPSE, {"approved_by": None, "approved_at": None},
+                       details={"approval_ttl_days": ttl_days, "lapsed_approval_by": row.approved_by,
+                                "due_date": row.due_date.isoformat()}):
         return
     info = await notify.refresh_message(services, row.id or 0, best_effort=True)
     if info is not None:

@@ -18,6 +18,8 @@ class RequestButton(StrEnum):
     REJECT = "request_reject"
     EXTEND = "request_extend"
     RETRY = "request_retry"
+    ACKNOWLEDGE = "request_acknowledge"
+    RESPOND = "request_respond"
 
 
 class RequestModal(StrEnum):
@@ -26,6 +28,16 @@ class RequestModal(StrEnum):
     REJECT = "request_reject_modal"
     EXTEND = "request_extend_modal"
     VERIFY = "request_verify_modal"
+
+
+class NoticeInput(StrEnum):
+    """The Extend modal's proof that the requester was told: a required checkbox and the day it was sent."""
+
+    CONFIRM_BLOCK = "notice_confirm"
+    CONFIRM_ACTION = "notice_confirm_box"
+    DATE_BLOCK = "notice_date"
+    DATE_ACTION = "notice_date_pick"
+    TOLD = "told"  # the checkbox option's value
 
 
 class IdentityInput(StrEnum):

@@ -91,12 +91,15 @@ class Action(StrEnum):
     COMPLETE = "complete"
     FAIL = "fail"  # the job gave up after JOB_MAX_ATTEMPTS
     RETRY = "retry"  # an approver asks for another run of a failed request
-    LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran
+    LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran: back to verified
+    ACKNOWLEDGE = "acknowledge"  # the confirmation of receipt went out to the requester
+    RESPOND = "respond"  # the answer went out to the requester: only now is the request closed
 
 
 S, A = RequestState, Action
 
-# (state, action) → next state. Extend keeps the state: it only moves the due date.
+# (state, action) → next state. Extend keeps the state: it only moves the due date. Acknowledge and respond
+# keep it too: they record that the requester was told something.
 TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     (S.FILED, A.VERIFY): S.VERIFIED,
     (S.FILED, A.REJECT): S.REJECTED,
@@ -106,18 +109,27 @@ TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     (S.VERIFIED, A.EXTEND): S.VERIFIED,
     (S.APPROVED, A.EXTEND): S.APPROVED,
     (S.APPROVED, A.START): S.RUNNING,
-    (S.APPROVED, A.LAPSE): S.LAPSED,
+    # A lapsed approval no longer counts, but the request stays what it was before it: verified and due
+    # on its original date (re-filing would restart the clock the law does not restart).
+    (S.APPROVED, A.LAPSE): S.VERIFIED,
     (S.RUNNING, A.START): S.RUNNING,  # a resumed job after a restart
     (S.RUNNING, A.COMPLETE): S.DONE,
     (S.RUNNING, A.FAIL): S.FAILED,
     (S.APPROVED, A.FAIL): S.FAILED,  # the job could not even start (e.g. Mautic down throughout)
     (S.FAILED, A.RETRY): S.APPROVED,
+    **{(state, A.ACKNOWLEDGE): state for state in (S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED)},
+    (S.DONE, A.RESPOND): S.DONE,
+    (S.REJECTED, A.RESPOND): S.REJECTED,
 }
 
 # Actions a person takes by clicking; the rest are taken by the bot's own jobs.
-HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.ACKNOWLEDGE, A.RESPOND})
 # Actions that need a privacy approver who did not file the request (four eyes).
 APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+# Records of what the requester was told: any filer (requesters and approvers) may make them.
+RECORD_ACTIONS = frozenset({A.ACKNOWLEDGE, A.RESPOND})
+# Decided or carried out, the request stays open until the answer went out.
+ANSWERED = frozenset({RequestState.DONE, RequestState.REJECTED})
 
 
 class TransitionError(Exception):
@@ -145,6 +157,10 @@ def transition(state: RequestState | str, action: Action | str) -> RequestState:
 
 
 def _why_not(state: RequestState, action: Action) -> str:
+    if action is A.RESPOND and state is not S.LAPSED:
+        return "The answer can be recorded as sent once the request is done or rejected."
+    if action is A.ACKNOWLEDGE and state in ANSWERED:
+        return "This request was already answered; the confirmation of receipt no longer applies."
     if state in TERMINAL:
         return f"This request is already {state.value}; nothing more can be decided on it."
     if action is A.APPROVE and state is S.FILED:

@@ -23,13 +23,16 @@ from bot.requests.deadlines import (
     Deadline,
     Holidays,
     Regime,
+    acknowledgement_due,
     extension_refusal,
     holiday_calendar,
     legal_deadline,
+    notice_refusal,
     received_on,
 )
 from bot.requests.model import (
     APPROVER_ACTIONS,
+    RECORD_ACTIONS,
     Action,
     IdentityMethod,
     RequestKind,
@@ -51,6 +54,7 @@ EXECUTE_JOB = "requests.execute"
 DAILY_JOB = "requests.daily"
 
 MAY_NOT_FILE = "Only privacy requesters and approvers may file data-subject requests."
+MAY_NOT_RECORD = "Only privacy requesters and approvers may record what the requester was told."
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ async def file_request(services: Services, *, user_id: str, channel_id: str, kin
     regime: Regime = parsed.regime or services.settings.dsar_deadline
     received = parsed.received or local_today
     deadline = legal_deadline(received, regime, holidays(services))
+    acknowledge_by = acknowledgement_due(received, regime, holidays(services))
     due = deadline.due
     async with unit_of_work(services.sessions) as session:
         row = await store.add_request(session, store.PrivacyRequest(
@@ -99,6 +104,7 @@ async def file_request(services: Services, *, user_id: str, channel_id: str, kin
             received_on=received,
             due_date=due,
             due_note=deadline.note,
+            acknowledgement_due=acknowledge_by,
             original_due_date=due,
             updated_at=now,
         ))
@@ -150,6 +156,8 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
     if action in APPROVER_ACTIONS:
         await services.approvals.require_decider(actor, filed_by=info.filed_by, doing=action.value,
                                                  what=f"request #{info.id}")
+    elif action in RECORD_ACTIONS:
+        await services.approvals.require_filer(actor, refusal=MAY_NOT_RECORD)
     elif action is Action.VERIFY:
         # The verifier is an approver who did not file the request (the filer is told why).
         await services.approvals.require_verifier(actor, filed_by=info.filed_by, what=f"request #{info.id}")
@@ -162,6 +170,12 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
                                     original_due=info.original_due_date, today=today(services))
         if refusal:
             raise Conflict(refusal)
+    if action is Action.ACKNOWLEDGE and info.acknowledged_at is not None:
+        raise Conflict(f"Receipt was already confirmed to the requester on {info.acknowledged_at:%Y-%m-%d} "
+                       f"(recorded by <@{info.acknowledged_by}>).")
+    if action is Action.RESPOND and info.responded_at is not None:
+        raise Conflict(f"The answer was already recorded as sent on {info.responded_at:%Y-%m-%d} "
+                       f"(by <@{info.responded_by}>).")
     return info
 
 
@@ -202,19 +216,27 @@ async def check_or_refuse(services: Services, request_id: int, actor: str, actio
 
 async def decide(
     services: Services, request_id: int, actor: str, action: Action, *, reason: str | None = None,
-    identity: IdentityCheck | None = None,
+    identity: IdentityCheck | None = None, notified_on: date | None = None,
 ) -> Outcome:
     """Apply one human decision; a refusal is recorded and returned, never raised.
 
-    ``identity``: how the verifier checked the requester's identity (required for ``VERIFY``)."""
+    ``identity``: how the verifier checked the requester's identity (required for ``VERIFY``);
+    ``notified_on``: the day the requester was told of an extension (required for ``EXTEND``)."""
     if action is Action.VERIFY and identity is None:
         raise ValueError("verifying needs the method used")
+    if action is Action.EXTEND and notified_on is None:
+        raise ValueError("an extension needs the day the requester was told")
     checked = await check_or_refuse(services, request_id, actor, action)
     if not checked.accepted:
         return checked
     assert checked.info is not None
     info = checked.info
     now = services.clock()
+    if notified_on is not None:
+        wrong = notice_refusal(told_on=notified_on, received=info.received_day,
+                               original_due=info.original_due_date, today=today(services))
+        if wrong:
+            return Outcome(False, wrong, info)  # a mistyped date, not a decision: nothing to record
     values: dict[str, Any] = {"state": transition(info.state, action).value, "updated_at": now}
     extra_guard = None
     enqueue_run = False
@@ -223,7 +245,8 @@ async def decide(
         values.update(verified_by=actor, verified_at=now, verification_method=identity.method.value,
                       verification_note=identity.note)
     elif action is Action.APPROVE:
-        values.update(approved_by=actor, approved_at=now, runs=1)
+        # runs counts approvals too: after a lapse the next approval queues a new run (a new dedupe key).
+        values.update(approved_by=actor, approved_at=now, runs=col(store.PrivacyRequest.runs) + 1)
         enqueue_run = True
     elif action is Action.REJECT:
         # A rejected request needs no address any more; the reason stays (Art. 12(4), CCPA §7101).
@@ -232,8 +255,14 @@ async def decide(
     elif action is Action.EXTEND:
         extended = extended_deadline(services, info)
         values.update(extended_by=actor, extended_at=now, extension_reason=reason, due_date=extended.due,
-                      due_note=extended.note)
+                      due_note=extended.note, extension_notified_on=notified_on)
         extra_guard = store.PrivacyRequest.extended_at.is_(None)  # type: ignore[union-attr]
+    elif action is Action.ACKNOWLEDGE:
+        values.update(acknowledged_at=now, acknowledged_by=actor)
+        extra_guard = store.PrivacyRequest.acknowledged_at.is_(None)  # type: ignore[union-attr]
+    elif action is Action.RESPOND:
+        values.update(responded_at=now, responded_by=actor)
+        extra_guard = store.PrivacyRequest.responded_at.is_(None)  # type: ignore[union-attr]
     elif action is Action.RETRY:
         # A retry re-confirms the approval, so the APPROVAL_TTL clock starts again.
         values.update(approved_at=now, failure=None, runs=col(store.PrivacyRequest.runs) + 1)
@@ -247,6 +276,7 @@ async def decide(
             details["method_note"] = identity.note
     if action is Action.EXTEND:
         details["due_date"] = values["due_date"].isoformat()
+        details["notified_on"] = values["extension_notified_on"].isoformat()
     async with unit_of_work(services.sessions) as session:
         won = await approvals.decide(session, store.PrivacyRequest, request_id, from_states=[info.state.value],
                                      values=values, actor=actor, action=f"request.{action.value}", subject=info.ref,
@@ -274,6 +304,10 @@ async def decide(
             else:
                 if action is Action.EXTEND and current.extended_at is not None:
                     why = "This request was already extended once; the law allows one extension."
+                elif action is Action.ACKNOWLEDGE and current.acknowledged_at is not None:
+                    why = "Receipt was already confirmed to the requester."
+                elif action is Action.RESPOND and current.responded_at is not None:
+                    why = "The answer was already recorded as sent."
         await record_refusal(services, request_id, actor, action, why)
         return Outcome(False, why, current)
     if enqueue_run:
@@ -292,4 +326,6 @@ def _accepted_text(action: Action, info: RequestInfo) -> str:
         Action.REJECT: f"Request #{info.id} rejected.",
         Action.EXTEND: f"Request #{info.id} extended to {info.due_date.isoformat()}.",
         Action.RETRY: f"Request #{info.id} queued to run again.",
+        Action.ACKNOWLEDGE: f"Recorded: receipt of request #{info.id} was confirmed to the requester.",
+        Action.RESPOND: f"Recorded: the answer to request #{info.id} went out; the request is closed.",
     }.get(action, "Done.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from bot.requests.model import RequestKind, RequestState
+from bot.requests.model import ANSWERED, RequestKind, RequestState
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class RequestInfo:
     extended_by: str | None = None
     extended_at: datetime | None = None
     extension_reason: str | None = None
+    acknowledgement_due: date | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    extension_notified_on: date | None = None
+    responded_at: datetime | None = None
+    responded_by: str | None = None
     failure: str | None = None
     completed_at: datetime | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +58,11 @@ class RequestInfo:
     def received_day(self) -> date:
         """The day the controller received the request, from which every period is counted."""
         return self.received_on or self.received_at.date()
+
+    @property
+    def is_open(self) -> bool:
+        """Open until carried out or rejected *and* the answer went out; overdue counts until then."""
+        return self.state.is_open or (self.state in ANSWERED and self.responded_at is None)
 
     @property
     def erased(self) -> bool:
@@ -87,6 +98,12 @@ def info_from_row(row: Any) -> RequestInfo:
         extended_by=row.extended_by,
         extended_at=row.extended_at,
         extension_reason=row.extension_reason,
+        acknowledgement_due=row.acknowledgement_due,
+        acknowledged_at=row.acknowledged_at,
+        acknowledged_by=row.acknowledged_by,
+        extension_notified_on=row.extension_notified_on,
+        responded_at=row.responded_at,
+        responded_by=row.responded_by,
         failure=row.failure,
         completed_at=row.completed_at,
         result=dict(row.result or {}),

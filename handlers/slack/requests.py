@@ -17,8 +17,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import BadCommand, UserFacingError
 from bot.requests import blocks, notify, service
-from bot.requests.commands import USAGE, parse_identity, parse_request_id
-from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestModal
+from bot.requests.commands import USAGE, parse_identity, parse_notice, parse_request_id
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
 from bot.requests.view import RequestInfo
 from bot.services import Services
@@ -105,11 +105,21 @@ def register(bolt: AsyncApp, services: Services) -> None:
                 await ack(response_action="errors",
                           errors={ReasonInput.BLOCK: "A reason is required (at least a few words)."})
                 return
+            notified_on = None
+            if action is Action.EXTEND:  # the modal also asks when the requester was told
+                try:
+                    notified_on = parse_notice(
+                        confirmed=NoticeInput.TOLD in submitted.choices(NoticeInput.CONFIRM_BLOCK,
+                                                                         NoticeInput.CONFIRM_ACTION),
+                        told_on=submitted.day(NoticeInput.DATE_BLOCK, NoticeInput.DATE_ACTION))
+                except BadCommand as exc:
+                    await ack(response_action="errors", errors={NoticeInput.CONFIRM_BLOCK: exc.message[:150]})
+                    return
             if submitted.ref is None:
                 await ack()
                 return
             outcome = await service.decide(services, submitted.ref, submitted.user_id, action,
-                                           reason=reason[:blocks.REASON_MAX])
+                                           reason=reason[:blocks.REASON_MAX], notified_on=notified_on)
             if not outcome.accepted or outcome.info is None:
                 await ack(response_action="errors", errors={ReasonInput.BLOCK: outcome.message[:150]})
                 return
@@ -140,8 +150,11 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.view(RequestModal.VERIFY)(on_identity)
     bolt.action(RequestButton.APPROVE)(click(Action.APPROVE))
     bolt.action(RequestButton.RETRY)(click(Action.RETRY))
+    bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
+    bolt.action(RequestButton.RESPOND)(click(Action.RESPOND))
     bolt.action(RequestButton.REJECT)(click(Action.REJECT, blocks.reject_modal))
     bolt.action(RequestButton.EXTEND)(click(
-        Action.EXTEND, lambda info: blocks.extend_modal(info, service.extended_deadline(services, info))))
+        Action.EXTEND, lambda info: blocks.extend_modal(info, service.extended_deadline(services, info),
+                                                        service.today(services))))
     bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
     bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))

@@ -7,7 +7,7 @@ import io
 import zipfile
 from typing import Any
 
-from bot.requests.ids import IdentityInput, ReasonInput, RequestButton
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton
 from bot.requests.model import RequestState
 from sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
 from sandbox.slack import Message
@@ -81,6 +81,18 @@ async def open_modal(box: Sandbox, person: Person, message: Message, action_id: 
 async def submit_reason(box: Sandbox, person: Person, view: Any, reason: str) -> Any:
     values: dict[str, dict[str, dict[str, str]]] = {
         ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}}}
+    return await box.user.submit_view(person.id, view, values)
+
+
+async def submit_extension(box: Sandbox, person: Person, view: Any, reason: str, *, told_on: str | None,
+                           confirmed: bool = True) -> Any:
+    """Answer the Extend modal: the reason, the notice checkbox and the day the requester was told."""
+    values: dict[str, dict[str, dict[str, Any]]] = {
+        ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}},
+        NoticeInput.CONFIRM_BLOCK: {NoticeInput.CONFIRM_ACTION: {
+            "type": "checkboxes", "selected_options": [{"value": NoticeInput.TOLD}] if confirmed else []}},
+        NoticeInput.DATE_BLOCK: {NoticeInput.DATE_ACTION: {"type": "datepicker", "selected_date": told_on}},
+    }
     return await box.user.submit_view(person.id, view, values)
 
 

@@ -29,6 +29,7 @@ from tests.requests.helpers import (
     load_row,
     open_modal,
     request_id_of,
+    submit_extension,
     submit_reason,
     verify_identity,
     wait_state,
@@ -52,7 +53,9 @@ async def test_reject_requires_a_reason_and_closes_the_request(box: Sandbox) -> 
     assert row.reject_reason == "Could not verify identity after two attempts" and row.rejected_by == BOB.id
     assert row.subject_email is None
     assert "Rejected by <@U0BOB>" in text_of(message) and "Could not verify identity" in text_of(message)
-    assert not [b for b in message.blocks if b.get("type") == "actions"]  # no buttons on a closed request
+    # No decision buttons on a rejected request; it closes once the rejection went out (this change).
+    buttons = [e["action_id"] for b in message.blocks if b.get("type") == "actions" for e in b["elements"]]
+    assert buttons == [RequestButton.RESPOND]
     await wait_thread(box, message, "Art. 12(4)")
     (entry,) = await ledger(box, "request.reject")
     assert entry.details["reason"] == "Could not verify identity after two attempts"
@@ -78,7 +81,9 @@ async def test_extend_once_before_the_original_due_date(box: Sandbox) -> None:
     extended = legal_deadline(filed.received_on, "gdpr", extended=True).due
     view = await open_modal(box, CAROL, message, RequestButton.EXTEND)
     assert extended.isoformat() in str(view.view["blocks"])
-    await submit_reason(box, CAROL, view, "Fourteen linked records across two brands")
+    # The modal now also requires the notice to the requester (this change).
+    await submit_extension(box, CAROL, view, "Fourteen linked records across two brands",
+                           told_on=box.services.clock().date().isoformat())
     await wait_thread(box, message, "extended request #1")
     row = await load_row(box, request_id)
     assert row is not None and row.due_date == extended and row.original_due_date == original
@@ -220,7 +225,8 @@ async def test_overview_reminders_and_lapse(box: Sandbox) -> None:
     status = (await box.command(BOB, f"status {ids[0]}")).json
     assert f"#{ids[0]}" in status["text"] and "History" in str(status["blocks"]) and "file" in str(status["blocks"])
     assert await enqueue_daily(box.services)
-    await wait_state(box, messages[3], "lapsed")
+    # A lapsed approval returns the request to verified (this change: it used to close it).
+    await wait_state(box, messages[3], "verified")
     await wait_thread(box, messages[3], "lapsed")
     await wait_thread(box, messages[0], "OVERDUE by 2 days")
     await wait_thread(box, messages[1], "due soon, 3 days left")
@@ -229,4 +235,4 @@ async def test_overview_reminders_and_lapse(box: Sandbox) -> None:
         done = (await session.exec(select(Job).where(Job.kind == "requests.daily"))).all()
     assert len(done) == 1
     assert not [t for t in box.slack.thread(PRIVACY_CHANNEL, messages[2].ts) if "due" in t.text]
-    assert "3 open request(s)" in (await box.command(BOB, "requests")).json["text"]
+    assert "4 open request(s)" in (await box.command(BOB, "requests")).json["text"]  # the lapsed one still counts

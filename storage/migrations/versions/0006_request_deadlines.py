@@ -1,5 +1,9 @@
 """Deadlines as the law counts them: the day a request was received, why its due date rolled forward, and
-how the requester's identity was verified.
+how the requester's identity was verified, and the proof that the subject was told: the confirmation of
+receipt, the extension notice and the answer.
+
+A request done or rejected before this revision counted as closed; it keeps counting so, with its
+completion as the moment the answer went out.
 
 ``received_on`` is the day the controller received the request (by email, phone, post…), which may be
 earlier than the moment it was filed in Slack (``received_at``). Requests filed before this revision were
@@ -24,8 +28,9 @@ down_revision: str | Sequence[str] | None = "0005_one_chain"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-requests = sa.table("privacy_requests", sa.column("id", sa.Integer()), sa.column("received_at", UTCDateTime()),
-                    sa.column("received_on", sa.Date()))
+requests = sa.table("privacy_requests", sa.column("id", sa.Integer()), sa.column("state", sa.String()),
+                    sa.column("received_at", UTCDateTime()), sa.column("received_on", sa.Date()),
+                    sa.column("completed_at", UTCDateTime()), sa.column("responded_at", UTCDateTime()))
 
 
 def upgrade() -> None:
@@ -34,14 +39,24 @@ def upgrade() -> None:
         batch.add_column(sa.Column("due_note", sa.String(200), nullable=True))
         batch.add_column(sa.Column("verification_method", sa.String(16), nullable=True))
         batch.add_column(sa.Column("verification_note", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("acknowledgement_due", sa.Date(), nullable=True))
+        batch.add_column(sa.Column("acknowledged_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("acknowledged_by", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("extension_notified_on", sa.Date(), nullable=True))
+        batch.add_column(sa.Column("responded_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("responded_by", sa.String(32), nullable=True))
     bind = op.get_bind()
     for row_id, received_at in bind.execute(sa.select(requests.c.id, requests.c.received_at)).all():
         bind.execute(sa.update(requests).where(requests.c.id == row_id).values(received_on=received_at.date()))
+    bind.execute(sa.update(requests).where(requests.c.state.in_(("done", "rejected")))
+                 .values(responded_at=requests.c.completed_at))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("privacy_requests") as batch:
-        batch.drop_column("verification_note")
+        for column in ("responded_by", "responded_at", "extension_notified_on", "acknowledged_by", "acknowledged_at",
+                       "acknowledgement_due", "verification_note"):
+            batch.drop_column(column)
         batch.drop_column("verification_method")
         batch.drop_column("due_note")
         batch.drop_column("received_on")
