@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.privacy import mask_email
+from bot.requests import law
 from bot.requests.deadlines import Deadline, Urgency, countdown, deadline_label, extension_label
 from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import IdentityMethod, RequestKind, RequestState
@@ -206,14 +207,15 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
     if action == "approve":
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
+        late = law.late_rejection_warning(info.regime, info.original_due_date,
+                                          (info.rejected_at or info.received_at).date())
         return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {truncate(reason or '', 1000)}",
-                     more=["Art. 12(4): tell the requester this reason and that they may complain to a "
-                           "supervisory authority, within one month of receipt."])
+                     more=[law.rejection_duty(info.regime), *([late] if late else [])])
     if action == "extend":
         return reply(f"⏳ {who} extended request #{info.id} {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
                      f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
                      f">*Reason:* {truncate(reason or '', 1000)}",
-                     more=["Tell the requester about the extension and its reasons before the original due date."])
+                     more=[law.extension_duty(info.regime)])  # type: ignore[arg-type]
     if action == "retry":
         return reply(f"🔁 {who} asked for another run of request #{info.id}.")
     if action == "acknowledge":
@@ -344,7 +346,8 @@ def lapsed_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]:
 def reminder_reply(info: RequestInfo, today: date) -> dict[str, Any]:
     left = countdown(info.due_date, today)
     icon = "🚨" if left.urgency is Urgency.OVERDUE else "⏰"
-    return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}); "
+    return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}, "
+                 f"{law.deadline_basis(info.regime)}{', extended' if info.extended_at else ''}); "
                  f"state: {info.state.label}.")
 
 
@@ -378,11 +381,13 @@ def identity_modal(info: RequestInfo) -> dict[str, Any]:
                  ])
 
 
-def reject_modal(info: RequestInfo) -> dict[str, Any]:
+def reject_modal(info: RequestInfo, today: date) -> dict[str, Any]:
+    late = law.late_rejection_warning(info.regime, info.original_due_date, today)
     return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
                  blocks=[
-                     section(f"{info.kind.heading} for {info.subject_masked}. GDPR Art. 12(4) requires telling "
-                             "the requester why, so a reason is required. It is recorded in the audit ledger."),
+                     section(f"{info.kind.heading} for {info.subject_masked}. {law.rejection_duty(info.regime)} "
+                             "A reason is required; it is recorded in the audit ledger."),
+                     *([section(late)] if late else []),
                      _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
                  ])
 

@@ -226,6 +226,7 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
     result = await build_access_package(
         services.mautic, path=path, secret=seal_secret(services),
         request={"id": row.id, "type": "access", "regime": row.regime, "received_at": row.received_at.isoformat(),
+                 "received_on": row.received_on.isoformat() if row.received_on else None,
                  "due_date": row.due_date.isoformat()},
         email=row.subject_email, contact_ids=contact_ids, bot_holdings=await _bot_holdings(services, row),
         policy=services.policy.access,

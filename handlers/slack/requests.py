@@ -152,7 +152,8 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.action(RequestButton.RETRY)(click(Action.RETRY))
     bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
     bolt.action(RequestButton.RESPOND)(click(Action.RESPOND))
-    bolt.action(RequestButton.REJECT)(click(Action.REJECT, blocks.reject_modal))
+    bolt.action(RequestButton.REJECT)(click(Action.REJECT,
+                                            lambda info: blocks.reject_modal(info, service.today(services))))
     bolt.action(RequestButton.EXTEND)(click(
         Action.EXTEND, lambda info: blocks.extend_modal(info, service.extended_deadline(services, info),
                                                         service.today(services))))
