@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.privacy import subject_hash
 from bot.requests.deadlines import received_on
-from bot.requests.ids import IdentityInput, RequestButton
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton
 from sandbox.harness import ALICE, BOB, CAROL
 from sandbox.scenes.base import Narrator, Scene
 from storage.db import unit_of_work
@@ -67,6 +67,24 @@ async def _verify(box: Sandbox, say: Narrator, who: str, person_id: str, message
     await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
 
 
+async def _extend(box: Sandbox, say: Narrator, person_id: str, message: Message, reason: str) -> None:
+    """Click Extend and answer its modal: the reason, and that (and when) the requester was told."""
+    views, edits = len(box.slack.views), len(message.history)
+    await box.user.click(person_id, message, RequestButton.EXTEND)
+    await box.slack.wait_until(lambda: len(box.slack.views) > views, timeout=TIMEOUT, describe="the Extend modal")
+    told_on = received_on(box.services.clock(), box.settings.deadline_timezone).isoformat()
+    say.say(f"The modal shows the new due date and asks for the reason and the day Lena was told ({told_on})")
+    values: dict[str, dict[str, dict[str, Any]]] = {
+        ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}},
+        NoticeInput.CONFIRM_BLOCK: {NoticeInput.CONFIRM_ACTION: {
+            "type": "checkboxes", "selected_options": [{"value": NoticeInput.TOLD}]}},
+        NoticeInput.DATE_BLOCK: {NoticeInput.DATE_ACTION: {"type": "datepicker", "selected_date": told_on}},
+    }
+    await box.user.submit_view(person_id, box.slack.views[-1], values)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="extended")
+    say.show_channel()
+
+
 async def access_request(box: Sandbox, say: Narrator) -> None:
     fake = box.mautic
     fake.add_segment(31, "Product news")
@@ -88,6 +106,8 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     say.show_responses("Alice")
     say.say("Carol (in the DPO user group) checked that the email came from the address on record")
     await _verify(box, say, "Carol", CAROL.id, message, "address_reply")
+    say.say("Lena's records span two brands; Bob extends the request, after emailing her the reasons")
+    await _extend(box, say, BOB.id, message, "Records across two brands need to be collected and checked")
     say.say("Alice, who filed it, tries to approve her own request")
     await box.user.click(ALICE.id, message, RequestButton.APPROVE)
     await box.slack.wait_for_response(where=lambda r: "Only privacy approvers" in r.text)
@@ -114,6 +134,11 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     say.private("the requester", f"zip: {', '.join(archive.namelist())}; data.json has contact #{contact['id']} "
                 f"with {len(contact['timeline']):,} timeline events, segments {segments}, "
                 f"notes {len(contact['notes'])}; summary.html lists purposes, recipients, retention and rights")
+    say.say("Alice sends Lena the link and clicks “Answer sent to requester”: only now is the request closed")
+    edits = len(message.history)
+    await box.user.click(ALICE.id, message, RequestButton.RESPOND)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="answered")
+    say.show_channel()
     say.say("Alice lists the open requests")
     say.show_answer("Alice", await box.command(ALICE, "requests"))
 
@@ -143,6 +168,7 @@ async def erasure_request(box: Sandbox, say: Narrator) -> None:
 
 
 SCENES: list[Scene] = [
-    Scene("Access request (DSAR): filed, verified, approved, delivered", access_request),
+    Scene("Access request (DSAR): received by email, filed, verified, extended, delivered, answered",
+          access_request),
     Scene("Erasure request: filed, approved, deleted, purged, reported", erasure_request),
 ]

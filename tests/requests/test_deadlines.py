@@ -15,17 +15,25 @@ import pytest
 
 from bot.requests.deadlines import (
     NO_HOLIDAYS,
+    REGIMES,
+    Countdown,
     Deadline,
     Holidays,
+    Urgency,
     acknowledgement_due,
     add_business_days,
     add_months,
+    countdown,
+    deadline_label,
     due_date,
     extended_due_date,
     extension_label,
+    extension_refusal,
     holiday_calendar,
     legal_deadline,
+    local_date,
     not_working,
+    notice_refusal,
     received_on,
     roll_forward,
     short_day,
@@ -181,3 +189,63 @@ def test_labels_name_the_law() -> None:
     assert "three months from receipt" in extension_label("gdpr") and "12(3)" in extension_label("gdpr")
     assert "90 days from receipt" in extension_label("ccpa") and "§7021" in extension_label("ccpa")
     assert short_day(date(2026, 3, 1)) == "1 Mar"
+
+
+@pytest.mark.parametrize(("told_on", "why"), [
+    (date(2026, 3, 10), None),  # today
+    (date(2026, 3, 2), None),  # the day of receipt
+    (date(2026, 3, 11), "The notice date 2026-03-11 is in the future; record it once it was sent."),
+    (date(2026, 3, 1), "The notice date 2026-03-01 is before the request was received (2026-03-02)."),
+])
+def test_notice_refusal(told_on: date, why: str | None) -> None:
+    assert notice_refusal(told_on=told_on, received=date(2026, 3, 2), original_due=date(2026, 4, 2),
+                          today=date(2026, 3, 10)) == why
+
+
+def test_a_notice_after_the_first_period_is_refused() -> None:
+    kwargs = {"received": date(2026, 3, 2), "original_due": date(2026, 4, 2), "today": date(2026, 5, 1)}
+    assert notice_refusal(told_on=date(2026, 4, 2), **kwargs) is None  # the last day is still in time
+    assert notice_refusal(told_on=date(2026, 4, 3), **kwargs) == (
+        "The notice went out on 2026-04-03, after the original due date (2026-04-02); the law requires telling "
+        "the subject within the first period.")
+
+
+def test_extension_refusal_texts() -> None:
+    due = date(2026, 4, 14)
+    assert extension_refusal(already_extended=True, original_due=due, today=due) == (
+        "This request was already extended once; the law allows one extension.")
+    assert extension_refusal(already_extended=False, original_due=due, today=date(2026, 4, 15)) == (
+        "The original due date (2026-04-14) has passed; an extension had to be decided and told to the subject "
+        "before it.")
+    assert extension_refusal(already_extended=False, original_due=due, today=due) is None
+
+
+def test_label_texts() -> None:
+    assert deadline_label("gdpr") == "GDPR Art. 12(3): one month"
+    assert deadline_label("ccpa") == "CCPA: 45 days"
+    assert extension_label("gdpr") == "to three months from receipt (GDPR Art. 12(3))"
+    assert extension_label("ccpa") == "to 90 days from receipt (CCPA §1798.130(a)(2), Cal. Code Regs. tit. 11 §7021(b))"
+    assert REGIMES == ("gdpr", "ccpa")
+
+
+@pytest.mark.parametrize(("due", "today", "text", "urgency"), [
+    (date(2026, 4, 14), date(2026, 4, 15), "OVERDUE by 1 day", Urgency.OVERDUE),
+    (date(2026, 4, 14), date(2026, 4, 17), "OVERDUE by 3 days", Urgency.OVERDUE),
+    (date(2026, 4, 14), date(2026, 4, 14), "due today", Urgency.DUE_SOON),
+    (date(2026, 4, 14), date(2026, 4, 13), "due soon, 1 day left", Urgency.DUE_SOON),
+    (date(2026, 4, 14), date(2026, 4, 9), "due soon, 5 days left", Urgency.DUE_SOON),
+    (date(2026, 4, 14), date(2026, 4, 8), "6 days left", Urgency.ON_TIME),
+])
+def test_countdown_texts(due: date, today: date, text: str, urgency: Urgency) -> None:
+    left = countdown(due, today)
+    assert (left.text, left.urgency) == (text, urgency)
+
+
+def test_an_on_time_single_day_is_singular() -> None:
+    assert Countdown(1, Urgency.ON_TIME).text == "1 day left"
+    assert countdown(date(2026, 4, 14), date(2026, 4, 13), soon_days=0).text == "1 day left"
+    assert [u.value for u in Urgency] == ["on_time", "due_soon", "overdue"]
+
+
+def test_local_date_is_the_utc_date() -> None:
+    assert local_date(datetime(2026, 1, 31, 23, 30, tzinfo=UTC)) == date(2026, 1, 31)
