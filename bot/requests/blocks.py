@@ -111,7 +111,7 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         ("Legal due date", due_text(info, today)),
         *([("Requester told", told)] if (told := told_text(info, today)) else []),
         ("Mautic contacts", contacts_text(info)),
-        ("State", f"{icon} {info.state.label}"),
+        ("State", f"{icon} {state_label(info)}"),
     ]
     if info.kind is RequestKind.RECTIFICATION and info.changed_fields:
         pairs.append(("Fields to correct", ", ".join(f"`{f}`" for f in info.changed_fields)))
@@ -128,6 +128,21 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
     text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
+
+
+def state_label(info: RequestInfo) -> str:
+    if info.state is RequestState.FILED and not info.kind.needs_identity:
+        return "Waiting for approval (no identity verification: Cal. Code Regs. tit. 11 §7026(d))"
+    return info.state.label
+
+
+def opt_out_done_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
+    if not contact_ids:
+        return reply(f"✔️ Opt-out #{info.id}: no Mautic contact has exactly this address, so nothing was sold or "
+                     "shared from Mautic. Tell the requester.")
+    ids = ", ".join(f"#{i}" for i in contact_ids[:20])
+    return reply(f"✔️ Opt-out #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): Do-Not-Contact for email "
+                 "and the tag `do-not-sell-share`. Tell the requester it is done.")
 
 
 def decision_lines(info: RequestInfo) -> list[str]:
@@ -157,7 +172,7 @@ def _buttons(info: RequestInfo) -> list[Block]:
     value = ref_value(info.id)
     state = info.state
     out: list[Block] = []
-    if state is RequestState.FILED:
+    if state is RequestState.FILED and info.kind.needs_identity:
         out.append(button("Identity verified", RequestButton.VERIFY, value))
     if state in (RequestState.FILED, RequestState.VERIFIED):
         if info.kind is RequestKind.ERASURE:
@@ -172,7 +187,8 @@ def _buttons(info: RequestInfo) -> list[Block]:
         else:
             out.append(button("Approve", RequestButton.APPROVE, value, style="primary"))
         out.append(button("Reject", RequestButton.REJECT, value))
-    if state in (RequestState.FILED, RequestState.VERIFIED, RequestState.APPROVED) and not info.extended_at:
+    if (state in (RequestState.FILED, RequestState.VERIFIED, RequestState.APPROVED) and not info.extended_at
+            and info.kind.extendable):
         out.append(button("Extend", RequestButton.EXTEND, value))
     if state is RequestState.FAILED:
         out.append(button("Retry", RequestButton.RETRY, value, style="primary"))

@@ -128,6 +128,8 @@ async def execute(services: Services, run: JobRun) -> None:
             await _execute_access(services, run, row)
         elif kind is RequestKind.ERASURE:
             await _execute_erasure(services, run, row)
+        elif kind is RequestKind.OPT_OUT:
+            await _execute_opt_out(services, run, row)
         else:
             await _execute_rectification(services, run, row)
     except (MauticNotFound, ContactMerged):
@@ -456,6 +458,36 @@ async def _execute_rectification(services: Services, run: JobRun, row: store.Pri
                                         "not_applied": not_applied}, session=session)
     # The values were needed only to show them once; the job row should not keep them.
     await run.checkpoint({"rows": [{"id": r["id"]} for r in rows], "contacts": contact_ids})
+    await notify.refresh_message(services, row.id or 0, best_effort=True)
+
+
+# ---- opt-out of sale/sharing (CPRA) ----------------------------------------------------------------
+
+OPT_OUT_TAG = "do-not-sell-share"
+OPT_OUT_COMMENT = "CCPA opt-out of sale/sharing"
+
+
+async def _execute_opt_out(services: Services, run: JobRun, row: store.PrivacyRequest) -> None:
+    """Do-Not-Contact for email (reason 3, manual) and the tag on every exact match. Both calls are
+    idempotent in Mautic (a second DNC updates the record, a present tag is kept), so a resumed job
+    simply repeats the contacts not yet checkpointed."""
+    info = info_from_row(row)
+    contact_ids = await _contacts(services, run, row)
+    done: list[int] = [int(i) for i in run.progress.get("opted_out", [])]
+    for cid in contact_ids:
+        if cid in done:
+            continue
+        await services.mautic.add_dnc(cid, "email", reason=3, comments=OPT_OUT_COMMENT)
+        # Mautic's contact edit adds the listed tags and keeps the others (LeadModel::modifyTags).
+        await services.mautic.patch_contact(cid, {"tags": [OPT_OUT_TAG]}, overwrite_with_blank=False)
+        done.append(cid)
+        await _checkpoint(run, opted_out=done)
+        async with unit_of_work(services.sessions) as session:
+            await ledger.record(session, actor=BOT, action="mautic.contact_opted_out", subject=info.ref,
+                                details={"contact_id": cid, "dnc": "email", "tag": OPT_OUT_TAG})
+    await notify.post_in_thread(services, info, blocks.opt_out_done_reply(info, done), best_effort=True)
+    async with unit_of_work(services.sessions) as session:
+        await _complete(services, row, {"contacts": len(done), "opted_out": done}, session=session)
     await notify.refresh_message(services, row.id or 0, best_effort=True)
 
 

@@ -14,6 +14,7 @@ class RequestKind(StrEnum):
     ACCESS = "access"  # Art. 15 (and 20: the package is machine-readable)
     ERASURE = "erasure"  # Art. 17
     RECTIFICATION = "rectification"  # Art. 16
+    OPT_OUT = "optout"  # CPRA: opt-out of sale/sharing, Cal. Civ. Code §1798.120, Cal. Code Regs. tit. 11 §7026
 
     @property
     def heading(self) -> str:
@@ -21,6 +22,7 @@ class RequestKind(StrEnum):
             RequestKind.ACCESS: "Access request (DSAR)",
             RequestKind.ERASURE: "Erasure request",
             RequestKind.RECTIFICATION: "Rectification request",
+            RequestKind.OPT_OUT: "Opt-out of sale/sharing",
         }[self]
 
     @property
@@ -29,7 +31,18 @@ class RequestKind(StrEnum):
             RequestKind.ACCESS: "GDPR Art. 15 and 20",
             RequestKind.ERASURE: "GDPR Art. 17",
             RequestKind.RECTIFICATION: "GDPR Art. 16",
+            RequestKind.OPT_OUT: "CCPA §1798.120, Cal. Code Regs. tit. 11 §7026",
         }[self]
+
+    @property
+    def needs_identity(self) -> bool:
+        """An opt-out needs no identity verification (Cal. Code Regs. tit. 11 §7026(d)), only an approver."""
+        return self is not RequestKind.OPT_OUT
+
+    @property
+    def extendable(self) -> bool:
+        """An opt-out is complied with within 15 business days (§7026(f)); there is no extension."""
+        return self is not RequestKind.OPT_OUT
 
 
 class IdentityMethod(StrEnum):
@@ -147,10 +160,16 @@ def allowed_from(action: Action) -> frozenset[RequestState]:
     return frozenset(state for (state, act) in TRANSITIONS if act == action)
 
 
-def transition(state: RequestState | str, action: Action | str) -> RequestState:
+# A request whose kind needs no identity step may be approved straight from filed.
+WITHOUT_IDENTITY: dict[tuple[RequestState, Action], RequestState] = {(S.FILED, A.APPROVE): S.APPROVED}
+
+
+def transition(state: RequestState | str, action: Action | str, *, identity_required: bool = True) -> RequestState:
     """The next state, or TransitionError with a sentence a person can act on."""
     state, action = RequestState(state), Action(action)
     nxt = TRANSITIONS.get((state, action))
+    if nxt is None and not identity_required:
+        nxt = WITHOUT_IDENTITY.get((state, action))
     if nxt is not None:
         return nxt
     raise TransitionError(state, action, _why_not(state, action))

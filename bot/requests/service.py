@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col
 
 from bot import approvals
-from bot.errors import Conflict, NotPermitted
+from bot.errors import BadCommand, Conflict, NotPermitted
 from bot.privacy import mask_email, subject_hash
 from bot.requests.commands import IdentityCheck, parse_request
 from bot.requests.deadlines import (
@@ -87,6 +87,13 @@ async def file_request(services: Services, *, user_id: str, channel_id: str, kin
     received = parsed.received or local_today
     deadline = legal_deadline(received, regime, holidays(services))
     acknowledge_by = acknowledgement_due(received, regime, holidays(services))
+    if kind is RequestKind.OPT_OUT:  # a CPRA right: 15 business days, no confirmation-of-receipt step
+        if parsed.regime == "gdpr":
+            raise BadCommand("An opt-out of sale/sharing is a CCPA right; under the GDPR file "
+                             "`/privacy erase` or record an objection instead.")
+        regime = "ccpa"
+        deadline = legal_deadline(received, regime, holidays(services), opt_out=True)
+        acknowledge_by = None
     due = deadline.due
     async with unit_of_work(services.sessions) as session:
         row = await store.add_request(session, store.PrivacyRequest(
@@ -162,9 +169,12 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
         # The verifier is an approver who did not file the request (the filer is told why).
         await services.approvals.require_verifier(actor, filed_by=info.filed_by, what=f"request #{info.id}")
     try:
-        transition(info.state, action)
+        transition(info.state, action, identity_required=info.kind.needs_identity)
     except TransitionError as exc:
         raise Conflict(_with_who(exc.message, info)) from None
+    if action is Action.EXTEND and not info.kind.extendable:
+        raise Conflict("An opt-out of sale/sharing cannot be extended: it is complied with within 15 business "
+                       "days (Cal. Code Regs. tit. 11 §7026(f)).")
     if action is Action.EXTEND:
         refusal = extension_refusal(already_extended=info.extended_at is not None,
                                     original_due=info.original_due_date, today=today(services))
@@ -237,7 +247,8 @@ async def decide(
                                original_due=info.original_due_date, today=today(services))
         if wrong:
             return Outcome(False, wrong, info)  # a mistyped date, not a decision: nothing to record
-    values: dict[str, Any] = {"state": transition(info.state, action).value, "updated_at": now}
+    values: dict[str, Any] = {"state": transition(info.state, action, identity_required=info.kind.needs_identity).value,
+                              "updated_at": now}
     extra_guard = None
     enqueue_run = False
     if action is Action.VERIFY:
@@ -298,7 +309,7 @@ async def decide(
         why = "Someone else decided on this request at the same moment."
         if current is not None:
             try:
-                transition(current.state, action)
+                transition(current.state, action, identity_required=current.kind.needs_identity)
             except TransitionError as exc:
                 why = _with_who(exc.message, current)
             else:

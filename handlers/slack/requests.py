@@ -66,6 +66,9 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand("rectify", USAGE[RequestKind.RECTIFICATION].usage, USAGE[RequestKind.RECTIFICATION].example,
                "file a rectification request (Art. 16): correct contact fields in Mautic",
                _filer(RequestKind.RECTIFICATION)),
+    Subcommand("optout", USAGE[RequestKind.OPT_OUT].usage, USAGE[RequestKind.OPT_OUT].example,
+               "file a CCPA opt-out of sale/sharing: 15 business days, no identity step; on approval "
+               "Do-Not-Contact and the tag do-not-sell-share in Mautic", _filer(RequestKind.OPT_OUT)),
     Subcommand("requests", "requests", "/privacy requests",
                "list open data-subject requests with days left", _list),
     Subcommand("status", "status <id>", "/privacy status 12", "show one request and its history", _status),
