@@ -290,7 +290,7 @@ async def request_figures(
     Reads the request feature's table defensively: a missing module or column means "not tracked yet".
     """
     try:
-        from storage.requests import PrivacyRequest, is_open
+        from storage.requests import PrivacyRequest, awaiting_answer
     except ImportError:
         return None
     try:
@@ -303,7 +303,7 @@ async def request_figures(
             select(PrivacyRequest.received_at, PrivacyRequest.responded_at).where(
                 col(PrivacyRequest.responded_at) >= since, col(PrivacyRequest.responded_at) < until)
         )).all()
-        open_state = is_open()
+        open_state = awaiting_answer()  # a restriction in force after its answer is no longer due
         overdue = (await session.exec(
             select(func.count()).select_from(PrivacyRequest).where(open_state, col(PrivacyRequest.due_date) < today)
         )).one()

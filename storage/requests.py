@@ -72,6 +72,8 @@ class PrivacyRequest(SQLModel, table=True):
     extension_notified_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     responded_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     responded_by: str | None = Field(default=None, max_length=32)
+    lifted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))  # restriction
+    lifted_by: str | None = Field(default=None, max_length=32)
     last_reminded_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
@@ -142,10 +144,18 @@ async def decisions_for(session: AsyncSession, request_id: int) -> list[RequestD
     return list((await session.exec(query)).all())
 
 
-def is_open() -> Any:
-    """The SQL condition of an open request: not yet decided and carried out, or not yet answered."""
+def awaiting_answer() -> Any:
+    """The SQL condition of a request whose due date still counts: not yet decided and carried out, or
+    not yet answered."""
     return or_(col(PrivacyRequest.state).in_(OPEN_STATES),
                and_(col(PrivacyRequest.state).in_(ANSWERED_STATES), col(PrivacyRequest.responded_at).is_(None)))
+
+
+def is_open() -> Any:
+    """The SQL condition of a listed request: awaiting its answer, or a restriction still in force."""
+    return or_(awaiting_answer(),
+               and_(col(PrivacyRequest.kind) == "restriction", col(PrivacyRequest.state) == "done",
+                    col(PrivacyRequest.lifted_at).is_(None)))
 
 
 async def open_requests(session: AsyncSession) -> list[PrivacyRequest]:

@@ -64,7 +64,7 @@ def due_text(info: RequestInfo, today: date) -> str:
     text = f"{info.due_date.isoformat()} ({deadline_label(info.regime)}"  # type: ignore[arg-type]
     text += ", extended" if info.extended_at else ""
     text += f"; {info.due_note}, so the next working day)" if info.due_note else ")"
-    if info.is_open:
+    if info.awaiting_answer:
         text += f" — {countdown(info.due_date, today).text}"
     return text
 
@@ -124,7 +124,8 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     buttons = _buttons(info)
     if buttons:
         # A new block_id per state so clients redraw the buttons after each update (slack.md §2.6).
-        marks = "".join("x" if done else "o" for done in (info.extended_at, info.acknowledged_at, info.responded_at))
+        marks = "".join("x" if done else "o" for done in (info.extended_at, info.acknowledged_at, info.responded_at,
+                                                           info.lifted_at))
         blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
     text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
@@ -136,13 +137,19 @@ def state_label(info: RequestInfo) -> str:
     return info.state.label
 
 
-def opt_out_done_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
+def marking_done_reply(info: RequestInfo, contact_ids: Sequence[int], tag: str) -> dict[str, Any]:
     if not contact_ids:
-        return reply(f"✔️ Opt-out #{info.id}: no Mautic contact has exactly this address, so nothing was sold or "
-                     "shared from Mautic. Tell the requester.")
+        return reply(f"✔️ {info.kind.heading} #{info.id}: no Mautic contact has exactly this address; nothing to "
+                     "mark. Tell the requester.")
     ids = ", ".join(f"#{i}" for i in contact_ids[:20])
-    return reply(f"✔️ Opt-out #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): Do-Not-Contact for email "
-                 "and the tag `do-not-sell-share`. Tell the requester it is done.")
+    return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
+                 f"Do-Not-Contact for email and the tag `{tag}`. Tell the requester it is done.")
+
+
+def lifted_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
+    return reply(f"🔓 Restriction #{info.id} lifted by {_who(info.lifted_by)}: Do-Not-Contact and the tag "
+                 f"`restricted` removed from {len(contact_ids)} contact(s).",
+                 more=["Art. 18(3): the requester must be told before a restriction is lifted."])
 
 
 def decision_lines(info: RequestInfo) -> list[str]:
@@ -194,6 +201,8 @@ def _buttons(info: RequestInfo) -> list[Block]:
         out.append(button("Retry", RequestButton.RETRY, value, style="primary"))
     if state.is_open and info.acknowledged_at is None:
         out.append(button("Receipt confirmed to requester", RequestButton.ACKNOWLEDGE, value))
+    if info.restriction_in_force:
+        out.append(button("Lift restriction", RequestButton.LIFT, value))
     if state in (RequestState.DONE, RequestState.REJECTED) and info.responded_at is None:
         out.append(button("Answer sent to requester", RequestButton.RESPOND, value, style="primary"))
     return out
@@ -234,6 +243,8 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
                      more=[law.extension_duty(info.regime)])  # type: ignore[arg-type]
     if action == "retry":
         return reply(f"🔁 {who} asked for another run of request #{info.id}.")
+    if action == "lift":
+        return reply(f"🔓 {who} lifted restriction #{info.id}; removing Do-Not-Contact and the tag in Mautic.")
     if action == "acknowledge":
         return reply(f"📨 {who} recorded that receipt of request #{info.id} was confirmed to the requester.")
     if action == "respond":
@@ -435,6 +446,9 @@ def requests_list(infos: Sequence[RequestInfo], *, today: date) -> dict[str, Any
     lines = []
     overdue = soon = 0
     for info in infos:
+        if not info.awaiting_answer:  # answered; listed only while its restriction is in force
+            lines.append(f"*#{info.id}* {info.kind.heading} · {info.subject_masked} · restriction in force")
+            continue
         left = countdown(info.due_date, today)
         mark = {Urgency.OVERDUE: "🚨 OVERDUE", Urgency.DUE_SOON: "⏰ due soon", Urgency.ON_TIME: ""}[left.urgency]
         overdue += left.urgency is Urgency.OVERDUE

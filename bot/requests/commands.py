@@ -47,6 +47,8 @@ USAGE: dict[RequestKind, Usage] = {
         f"rectify <email> {OPTIONS_USAGE} <field>=<value> … [note]",
         '/privacy rectify jane@example.com lastname="van Dyke" city=Berlin ticket 4413',
     ),
+    RequestKind.RESTRICTION: Usage(f"restrict <email> {OPTIONS_USAGE} [note]",
+                                   "/privacy restrict jane@example.com disputes accuracy, ticket 4414"),
     RequestKind.OPT_OUT: Usage("optout <email> [received=YYYY-MM-DD] [note]",
                                "/privacy optout jane@example.com received=2026-03-02 web form"),
 }

@@ -20,6 +20,7 @@ class RequestButton(StrEnum):
     RETRY = "request_retry"
     ACKNOWLEDGE = "request_acknowledge"
     RESPOND = "request_respond"
+    LIFT = "request_lift"
 
 
 class RequestModal(StrEnum):

@@ -14,6 +14,7 @@ class RequestKind(StrEnum):
     ACCESS = "access"  # Art. 15 (and 20: the package is machine-readable)
     ERASURE = "erasure"  # Art. 17
     RECTIFICATION = "rectification"  # Art. 16
+    RESTRICTION = "restriction"  # Art. 18: kept, not used, until lifted
     OPT_OUT = "optout"  # CPRA: opt-out of sale/sharing, Cal. Civ. Code §1798.120, Cal. Code Regs. tit. 11 §7026
 
     @property
@@ -22,6 +23,7 @@ class RequestKind(StrEnum):
             RequestKind.ACCESS: "Access request (DSAR)",
             RequestKind.ERASURE: "Erasure request",
             RequestKind.RECTIFICATION: "Rectification request",
+            RequestKind.RESTRICTION: "Restriction request",
             RequestKind.OPT_OUT: "Opt-out of sale/sharing",
         }[self]
 
@@ -31,6 +33,7 @@ class RequestKind(StrEnum):
             RequestKind.ACCESS: "GDPR Art. 15 and 20",
             RequestKind.ERASURE: "GDPR Art. 17",
             RequestKind.RECTIFICATION: "GDPR Art. 16",
+            RequestKind.RESTRICTION: "GDPR Art. 18",
             RequestKind.OPT_OUT: "CCPA §1798.120, Cal. Code Regs. tit. 11 §7026",
         }[self]
 
@@ -107,6 +110,7 @@ class Action(StrEnum):
     LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran: back to verified
     ACKNOWLEDGE = "acknowledge"  # the confirmation of receipt went out to the requester
     RESPOND = "respond"  # the answer went out to the requester: only now is the request closed
+    LIFT = "lift"  # an approver lifts a restriction (Art. 18(3): the subject is told before)
 
 
 S, A = RequestState, Action
@@ -132,13 +136,14 @@ TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     (S.FAILED, A.RETRY): S.APPROVED,
     **{(state, A.ACKNOWLEDGE): state for state in (S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED)},
     (S.DONE, A.RESPOND): S.DONE,
+    (S.DONE, A.LIFT): S.DONE,  # a carried-out restriction; the lift itself runs as a job
     (S.REJECTED, A.RESPOND): S.REJECTED,
 }
 
 # Actions a person takes by clicking; the rest are taken by the bot's own jobs.
-HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.ACKNOWLEDGE, A.RESPOND})
+HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.ACKNOWLEDGE, A.RESPOND, A.LIFT})
 # Actions that need a privacy approver who did not file the request (four eyes).
-APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.LIFT})
 # Records of what the requester was told: any filer (requesters and approvers) may make them.
 RECORD_ACTIONS = frozenset({A.ACKNOWLEDGE, A.RESPOND})
 # Decided or carried out, the request stays open until the answer went out.

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 ANNOUNCE_JOB = "requests.announce"
 EXECUTE_JOB = "requests.execute"
 DAILY_JOB = "requests.daily"
+LIFT_JOB = "requests.lift"
 
 MAY_NOT_FILE = "Only privacy requesters and approvers may file data-subject requests."
 MAY_NOT_RECORD = "Only privacy requesters and approvers may record what the requester was told."
@@ -183,6 +184,8 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
     if action is Action.ACKNOWLEDGE and info.acknowledged_at is not None:
         raise Conflict(f"Receipt was already confirmed to the requester on {info.acknowledged_at:%Y-%m-%d} "
                        f"(recorded by <@{info.acknowledged_by}>).")
+    if action is Action.LIFT and not info.restriction_in_force:
+        raise Conflict("Only a restriction in force can be lifted.")
     if action is Action.RESPOND and info.responded_at is not None:
         raise Conflict(f"The answer was already recorded as sent on {info.responded_at:%Y-%m-%d} "
                        f"(by <@{info.responded_by}>).")
@@ -251,6 +254,7 @@ async def decide(
                               "updated_at": now}
     extra_guard = None
     enqueue_run = False
+    lift_job = False
     if action is Action.VERIFY:
         assert identity is not None
         values.update(verified_by=actor, verified_at=now, verification_method=identity.method.value,
@@ -271,6 +275,10 @@ async def decide(
     elif action is Action.ACKNOWLEDGE:
         values.update(acknowledged_at=now, acknowledged_by=actor)
         extra_guard = store.PrivacyRequest.acknowledged_at.is_(None)  # type: ignore[union-attr]
+    elif action is Action.LIFT:
+        values.update(lifted_at=now, lifted_by=actor)
+        extra_guard = store.PrivacyRequest.lifted_at.is_(None)  # type: ignore[union-attr]
+        lift_job = True
     elif action is Action.RESPOND:
         values.update(responded_at=now, responded_by=actor)
         extra_guard = store.PrivacyRequest.responded_at.is_(None)  # type: ignore[union-attr]
@@ -297,6 +305,10 @@ async def decide(
             assert row is not None
             await store.add_decision(session, request_id=request_id, actor=actor, action=action.value,
                                      outcome="accepted", reason=reason, at=now)
+            if lift_job:  # Mautic calls run after the ack, as a durable job
+                await queue.enqueue(session, LIFT_JOB, {"request_id": request_id},
+                                    dedupe_key=f"request:{request_id}:lift",
+                                    max_attempts=services.settings.job_max_attempts)
             if enqueue_run:
                 # The dedupe key names the run, so a replayed click can never queue a second execution.
                 await queue.enqueue(session, EXECUTE_JOB, {"request_id": request_id},
@@ -321,7 +333,7 @@ async def decide(
                     why = "The answer was already recorded as sent."
         await record_refusal(services, request_id, actor, action, why)
         return Outcome(False, why, current)
-    if enqueue_run:
+    if enqueue_run or lift_job:
         services.jobs.notify()
     return Outcome(True, _accepted_text(action, new_info), new_info)
 
@@ -338,5 +350,6 @@ def _accepted_text(action: Action, info: RequestInfo) -> str:
         Action.EXTEND: f"Request #{info.id} extended to {info.due_date.isoformat()}.",
         Action.RETRY: f"Request #{info.id} queued to run again.",
         Action.ACKNOWLEDGE: f"Recorded: receipt of request #{info.id} was confirmed to the requester.",
+        Action.LIFT: f"Restriction #{info.id} lifted; Mautic is being updated.",
         Action.RESPOND: f"Recorded: the answer to request #{info.id} went out; the request is closed.",
     }.get(action, "Done.")

@@ -43,6 +43,8 @@ class RequestInfo:
     extension_notified_on: date | None = None
     responded_at: datetime | None = None
     responded_by: str | None = None
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
     failure: str | None = None
     completed_at: datetime | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +64,16 @@ class RequestInfo:
     @property
     def is_open(self) -> bool:
         """Open until carried out or rejected *and* the answer went out; overdue counts until then."""
+        return self.awaiting_answer or self.restriction_in_force
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """Not yet carried out or rejected, or not yet answered: the due date still counts."""
         return self.state.is_open or (self.state in ANSWERED and self.responded_at is None)
+
+    @property
+    def restriction_in_force(self) -> bool:
+        return self.kind is RequestKind.RESTRICTION and self.state is RequestState.DONE and self.lifted_at is None
 
     @property
     def erased(self) -> bool:
@@ -104,6 +115,8 @@ def info_from_row(row: Any) -> RequestInfo:
         extension_notified_on=row.extension_notified_on,
         responded_at=row.responded_at,
         responded_by=row.responded_by,
+        lifted_at=row.lifted_at,
+        lifted_by=row.lifted_by,
         failure=row.failure,
         completed_at=row.completed_at,
         result=dict(row.result or {}),

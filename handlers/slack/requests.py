@@ -66,6 +66,9 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand("rectify", USAGE[RequestKind.RECTIFICATION].usage, USAGE[RequestKind.RECTIFICATION].example,
                "file a rectification request (Art. 16): correct contact fields in Mautic",
                _filer(RequestKind.RECTIFICATION)),
+    Subcommand("restrict", USAGE[RequestKind.RESTRICTION].usage, USAGE[RequestKind.RESTRICTION].example,
+               "file a restriction (Art. 18): on approval Do-Not-Contact and the tag restricted in Mautic, "
+               "listed until an approver lifts it", _filer(RequestKind.RESTRICTION)),
     Subcommand("optout", USAGE[RequestKind.OPT_OUT].usage, USAGE[RequestKind.OPT_OUT].example,
                "file a CCPA opt-out of sale/sharing: 15 business days, no identity step; on approval "
                "Do-Not-Contact and the tag do-not-sell-share in Mautic", _filer(RequestKind.OPT_OUT)),
@@ -156,6 +159,7 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.action(RequestButton.RETRY)(click(Action.RETRY))
     bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
     bolt.action(RequestButton.RESPOND)(click(Action.RESPOND))
+    bolt.action(RequestButton.LIFT)(click(Action.LIFT))
     bolt.action(RequestButton.REJECT)(click(Action.REJECT,
                                             lambda info: blocks.reject_modal(info, service.today(services))))
     bolt.action(RequestButton.EXTEND)(click(

@@ -14,7 +14,15 @@ from bot.requests.ids import RequestButton
 from bot.requests.model import RequestKind, RequestState, TransitionError, transition
 from sandbox.harness import ALICE, BOB, CAROL, Sandbox, sandbox
 from tests.helpers import ledger, test_tuning, text_of
-from tests.requests.helpers import click, file_request, load_row, request_id_of, wait_state, wait_thread
+from tests.requests.helpers import (
+    click,
+    file_request,
+    load_row,
+    request_id_of,
+    verify_identity,
+    wait_state,
+    wait_thread,
+)
 from tests.requests.test_access import refusal
 from tests.requests.test_lifecycle import with_button
 
@@ -56,7 +64,7 @@ async def test_an_opt_out_needs_no_identity_step_and_sets_dnc_and_the_tag(box: S
     assert [t["tag"] for t in fake.contact(first)["tags"]] == ["vip", "do-not-sell-share"]  # type: ignore[index]
     untouched = fake.contact(bystander)
     assert untouched is not None and untouched["doNotContact"] == [] and untouched["tags"] == []
-    assert len(await ledger(box, "mautic.contact_opted_out")) == 2
+    assert len(await ledger(box, "mautic.contact_optout")) == 2
 
     # An opt-out cannot be extended, whatever a stale client shows.
     await click(box, CAROL, with_button(message, RequestButton.EXTEND), RequestButton.EXTEND)
@@ -86,3 +94,40 @@ def test_only_a_kind_without_identity_step_is_approved_straight_from_filed() -> 
     assert transition("verified", "approve", identity_required=False) is RequestState.APPROVED
     assert [k for k in RequestKind if not k.needs_identity] == [RequestKind.OPT_OUT]
     assert [k for k in RequestKind if not k.extendable] == [RequestKind.OPT_OUT]
+
+
+async def test_a_restriction_marks_the_contacts_stays_listed_and_is_lifted(box: Sandbox) -> None:
+    fake = box.mautic
+    cid = fake.add_contact(email="jane@example.com", tags=["vip"])
+    message = await file_request(box, ALICE, "restrict jane@example.com disputes accuracy")
+    await verify_identity(box, CAROL, message)
+    await click(box, BOB, message, RequestButton.APPROVE)
+    await wait_state(box, message, "done")
+    await wait_thread(box, message, "Do-Not-Contact for email and the tag `restricted`")
+    contact = fake.contact(cid)
+    assert contact is not None and contact["doNotContact"][0]["comments"] == "Art. 18 restriction"
+    assert [t["tag"] for t in contact["tags"]] == ["vip", "restricted"]
+    patch = next(c for c in fake.calls if c.method == "PATCH")
+    assert patch.path == f"/api/contacts/{cid}/edit" and patch.json["tags"] == ["restricted"]
+    # Answered, but still listed: the restriction is in force until lifted.
+    await click(box, ALICE, message, RequestButton.RESPOND)
+    await wait_thread(box, message, "went out to the requester")
+    listed = (await box.command(BOB, "requests")).json["text"]
+    assert "1 open request(s): 0 overdue" in listed and "restriction in force" in listed
+    await box.slack.wait_until(lambda: RequestButton.LIFT in str(message.blocks), describe="the Lift button")
+
+    await click(box, ALICE, message, RequestButton.LIFT)  # the filer, and not an approver
+    await refusal(box, "Only privacy approvers may lift")
+    await click(box, CAROL, message, RequestButton.LIFT)
+    await wait_thread(box, message, "Do-Not-Contact and the tag `restricted` removed from 1 contact(s)")
+    contact = fake.contact(cid)
+    assert contact is not None and contact["doNotContact"] == [] and [t["tag"] for t in contact["tags"]] == ["vip"]
+    assert [c.path for c in fake.calls if c.method == "POST" and c.path.endswith("/dnc/email/remove")] == [
+        f"/api/contacts/{cid}/dnc/email/remove"]
+    assert [c.json["tags"] for c in fake.calls if c.method == "PATCH"] == [["restricted"], ["-restricted"]]
+    row = await load_row(box, request_id_of(message))
+    assert row is not None and row.lifted_by == CAROL.id
+    assert "No open data-subject requests" in (await box.command(BOB, "requests")).json["text"]
+    assert [e.actor for e in await ledger(box, "request.lift")] == [CAROL.id]
+    await click(box, BOB, with_button(message, RequestButton.LIFT), RequestButton.LIFT)
+    await refusal(box, "Only a restriction in force can be lifted")

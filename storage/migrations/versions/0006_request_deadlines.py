@@ -45,6 +45,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("extension_notified_on", sa.Date(), nullable=True))
         batch.add_column(sa.Column("responded_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("responded_by", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("lifted_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("lifted_by", sa.String(32), nullable=True))
     bind = op.get_bind()
     for row_id, received_at in bind.execute(sa.select(requests.c.id, requests.c.received_at)).all():
         bind.execute(sa.update(requests).where(requests.c.id == row_id).values(received_on=received_at.date()))
@@ -54,8 +56,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("privacy_requests") as batch:
-        for column in ("responded_by", "responded_at", "extension_notified_on", "acknowledged_by", "acknowledged_at",
-                       "acknowledgement_due", "verification_note"):
+        for column in ("lifted_by", "lifted_at", "responded_by", "responded_at", "extension_notified_on",
+                       "acknowledged_by", "acknowledged_at", "acknowledgement_due", "verification_note"):
             batch.drop_column(column)
         batch.drop_column("verification_method")
         batch.drop_column("due_note")
