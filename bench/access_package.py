@@ -137,7 +137,7 @@ def _state(message: Any) -> str:
 
 
 async def bench_package(events: int, database_url: str, latency: float = 0.0) -> dict[str, Any]:
-    from bot.requests.ids import RequestButton
+    from bot.requests.ids import IdentityInput, RequestButton
     from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +146,13 @@ async def bench_package(events: int, database_url: str, latency: float = 0.0) ->
             await bot.slack.wait_until(lambda: bool(bot.slack.messages(PRIVACY_CHANNEL)), timeout=30)
             message = bot.slack.messages(PRIVACY_CHANNEL)[-1]
             await bot.slack.wait_until(lambda: "looking up" not in json.dumps(message.blocks), timeout=30)
+            # "Identity verified" opens a modal that records the method; BOB did not file, so he may verify.
             await bot.user.click(BOB.id, message, RequestButton.VERIFY)
+            await bot.slack.wait_until(lambda: bool(bot.slack.views), timeout=30)
+            await bot.user.submit_view(BOB.id, bot.slack.views[-1], {
+                IdentityInput.METHOD_BLOCK: {IdentityInput.METHOD_ACTION: {
+                    "type": "radio_buttons", "selected_option": {"value": "address_reply"}}},
+                IdentityInput.NOTE_BLOCK: {IdentityInput.NOTE_ACTION: {"type": "plain_text_input", "value": None}}})
             await bot.slack.wait_until(lambda: "verified" in _state(message), timeout=30)
             rss_before = rss_mb()
             sampled = [rss_before]

@@ -8,8 +8,9 @@ four-eyes rule or ``APPROVAL_TTL`` is a change here and nowhere else.
   and every approver.
 - Deciders: ``PRIVACY_APPROVERS`` (users and user groups), never the person who filed the thing
   (four eyes).
-- Identity attestation (a data-subject request's "Identity verified") is a filer's step: any filer,
-  the one who filed included; the approval that must follow is where the second pair of eyes comes in.
+- Identity verification (a data-subject request's "Identity verified") is an approver's step, never the
+  filer's: whoever files a request cannot also attest who the requester is (the verifier is an approver
+  who is not the filer, and records how the identity was checked).
 - Lapse: an approval that has not been acted on within ``APPROVAL_TTL`` no longer counts.
 """
 
@@ -59,6 +60,16 @@ class Approvals:
             raise NotPermitted(f"Only privacy approvers may {doing} {what}.")
         if filed_by is not None and user_id == filed_by:
             raise NotPermitted(f"Four eyes: you filed {what}, so someone else must {doing} it (four eyes).")
+
+    async def require_verifier(self, user_id: str, *, filed_by: str | None, what: str) -> None:
+        """Raise :class:`NotPermitted` unless the user is an approver who did not file ``what``; the filer
+        is told why first, whatever their role."""
+        if filed_by is not None and user_id == filed_by:
+            raise NotPermitted(f"You filed {what}, so someone else must verify the requester's identity: the "
+                               "person who files a request cannot also attest who the requester is. Ask a "
+                               "privacy approver to check it.")
+        if not await self.is_approver(user_id):
+            raise NotPermitted(f"Only privacy approvers may verify the requester's identity for {what}.")
 
     def lapsed(self, since: datetime, now: datetime) -> bool:
         return lapsed(since, now, self.ttl)

@@ -11,7 +11,9 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -104,7 +106,12 @@ class Settings(BaseSettings):
     consent_burst_window: timedelta = timedelta(minutes=10)
 
     # Data-subject requests
-    dsar_deadline: Literal["gdpr", "ccpa"] = "gdpr"
+    dsar_deadline: Literal["gdpr", "ccpa"] = "gdpr"  # the regime of a request filed without regime=
+    # Where the controller counts its days: a request's received date defaults to today there.
+    deadline_timezone: str = "UTC"
+    # Public holidays a due date rolls past (a country code, optionally with subdivision: DE, DE-BY, US-CA);
+    # empty: weekends only.
+    deadline_holidays: str = ""
     approval_ttl: timedelta = timedelta(days=7)
     job_max_attempts: int = Field(default=5, ge=1)
     export_link_ttl: timedelta = timedelta(days=7)
@@ -160,6 +167,29 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
             raise ValueError("expected a channel ID such as C0123ABCD (not a #name)")
         return value
+
+    @field_validator("deadline_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from None
+        return value
+
+    @field_validator("deadline_holidays")
+    @classmethod
+    def _holidays(cls, value: str) -> str:
+        spec = value.strip().upper()
+        if not spec:
+            return ""
+        country, _, subdivision = spec.partition("-")
+        try:
+            holidays.country_holidays(country, subdiv=subdivision or None)
+        except NotImplementedError:
+            raise ValueError(f"{spec!r} is not a country (and subdivision) the holidays package knows, "
+                             "such as DE, DE-BY or US-CA") from None
+        return spec
 
     @field_validator("mautic_base_url", "public_url", "slack_api_url")
     @classmethod

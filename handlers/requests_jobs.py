@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.requests import execution
-from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB, enqueue_daily
+from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB, LIFT_JOB, enqueue_daily
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,6 +32,7 @@ def register(runner: JobRunner, services: Services) -> None:
     runner.register(EXECUTE_JOB, partial(execution.execute, services),
                     on_failed=partial(execution.execute_failed, services))
     runner.register(DAILY_JOB, partial(execution.daily, services))
+    runner.register(LIFT_JOB, partial(execution.lift, services))
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:

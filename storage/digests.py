@@ -290,7 +290,7 @@ async def request_figures(
     Reads the request feature's table defensively: a missing module or column means "not tracked yet".
     """
     try:
-        from storage.requests import OPEN_STATES, PrivacyRequest
+        from storage.requests import PrivacyRequest, awaiting_answer
     except ImportError:
         return None
     try:
@@ -298,11 +298,12 @@ async def request_figures(
             select(func.count()).select_from(PrivacyRequest).where(
                 col(PrivacyRequest.received_at) >= since, col(PrivacyRequest.received_at) < until)
         )).one()
+        # Closed means the answer went out to the requester, not merely that the bot finished its part.
         closed_rows = (await session.exec(
-            select(PrivacyRequest.received_at, PrivacyRequest.completed_at).where(
-                col(PrivacyRequest.completed_at) >= since, col(PrivacyRequest.completed_at) < until)
+            select(PrivacyRequest.received_at, PrivacyRequest.responded_at).where(
+                col(PrivacyRequest.responded_at) >= since, col(PrivacyRequest.responded_at) < until)
         )).all()
-        open_state = col(PrivacyRequest.state).in_(OPEN_STATES)
+        open_state = awaiting_answer()  # a restriction in force after its answer is no longer due
         overdue = (await session.exec(
             select(func.count()).select_from(PrivacyRequest).where(open_state, col(PrivacyRequest.due_date) < today)
         )).one()

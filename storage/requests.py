@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Date, or_, update
+from sqlalchemy import Column, Date, and_, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,6 +19,8 @@ from storage.erasures import ErasedSubject
 from storage.types import JSONType, UTCDateTime
 
 OPEN_STATES = ("filed", "verified", "approved", "running", "failed")
+# Done or rejected, a request stays open until the answer went out to the requester (responded_at).
+ANSWERED_STATES = ("done", "rejected")
 
 
 class PrivacyRequest(SQLModel, table=True):
@@ -37,14 +39,21 @@ class PrivacyRequest(SQLModel, table=True):
     filed_by: str = Field(max_length=32)
     channel: str = Field(max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
-    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))  # when it was filed here
+    # The day the controller received the request (any channel, in DEADLINE_TIMEZONE): the clock starts here.
+    # Filing always sets it and the migration backfilled it; a row written without it (an older replica
+    # during a rolling upgrade) counts from its filing day, as ``RequestInfo.received_day`` does.
+    received_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     due_date: date = Field(sa_column=Column(Date(), nullable=False))
+    due_note: str | None = Field(default=None, max_length=200)  # why the due date rolled forward, if it did
     original_due_date: date = Field(sa_column=Column(Date(), nullable=False))
     extended_by: str | None = Field(default=None, max_length=32)
     extended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     extension_reason: str | None = Field(default=None, max_length=1000)
     verified_by: str | None = Field(default=None, max_length=32)
     verified_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    verification_method: str | None = Field(default=None, max_length=16)  # bot.requests.model.IdentityMethod
+    verification_note: str | None = Field(default=None, max_length=200)  # what "other" was
     approved_by: str | None = Field(default=None, max_length=32)
     approved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     rejected_by: str | None = Field(default=None, max_length=32)
@@ -55,6 +64,16 @@ class PrivacyRequest(SQLModel, table=True):
     failure: str | None = Field(default=None, max_length=1000)
     runs: int = 0
     pii_messages: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # Proof the subject was told: the confirmation of receipt (CCPA §7021(a), due by acknowledgement_due),
+    # the extension notice (Art. 12(3), CCPA §7021(b)) and the answer itself.
+    acknowledgement_due: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
+    acknowledged_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    acknowledged_by: str | None = Field(default=None, max_length=32)
+    extension_notified_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
+    responded_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    responded_by: str | None = Field(default=None, max_length=32)
+    lifted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))  # restriction
+    lifted_by: str | None = Field(default=None, max_length=32)
     last_reminded_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
@@ -125,8 +144,22 @@ async def decisions_for(session: AsyncSession, request_id: int) -> list[RequestD
     return list((await session.exec(query)).all())
 
 
+def awaiting_answer() -> Any:
+    """The SQL condition of a request whose due date still counts: not yet decided and carried out, or
+    not yet answered."""
+    return or_(col(PrivacyRequest.state).in_(OPEN_STATES),
+               and_(col(PrivacyRequest.state).in_(ANSWERED_STATES), col(PrivacyRequest.responded_at).is_(None)))
+
+
+def is_open() -> Any:
+    """The SQL condition of a listed request: awaiting its answer, or a restriction still in force."""
+    return or_(awaiting_answer(),
+               and_(col(PrivacyRequest.kind) == "restriction", col(PrivacyRequest.state) == "done",
+                    col(PrivacyRequest.lifted_at).is_(None)))
+
+
 async def open_requests(session: AsyncSession) -> list[PrivacyRequest]:
-    query = (select(PrivacyRequest).where(col(PrivacyRequest.state).in_(OPEN_STATES))
+    query = (select(PrivacyRequest).where(is_open())
              .order_by(col(PrivacyRequest.due_date), col(PrivacyRequest.id)))
     return list((await session.exec(query)).all())
 

@@ -11,9 +11,10 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.privacy import mask_email
-from bot.requests.deadlines import Urgency, countdown, deadline_label, extended_due_date, extension_label
-from bot.requests.ids import ReasonInput, RequestButton, RequestModal
-from bot.requests.model import RequestKind, RequestState
+from bot.requests import law
+from bot.requests.deadlines import Deadline, Urgency, countdown, deadline_label, extension_label
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
+from bot.requests.model import IdentityMethod, RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from bot.slack.blocks import (
     SECTION_TEXT_LIMIT,
@@ -21,14 +22,18 @@ from bot.slack.blocks import (
     actions,
     button,
     cap_blocks,
+    checkbox_input,
+    choice_input,
     confirm_dialog,
     context,
+    date_input,
     escape,
     fields,
     header,
     modal,
     reason_input,
     section,
+    text_input,
     truncate,
 )
 from bot.slack.buttons import ref_value
@@ -59,10 +64,30 @@ def _who(user: str | None) -> str:
 
 def due_text(info: RequestInfo, today: date) -> str:
     text = f"{info.due_date.isoformat()} ({deadline_label(info.regime)}"  # type: ignore[arg-type]
-    text += ", extended)" if info.extended_at else ")"
-    if info.state.is_open:
+    text += ", extended" if info.extended_at else ""
+    text += f"; {info.due_note}, so the next working day)" if info.due_note else ")"
+    if info.awaiting_answer:
         text += f" — {countdown(info.due_date, today).text}"
     return text
+
+
+def told_text(info: RequestInfo, today: date) -> str | None:
+    """What the requester has been told so far: receipt confirmed (a sub-deadline under CCPA), the
+    extension notice, the answer."""
+    lines = []
+    if info.acknowledged_at:
+        lines.append(f"receipt confirmed {_day(info.acknowledged_at)} by {_who(info.acknowledged_by)}")
+    elif info.acknowledgement_due and info.state.is_open:
+        left = countdown(info.acknowledgement_due, today)
+        lines.append(f"confirm receipt by {info.acknowledgement_due.isoformat()} (CCPA §7021(a): 10 business "
+                     f"days) — {left.text}")
+    if info.extension_notified_on:
+        lines.append(f"extension notice sent {info.extension_notified_on.isoformat()}")
+    if info.responded_at:
+        lines.append(f"answer sent {_day(info.responded_at)} by {_who(info.responded_by)}")
+    elif info.state in (RequestState.DONE, RequestState.REJECTED):
+        lines.append("answer not yet recorded as sent: the request stays open until it is")
+    return "\n".join(lines) or None
 
 
 def contacts_text(info: RequestInfo) -> str:
@@ -83,10 +108,12 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         ("Type", f"{info.kind.heading} ({info.kind.article})"),
         ("Subject", info.subject_masked),
         ("Filed by", _who(info.filed_by)),
-        ("Received", _day(info.received_at)),
+        ("Received", f"{info.received_day.isoformat()} (filed {_day(info.received_at)})"),
+        ("Regime", info.regime.upper()),
         ("Legal due date", due_text(info, today)),
+        *([("Requester told", told)] if (told := told_text(info, today)) else []),
         ("Mautic contacts", contacts_text(info)),
-        ("State", f"{icon} {info.state.label}"),
+        ("State", f"{icon} {state_label(info)}"),
     ]
     if info.kind is RequestKind.RECTIFICATION and info.changed_fields:
         pairs.append(("Fields to correct", ", ".join(f"`{f}`" for f in info.changed_fields)))
@@ -99,15 +126,39 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     buttons = _buttons(info)
     if buttons:
         # A new block_id per state so clients redraw the buttons after each update (slack.md §2.6).
-        blocks.append(actions(f"request-{info.id}-{info.state.value}-{'x' if info.extended_at else 'o'}", *buttons))
+        marks = "".join("x" if done else "o" for done in (info.extended_at, info.acknowledged_at, info.responded_at,
+                                                           info.lifted_at))
+        blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
     text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
+
+
+def state_label(info: RequestInfo) -> str:
+    if info.state is RequestState.FILED and not info.kind.needs_identity:
+        return "Waiting for approval (no identity verification: Cal. Code Regs. tit. 11 §7026(d))"
+    return info.state.label
+
+
+def marking_done_reply(info: RequestInfo, contact_ids: Sequence[int], tag: str) -> dict[str, Any]:
+    if not contact_ids:
+        return reply(f"✔️ {info.kind.heading} #{info.id}: no Mautic contact has exactly this address; nothing to "
+                     "mark. Tell the requester.")
+    ids = ", ".join(f"#{i}" for i in contact_ids[:20])
+    return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
+                 f"Do-Not-Contact for email and the tag `{tag}`. Tell the requester it is done.")
+
+
+def lifted_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
+    return reply(f"🔓 Restriction #{info.id} lifted by {_who(info.lifted_by)}: Do-Not-Contact and the tag "
+                 f"`restricted` removed from {len(contact_ids)} contact(s).",
+                 more=["Art. 18(3): the requester must be told before a restriction is lifted."])
 
 
 def decision_lines(info: RequestInfo) -> list[str]:
     lines = []
     if info.verified_by:
-        lines.append(f"🪪 Identity verified by {_who(info.verified_by)} on {_day(info.verified_at)}")
+        lines.append(f"🪪 Identity verified by {_who(info.verified_by)} on {_day(info.verified_at)}"
+                     f"{_identity_method(info)}")
     if info.extended_by:
         reason = escape(truncate(info.extension_reason or "", 300))
         lines.append(f"⏳ Extended by {_who(info.extended_by)} on {_day(info.extended_at)} "
@@ -130,7 +181,7 @@ def _buttons(info: RequestInfo) -> list[Block]:
     value = ref_value(info.id)
     state = info.state
     out: list[Block] = []
-    if state is RequestState.FILED:
+    if state is RequestState.FILED and info.kind.needs_identity:
         out.append(button("Identity verified", RequestButton.VERIFY, value))
     if state in (RequestState.FILED, RequestState.VERIFIED):
         if info.kind is RequestKind.ERASURE:
@@ -145,10 +196,17 @@ def _buttons(info: RequestInfo) -> list[Block]:
         else:
             out.append(button("Approve", RequestButton.APPROVE, value, style="primary"))
         out.append(button("Reject", RequestButton.REJECT, value))
-    if state in (RequestState.FILED, RequestState.VERIFIED, RequestState.APPROVED) and not info.extended_at:
+    if (state in (RequestState.FILED, RequestState.VERIFIED, RequestState.APPROVED) and not info.extended_at
+            and info.kind.extendable):
         out.append(button("Extend", RequestButton.EXTEND, value))
     if state is RequestState.FAILED:
         out.append(button("Retry", RequestButton.RETRY, value, style="primary"))
+    if state.is_open and info.acknowledged_at is None:
+        out.append(button("Receipt confirmed to requester", RequestButton.ACKNOWLEDGE, value))
+    if info.restriction_in_force:
+        out.append(button("Lift restriction", RequestButton.LIFT, value))
+    if state in (RequestState.DONE, RequestState.REJECTED) and info.responded_at is None:
+        out.append(button("Answer sent to requester", RequestButton.RESPOND, value, style="primary"))
     return out
 
 
@@ -162,23 +220,38 @@ def reply(text: str, *, more: Sequence[str] = ()) -> dict[str, Any]:
     return {"text": truncate(text, 3000), "blocks": blocks}
 
 
+def _identity_method(info: RequestInfo) -> str:
+    if not info.verification_method:
+        return ""
+    label = IdentityMethod(info.verification_method).label
+    return f" ({label}: {truncate(info.verification_note, 200)})" if info.verification_note else f" ({label})"
+
+
 def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | None = None) -> dict[str, Any]:
     who = _who(actor)
     if action == "verify":
-        return reply(f"🪪 {who} attested that the requester's identity is verified.")
+        return reply(f"🪪 {who} verified the requester's identity{_identity_method(info)}.")
     if action == "approve":
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
+        late = law.late_rejection_warning(info.regime, info.original_due_date,
+                                          (info.rejected_at or info.received_at).date())
         return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {escape(truncate(reason or '', 1000))}",
-                     more=["Art. 12(4): tell the requester this reason and that they may complain to a "
-                           "supervisory authority, within one month of receipt."])
+                     more=[law.rejection_duty(info.regime), *([late] if late else [])])
     if action == "extend":
-        return reply(f"⏳ {who} extended request #{info.id} by {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
+        return reply(f"⏳ {who} extended request #{info.id} {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
                      f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
                      f">*Reason:* {escape(truncate(reason or '', 1000))}",
-                     more=["Tell the requester about the extension and its reasons before the original due date."])
+                     more=[law.extension_duty(info.regime)])  # type: ignore[arg-type]
     if action == "retry":
         return reply(f"🔁 {who} asked for another run of request #{info.id}.")
+    if action == "lift":
+        return reply(f"🔓 {who} lifted restriction #{info.id}; removing Do-Not-Contact and the tag in Mautic.")
+    if action == "acknowledge":
+        return reply(f"📨 {who} recorded that receipt of request #{info.id} was confirmed to the requester.")
+    if action == "respond":
+        return reply(f"📬 {who} recorded that the answer to request #{info.id} went out to the requester. "
+                     "The request is closed.")
     return reply(f"{who}: {action}")
 
 
@@ -314,13 +387,15 @@ def failed_reply(info: RequestInfo, error: str, attempts: int) -> dict[str, Any]
 
 def lapsed_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]:
     return reply(f"⌛ The approval of request #{info.id} lapsed: it was not executed within {ttl_days:g} days "
-                 "(APPROVAL_TTL). File the request again if it is still wanted.")
+                 f"(APPROVAL_TTL). The request is back to “{RequestState.VERIFIED.label}” and still due "
+                 f"*{info.due_date.isoformat()}*; an approver can approve it again.")
 
 
 def reminder_reply(info: RequestInfo, today: date) -> dict[str, Any]:
     left = countdown(info.due_date, today)
     icon = "🚨" if left.urgency is Urgency.OVERDUE else "⏰"
-    return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}); "
+    return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}, "
+                 f"{law.deadline_basis(info.regime)}{', extended' if info.extended_at else ''}); "
                  f"state: {info.state.label}.")
 
 
@@ -338,24 +413,48 @@ def _reason_input(label: str, placeholder: str) -> Block:
                         max_length=REASON_MAX)
 
 
-def reject_modal(info: RequestInfo) -> dict[str, Any]:
+def identity_modal(info: RequestInfo) -> dict[str, Any]:
+    """Asks the verifier how the requester's identity was checked; the method is recorded with the decision."""
+    return modal(RequestModal.VERIFY, ref=ref_value(info.id), title=f"Verify request #{info.id}", submit="Verified",
+                 blocks=[
+                     section(f"{info.kind.heading} for {info.subject_masked}. Confirm that the requester is the "
+                             "data subject. Use what you already know about them (EDPB Guidelines 01/2022): "
+                             "ask for an ID document only when nothing else works."),
+                     choice_input(IdentityInput.METHOD_BLOCK, IdentityInput.METHOD_ACTION,
+                                  label="How did you verify it?",
+                                  options=[(m.value, m.label) for m in IdentityMethod]),
+                     text_input(IdentityInput.NOTE_BLOCK, IdentityInput.NOTE_ACTION,
+                                label="Details (required for Other)", max_length=200,
+                                placeholder="e.g. called back on the number in our CRM"),
+                 ])
+
+
+def reject_modal(info: RequestInfo, today: date) -> dict[str, Any]:
+    late = law.late_rejection_warning(info.regime, info.original_due_date, today)
     return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
                  blocks=[
-                     section(f"{info.kind.heading} for {info.subject_masked}. GDPR Art. 12(4) requires telling "
-                             "the requester why, so a reason is required. It is recorded in the audit ledger."),
+                     section(f"{info.kind.heading} for {info.subject_masked}. {law.rejection_duty(info.regime)} "
+                             "A reason is required; it is recorded in the audit ledger."),
+                     *([section(late)] if late else []),
                      _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
                  ])
 
 
-def extend_modal(info: RequestInfo) -> dict[str, Any]:
-    new_due = extended_due_date(info.original_due_date, info.regime)  # type: ignore[arg-type]
+def extend_modal(info: RequestInfo, extended: Deadline, today: date) -> dict[str, Any]:
+    """``extended``: the due date the extension gives (counted from receipt, rolled forward)."""
+    rolled = f"; {extended.note}, so the next working day" if extended.note else ""
     return modal(RequestModal.EXTEND, ref=ref_value(info.id), title=f"Extend request #{info.id}", submit="Extend",
                  blocks=[
                      section(f"The due date moves from *{info.original_due_date.isoformat()}* to "
-                             f"*{new_due.isoformat()}* ({extension_label(info.regime)}). This is possible once, "  # type: ignore[arg-type]
+                             f"*{extended.due.isoformat()}* ({extension_label(info.regime)}{rolled}). "  # type: ignore[arg-type]
+                             "This is possible once, "
                              "and the requester must be told the reasons before the original due date."),
                      _reason_input("Reason (complexity or number of requests)",
                                    "e.g. 14 linked contacts across two brands"),
+                     checkbox_input(NoticeInput.CONFIRM_BLOCK, NoticeInput.CONFIRM_ACTION,
+                                    label="Notice to the requester", value=NoticeInput.TOLD,
+                                    text="The requester was told of the extension and its reasons"),
+                     date_input(NoticeInput.DATE_BLOCK, NoticeInput.DATE_ACTION, label="Told on", initial=today),
                  ])
 
 
@@ -372,6 +471,9 @@ LIST_FOOTER = escape("`/privacy status <id>` shows one request with its history.
 
 
 def _list_line(info: RequestInfo, today: date) -> tuple[str, Urgency]:
+    if not info.awaiting_answer:  # answered; listed only while its restriction is in force
+        return (f"*#{info.id}* {info.kind.heading} · {escape(info.subject_masked)} · restriction in force",
+                Urgency.ON_TIME)
     left = countdown(info.due_date, today)
     mark = {Urgency.OVERDUE: "🚨 OVERDUE", Urgency.DUE_SOON: "⏰ due soon", Urgency.ON_TIME: ""}[left.urgency]
     days = f"{left.days_left} day(s) left" if left.days_left >= 0 else f"{-left.days_left} day(s) late"

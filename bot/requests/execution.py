@@ -128,6 +128,10 @@ async def execute(services: Services, run: JobRun) -> None:
             await _execute_access(services, run, row)
         elif kind is RequestKind.ERASURE:
             await _execute_erasure(services, run, row)
+        elif kind is RequestKind.OPT_OUT:
+            await _execute_marking(services, run, row, comment=OPT_OUT_COMMENT, tag=OPT_OUT_TAG)
+        elif kind is RequestKind.RESTRICTION:
+            await _execute_marking(services, run, row, comment=RESTRICT_COMMENT, tag=RESTRICT_TAG)
         else:
             await _execute_rectification(services, run, row)
     except (MauticNotFound, ContactMerged):
@@ -160,9 +164,10 @@ def _public_error(error: str) -> str:
 
 async def lapse(services: Services, row: store.PrivacyRequest) -> None:
     ttl_days = services.approvals.ttl.total_seconds() / 86400
-    if not await _move(services, row, Action.LAPSE, {"subject_email": None, "changes": {},
-                                                     "completed_at": services.clock()},
-                       details={"approval_ttl_days": ttl_days}):
+    # Back to verified with its original due date: the approval no longer counts, the request does.
+    if not await _move(services, row, Action.LAPSE, {"approved_by": None, "approved_at": None},
+                       details={"approval_ttl_days": ttl_days, "lapsed_approval_by": row.approved_by,
+                                "due_date": row.due_date.isoformat()}):
         return
     info = await notify.refresh_message(services, row.id or 0, best_effort=True)
     if info is not None:
@@ -225,6 +230,7 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
     result = await build_access_package(
         services.mautic, path=path, secret=seal_secret(services),
         request={"id": row.id, "type": "access", "regime": row.regime, "received_at": row.received_at.isoformat(),
+                 "received_on": row.received_on.isoformat() if row.received_on else None,
                  "due_date": row.due_date.isoformat()},
         email=row.subject_email, contact_ids=contact_ids, bot_holdings=await _bot_holdings(services, row),
         policy=services.policy.access,
@@ -468,6 +474,57 @@ async def _execute_rectification(services: Services, run: JobRun, row: store.Pri
     await notify.refresh_message(services, row.id or 0, best_effort=True)
 
 
+# ---- opt-out of sale/sharing (CPRA) ----------------------------------------------------------------
+
+OPT_OUT_TAG = "do-not-sell-share"
+OPT_OUT_COMMENT = "CCPA opt-out of sale/sharing"
+RESTRICT_TAG = "restricted"
+RESTRICT_COMMENT = "Art. 18 restriction"
+
+
+async def _execute_marking(services: Services, run: JobRun, row: store.PrivacyRequest, *, comment: str,
+                           tag: str) -> None:
+    """Opt-out and restriction: Do-Not-Contact for email (reason 3, manual) and a tag on every exact match.
+    Both calls are idempotent in Mautic (a second DNC updates the record, a present tag is kept), so a
+    resumed job simply repeats the contacts not yet checkpointed."""
+    info = info_from_row(row)
+    contact_ids = await _contacts(services, run, row)
+    done: list[int] = [int(i) for i in run.progress.get("opted_out", [])]
+    for cid in contact_ids:
+        if cid in done:
+            continue
+        await services.mautic.add_dnc(cid, "email", reason=3, comments=comment)
+        # Mautic's contact edit adds the listed tags and keeps the others (LeadModel::modifyTags).
+        await services.mautic.patch_contact(cid, {"tags": [tag]}, overwrite_with_blank=False)
+        done.append(cid)
+        await _checkpoint(run, opted_out=done)
+        async with unit_of_work(services.sessions) as session:
+            await ledger.record(session, actor=BOT, action=f"mautic.contact_{info.kind.value}", subject=info.ref,
+                                details={"contact_id": cid, "dnc": "email", "tag": tag})
+    await notify.post_in_thread(services, info, blocks.marking_done_reply(info, done, tag), best_effort=True)
+    async with unit_of_work(services.sessions) as session:
+        # A restriction keeps the address until it is lifted: the lift must find nothing else but these ids.
+        await _complete(services, row, {"contacts": len(done), "marked": done}, session=session)
+    await notify.refresh_message(services, row.id or 0, best_effort=True)
+
+
+async def lift(services: Services, run: JobRun) -> None:
+    """Lift a restriction: remove the DNC and the tag it set, on the contacts it set them on."""
+    row = await _row(services, int(run.payload["request_id"]))
+    info = info_from_row(row)
+    contact_ids = [int(i) for i in (row.result or {}).get("marked", [])]
+    for cid in contact_ids:
+        if await services.mautic.get_contact(cid) is None:
+            continue  # gone since (erased or merged): nothing left to lift
+        await services.mautic.remove_dnc(cid, "email")
+        await services.mautic.patch_contact(cid, {"tags": [f"-{RESTRICT_TAG}"]}, overwrite_with_blank=False)
+        async with unit_of_work(services.sessions) as session:
+            await ledger.record(session, actor=BOT, action="mautic.contact_restriction_lifted", subject=info.ref,
+                                details={"contact_id": cid})
+    await notify.post_in_thread(services, info, blocks.lifted_reply(info, contact_ids), best_effort=True)
+    await notify.refresh_message(services, row.id or 0, best_effort=True)
+
+
 # ---- the daily sweep -------------------------------------------------------------------------------
 
 
@@ -484,14 +541,15 @@ async def daily(services: Services, run: JobRun) -> None:
 
 
 async def remind(services: Services, now: datetime) -> int:
-    from bot.requests.deadlines import Urgency, countdown
+    from bot.requests.deadlines import Urgency, countdown, received_on
 
-    today = now.date()
+    today = received_on(now, services.settings.deadline_timezone)
     sent = 0
     async with unit_of_work(services.sessions) as session:
         rows = await store.open_requests(session)
     for row in rows:
-        if countdown(row.due_date, today).urgency is Urgency.ON_TIME or not row.message_ts:
+        if (countdown(row.due_date, today).urgency is Urgency.ON_TIME or not row.message_ts
+                or not info_from_row(row).awaiting_answer):  # a restriction in force, already answered
             continue
         async with unit_of_work(services.sessions) as session:
             claimed = await store.mark_reminded(session, row.id or 0, today)

@@ -18,6 +18,9 @@ class RequestButton(StrEnum):
     REJECT = "request_reject"
     EXTEND = "request_extend"
     RETRY = "request_retry"
+    ACKNOWLEDGE = "request_acknowledge"
+    RESPOND = "request_respond"
+    LIFT = "request_lift"
 
 
 class RequestModal(StrEnum):
@@ -25,6 +28,26 @@ class RequestModal(StrEnum):
 
     REJECT = "request_reject_modal"
     EXTEND = "request_extend_modal"
+    VERIFY = "request_verify_modal"
+
+
+class NoticeInput(StrEnum):
+    """The Extend modal's proof that the requester was told: a required checkbox and the day it was sent."""
+
+    CONFIRM_BLOCK = "notice_confirm"
+    CONFIRM_ACTION = "notice_confirm_box"
+    DATE_BLOCK = "notice_date"
+    DATE_ACTION = "notice_date_pick"
+    TOLD = "told"  # the checkbox option's value
+
+
+class IdentityInput(StrEnum):
+    """The identity modal's inputs: the method (radio buttons) and, for "other", what it was."""
+
+    METHOD_BLOCK = "identity_method"
+    METHOD_ACTION = "identity_method_choice"
+    NOTE_BLOCK = "identity_note"
+    NOTE_ACTION = "identity_note_input"
 
 
 class ReasonInput(StrEnum):

@@ -14,6 +14,8 @@ class RequestKind(StrEnum):
     ACCESS = "access"  # Art. 15 (and 20: the package is machine-readable)
     ERASURE = "erasure"  # Art. 17
     RECTIFICATION = "rectification"  # Art. 16
+    RESTRICTION = "restriction"  # Art. 18: kept, not used, until lifted
+    OPT_OUT = "optout"  # CPRA: opt-out of sale/sharing, Cal. Civ. Code §1798.120, Cal. Code Regs. tit. 11 §7026
 
     @property
     def heading(self) -> str:
@@ -21,6 +23,8 @@ class RequestKind(StrEnum):
             RequestKind.ACCESS: "Access request (DSAR)",
             RequestKind.ERASURE: "Erasure request",
             RequestKind.RECTIFICATION: "Rectification request",
+            RequestKind.RESTRICTION: "Restriction request",
+            RequestKind.OPT_OUT: "Opt-out of sale/sharing",
         }[self]
 
     @property
@@ -29,6 +33,37 @@ class RequestKind(StrEnum):
             RequestKind.ACCESS: "GDPR Art. 15 and 20",
             RequestKind.ERASURE: "GDPR Art. 17",
             RequestKind.RECTIFICATION: "GDPR Art. 16",
+            RequestKind.RESTRICTION: "GDPR Art. 18",
+            RequestKind.OPT_OUT: "CCPA §1798.120, Cal. Code Regs. tit. 11 §7026",
+        }[self]
+
+    @property
+    def needs_identity(self) -> bool:
+        """An opt-out needs no identity verification (Cal. Code Regs. tit. 11 §7026(d)), only an approver."""
+        return self is not RequestKind.OPT_OUT
+
+    @property
+    def extendable(self) -> bool:
+        """An opt-out is complied with within 15 business days (§7026(f)); there is no extension."""
+        return self is not RequestKind.OPT_OUT
+
+
+class IdentityMethod(StrEnum):
+    """How a verifier checked that the requester is the data subject (EDPB Guidelines 01/2022 §3.3: use
+    what the controller already knows; ask for an ID document only when nothing else works)."""
+
+    ADDRESS_REPLY = "address_reply"
+    ACCOUNT = "account"
+    DOCUMENT = "document"
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        return {
+            IdentityMethod.ADDRESS_REPLY: "Reply from the address on record",
+            IdentityMethod.ACCOUNT: "Logged-in account",
+            IdentityMethod.DOCUMENT: "ID document seen",
+            IdentityMethod.OTHER: "Other",
         }[self]
 
 
@@ -72,12 +107,16 @@ class Action(StrEnum):
     COMPLETE = "complete"
     FAIL = "fail"  # the job gave up after JOB_MAX_ATTEMPTS
     RETRY = "retry"  # an approver asks for another run of a failed request
-    LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran
+    LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran: back to verified
+    ACKNOWLEDGE = "acknowledge"  # the confirmation of receipt went out to the requester
+    RESPOND = "respond"  # the answer went out to the requester: only now is the request closed
+    LIFT = "lift"  # an approver lifts a restriction (Art. 18(3): the subject is told before)
 
 
 S, A = RequestState, Action
 
-# (state, action) → next state. Extend keeps the state: it only moves the due date.
+# (state, action) → next state. Extend keeps the state: it only moves the due date. Acknowledge and respond
+# keep it too: they record that the requester was told something.
 TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     (S.FILED, A.VERIFY): S.VERIFIED,
     (S.FILED, A.REJECT): S.REJECTED,
@@ -87,18 +126,28 @@ TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     (S.VERIFIED, A.EXTEND): S.VERIFIED,
     (S.APPROVED, A.EXTEND): S.APPROVED,
     (S.APPROVED, A.START): S.RUNNING,
-    (S.APPROVED, A.LAPSE): S.LAPSED,
+    # A lapsed approval no longer counts, but the request stays what it was before it: verified and due
+    # on its original date (re-filing would restart the clock the law does not restart).
+    (S.APPROVED, A.LAPSE): S.VERIFIED,
     (S.RUNNING, A.START): S.RUNNING,  # a resumed job after a restart
     (S.RUNNING, A.COMPLETE): S.DONE,
     (S.RUNNING, A.FAIL): S.FAILED,
     (S.APPROVED, A.FAIL): S.FAILED,  # the job could not even start (e.g. Mautic down throughout)
     (S.FAILED, A.RETRY): S.APPROVED,
+    **{(state, A.ACKNOWLEDGE): state for state in (S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED)},
+    (S.DONE, A.RESPOND): S.DONE,
+    (S.DONE, A.LIFT): S.DONE,  # a carried-out restriction; the lift itself runs as a job
+    (S.REJECTED, A.RESPOND): S.REJECTED,
 }
 
 # Actions a person takes by clicking; the rest are taken by the bot's own jobs.
-HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.ACKNOWLEDGE, A.RESPOND, A.LIFT})
 # Actions that need a privacy approver who did not file the request (four eyes).
-APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY})
+APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.LIFT})
+# Records of what the requester was told: any filer (requesters and approvers) may make them.
+RECORD_ACTIONS = frozenset({A.ACKNOWLEDGE, A.RESPOND})
+# Decided or carried out, the request stays open until the answer went out.
+ANSWERED = frozenset({RequestState.DONE, RequestState.REJECTED})
 
 
 class TransitionError(Exception):
@@ -116,16 +165,26 @@ def allowed_from(action: Action) -> frozenset[RequestState]:
     return frozenset(state for (state, act) in TRANSITIONS if act == action)
 
 
-def transition(state: RequestState | str, action: Action | str) -> RequestState:
+# A request whose kind needs no identity step may be approved straight from filed.
+WITHOUT_IDENTITY: dict[tuple[RequestState, Action], RequestState] = {(S.FILED, A.APPROVE): S.APPROVED}
+
+
+def transition(state: RequestState | str, action: Action | str, *, identity_required: bool = True) -> RequestState:
     """The next state, or TransitionError with a sentence a person can act on."""
     state, action = RequestState(state), Action(action)
     nxt = TRANSITIONS.get((state, action))
+    if nxt is None and not identity_required:
+        nxt = WITHOUT_IDENTITY.get((state, action))
     if nxt is not None:
         return nxt
     raise TransitionError(state, action, _why_not(state, action))
 
 
 def _why_not(state: RequestState, action: Action) -> str:
+    if action is A.RESPOND and state is not S.LAPSED:
+        return "The answer can be recorded as sent once the request is done or rejected."
+    if action is A.ACKNOWLEDGE and state in ANSWERED:
+        return "This request was already answered; the confirmation of receipt no longer applies."
     if state in TERMINAL:
         return f"This request is already {state.value}; nothing more can be decided on it."
     if action is A.APPROVE and state is S.FILED:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from bot.requests.blocks import decision_reply, progress_reply, request_message
+from bot.requests.deadlines import received_on
 from bot.requests.model import Action
 from bot.requests.view import RequestInfo, info_from_row
 from storage import requests as store
@@ -19,6 +21,11 @@ from storage.db import unit_of_work
 
 if TYPE_CHECKING:
     from bot.services import Services
+
+
+def _today(services: Services) -> date:
+    """Today where the controller counts its days (DEADLINE_TIMEZONE)."""
+    return received_on(services.clock(), services.settings.deadline_timezone)
 
 
 def _lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContextManager[None]:
@@ -36,7 +43,7 @@ async def ensure_posted(services: Services, request_id: int) -> RequestInfo | No
             info = info_from_row(row)
         if info.message_ts is not None:
             return info
-        posted = await services.messenger.post(info.channel, **request_message(info, today=services.clock().date()))
+        posted = await services.messenger.post(info.channel, **request_message(info, today=_today(services)))
         assert posted is not None  # not best effort: a failure raises
         async with unit_of_work(services.sessions) as session:
             await store.set_fields(session, request_id, {"message_ts": posted.ts})
@@ -56,7 +63,7 @@ async def refresh_message(services: Services, request_id: int, *, best_effort: b
             info = info_from_row(row) if row is not None else None
         if info is None or info.message_ts is None:
             return info
-        message = request_message(info, today=services.clock().date())
+        message = request_message(info, today=_today(services))
         if not await services.messenger.update(info.channel, info.message_ts, **message, best_effort=best_effort):
             return None
         return info

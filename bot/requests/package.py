@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from bot.policy import AccessPolicy
+from bot.requests import law
 from bot.requests.sealed import SealedWriter
 
 FORMAT = "mautic-privacy-bot/access-package/1"
@@ -198,17 +199,20 @@ def render_summary(
     )
     bot_lines = [f"{e(k.replace('_', ' '))}: {n}" for k, n in result.bot_items.items()]
     title = f"Your personal data: access request #{e(str(request.get('id')))}"
-    received = e(str(request.get("received_at", ""))[:10])
+    received = e(str(request.get("received_on") or request.get("received_at", ""))[:10])
+    regime = str(request.get("regime") or "gdpr")  # the request's own regime names the law it answers under
+    rights = "".join(f"<li>{e(line)}</li>" for line in law.rights(regime, policy.authority))
+    free = "(Cal. Civ. Code §1798.130(a)(2))" if regime == "ccpa" else "(Art. 15(3))"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:52em;margin:2em auto;line-height:1.45}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:.2em .5em;text-align:left}}</style></head>
 <body>
 <h1>Your personal data</h1>
-<p>This is our answer to your request for access (GDPR Art. 15) received on
+<p>This is our answer to your request for access ({e(law.access_basis(regime))}) received on
 {received}, prepared on {e(generated_at.date().isoformat())} by {e(policy.controller)}.
 The file <code>data.json</code> next to this page holds a complete copy of the data, in a structured,
-machine-readable format you may take to another service (Art. 20).</p>
+machine-readable format you may take to another service{" (Art. 20)" if regime != "ccpa" else ""}.</p>
 <h2>What we hold</h2>
 {held}
 <p>Records about you kept by our privacy tooling: {e(', '.join(bot_lines) or 'none')}.</p>
@@ -219,14 +223,7 @@ machine-readable format you may take to another service (Art. 20).</p>
 <h2>Where it came from</h2><p>{e(policy.source)}</p>
 <h2>Automated decisions and profiling</h2><p>{e(policy.automated_decisions)}</p>
 <h2>Your rights</h2>
-<ul>
-<li>to have inaccurate data corrected (Art. 16) and incomplete data completed;</li>
-<li>to have your data erased (Art. 17);</li>
-<li>to restrict processing (Art. 18) and to object to it, including at any time to direct marketing (Art. 21);</li>
-<li>to receive the data you gave us in a portable format (Art. 20), which <code>data.json</code> is;</li>
-<li>to withdraw consent at any time, as easily as you gave it (Art. 7(3));</li>
-<li>to lodge a complaint with a supervisory authority, such as {e(policy.authority)} (Art. 77).</li>
-</ul>
-<p>Questions: contact {e(policy.contact)}. This first copy is free of charge (Art. 15(3)).</p>
+<ul>{rights}</ul>
+<p>Questions: contact {e(policy.contact)}. This first copy is free of charge {free}.</p>
 </body></html>
 """

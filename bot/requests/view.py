@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from bot.requests.model import RequestKind, RequestState
+from bot.requests.model import ANSWERED, RequestKind, RequestState
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,15 @@ class RequestInfo:
     received_at: datetime
     due_date: date
     original_due_date: date
+    received_on: date | None = None  # None: a row written without it counts from its filing day
+    due_note: str | None = None
     note: str | None = None
     changed_fields: tuple[str, ...] = ()
     contacts_found: tuple[int, ...] | None = None  # None: not looked up yet
     verified_by: str | None = None
     verified_at: datetime | None = None
+    verification_method: str | None = None
+    verification_note: str | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
     rejected_by: str | None = None
@@ -33,6 +37,14 @@ class RequestInfo:
     extended_by: str | None = None
     extended_at: datetime | None = None
     extension_reason: str | None = None
+    acknowledgement_due: date | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    extension_notified_on: date | None = None
+    responded_at: datetime | None = None
+    responded_by: str | None = None
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
     failure: str | None = None
     completed_at: datetime | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +55,25 @@ class RequestInfo:
     def ref(self) -> str:
         """Opaque reference for the audit ledger."""
         return f"request:{self.id}"
+
+    @property
+    def received_day(self) -> date:
+        """The day the controller received the request, from which every period is counted."""
+        return self.received_on or self.received_at.date()
+
+    @property
+    def is_open(self) -> bool:
+        """Open until carried out or rejected *and* the answer went out; overdue counts until then."""
+        return self.awaiting_answer or self.restriction_in_force
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """Not yet carried out or rejected, or not yet answered: the due date still counts."""
+        return self.state.is_open or (self.state in ANSWERED and self.responded_at is None)
+
+    @property
+    def restriction_in_force(self) -> bool:
+        return self.kind is RequestKind.RESTRICTION and self.state is RequestState.DONE and self.lifted_at is None
 
     @property
     def erased(self) -> bool:
@@ -61,11 +92,15 @@ def info_from_row(row: Any) -> RequestInfo:
         received_at=row.received_at,
         due_date=row.due_date,
         original_due_date=row.original_due_date,
+        received_on=row.received_on,
+        due_note=row.due_note,
         note=row.note,
         changed_fields=tuple(sorted((row.changes or {}).keys())) or tuple(row.result.get("fields", ())),
         contacts_found=tuple(row.contacts_found) if row.contacts_found is not None else None,
         verified_by=row.verified_by,
         verified_at=row.verified_at,
+        verification_method=row.verification_method,
+        verification_note=row.verification_note,
         approved_by=row.approved_by,
         approved_at=row.approved_at,
         rejected_by=row.rejected_by,
@@ -74,6 +109,14 @@ def info_from_row(row: Any) -> RequestInfo:
         extended_by=row.extended_by,
         extended_at=row.extended_at,
         extension_reason=row.extension_reason,
+        acknowledgement_due=row.acknowledgement_due,
+        acknowledged_at=row.acknowledged_at,
+        acknowledged_by=row.acknowledged_by,
+        extension_notified_on=row.extension_notified_on,
+        responded_at=row.responded_at,
+        responded_by=row.responded_by,
+        lifted_at=row.lifted_at,
+        lifted_by=row.lifted_by,
         failure=row.failure,
         completed_at=row.completed_at,
         result=dict(row.result or {}),

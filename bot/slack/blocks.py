@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 Block = dict[str, Any]
@@ -89,6 +90,59 @@ def reason_input(block_id: str, action_id: str, *, label: str, placeholder: str,
             "max_length": max_length,
             "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150)},
         },
+    }
+
+
+def choice_input(block_id: str, action_id: str, *, label: str, options: list[tuple[str, str]]) -> Block:
+    """A required choice of one among ``options`` ((value, label) pairs), shown as radio buttons."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {
+            "type": "radio_buttons",
+            "action_id": action_id,
+            "options": [{"text": {"type": "plain_text", "text": truncate(text, 75)}, "value": value}
+                        for value, text in options[:10]],
+        },
+    }
+
+
+def text_input(block_id: str, action_id: str, *, label: str, placeholder: str, max_length: int,
+               optional: bool = True) -> Block:
+    """A one-line text input, optional unless said otherwise."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {
+            "type": "plain_text_input",
+            "action_id": action_id,
+            "max_length": max_length,
+            "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150)},
+        },
+    }
+
+
+def checkbox_input(block_id: str, action_id: str, *, label: str, value: str, text: str) -> Block:
+    """A required single checkbox (a confirmation the person must tick)."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {"type": "checkboxes", "action_id": action_id,
+                    "options": [{"text": {"type": "plain_text", "text": truncate(text, 75)}, "value": value}]},
+    }
+
+
+def date_input(block_id: str, action_id: str, *, label: str, initial: date) -> Block:
+    """A required date picker, preset to ``initial``."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": truncate(label, 2000)},
+        "element": {"type": "datepicker", "action_id": action_id, "initial_date": initial.isoformat()},
     }
 
 

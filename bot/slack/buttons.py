@@ -69,3 +69,17 @@ class Submission:
     def text(self, block_id: str, action_id: str) -> str:
         """A plain-text input's value, stripped ("" when absent)."""
         return str(((self.values.get(block_id) or {}).get(action_id) or {}).get("value") or "").strip()
+
+    def choices(self, block_id: str, action_id: str) -> list[str]:
+        """The values of a checkboxes input's ticked options."""
+        selected = ((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_options") or []
+        return [str(option.get("value") or "") for option in selected]
+
+    def day(self, block_id: str, action_id: str) -> str:
+        """A datepicker's ``selected_date`` (YYYY-MM-DD), "" when none."""
+        return str(((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_date") or "")
+
+    def choice(self, block_id: str, action_id: str) -> str:
+        """The value of a radio-buttons or static-select input's selected option ("" when none)."""
+        selected = ((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_option") or {}
+        return str(selected.get("value") or "")

@@ -15,10 +15,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import UserFacingError
+from bot.errors import BadCommand, UserFacingError
 from bot.requests import blocks, notify, service
-from bot.requests.commands import USAGE, parse_request_id
-from bot.requests.ids import ReasonInput, RequestButton, RequestModal
+from bot.requests.commands import USAGE, parse_identity, parse_notice, parse_request_id
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
 from bot.requests.view import RequestInfo
 from bot.services import Services
@@ -32,8 +32,10 @@ def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
         info = await service.file_request(call.services, user_id=call.user_id, channel_id=call.channel_id,
                                           kind=kind, args=call.args)
         await call.ack(
-            f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked}; legal due date "
-            f"{info.due_date.isoformat()}. I'm posting it in this channel with the Mautic contacts I find."
+            f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked} ({info.regime.upper()}), "
+            f"received {info.received_day.isoformat()}; legal due date {info.due_date.isoformat()}"
+            f"{f' ({info.due_note})' if info.due_note else ''}. "
+            "I'm posting it in this channel with the Mautic contacts I find."
         )
 
     return run
@@ -41,7 +43,7 @@ def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
 
 async def _list(call: CommandCall) -> None:
     infos = await service.open_requests(call.services)
-    await call.ack(**blocks.requests_list(infos, today=call.services.clock().date()))
+    await call.ack(**blocks.requests_list(infos, today=service.today(call.services)))
 
 
 async def _status(call: CommandCall) -> None:
@@ -50,12 +52,13 @@ async def _status(call: CommandCall) -> None:
     if info is None:
         raise UserFacingError(f"There is no request #{request_id}. `/privacy requests` lists the open ones.")
     rows = await service.history(call.services, request_id)
-    await call.ack(**blocks.request_status(info, rows, today=call.services.clock().date()))
+    await call.ack(**blocks.request_status(info, rows, today=service.today(call.services)))
 
 
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand("dsar", USAGE[RequestKind.ACCESS].usage, USAGE[RequestKind.ACCESS].example,
-               "file an access request (Art. 15/20): a complete data package for the person",
+               "file an access request (Art. 15/20): a complete data package for the person; received= is the "
+               "day it reached you (default today), regime= gdpr or ccpa",
                _filer(RequestKind.ACCESS)),
     Subcommand("erase", USAGE[RequestKind.ERASURE].usage, USAGE[RequestKind.ERASURE].example,
                "file an erasure request (Art. 17): delete the person in Mautic and in the bot",
@@ -63,6 +66,12 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand("rectify", USAGE[RequestKind.RECTIFICATION].usage, USAGE[RequestKind.RECTIFICATION].example,
                "file a rectification request (Art. 16): correct contact fields in Mautic",
                _filer(RequestKind.RECTIFICATION)),
+    Subcommand("restrict", USAGE[RequestKind.RESTRICTION].usage, USAGE[RequestKind.RESTRICTION].example,
+               "file a restriction (Art. 18): on approval Do-Not-Contact and the tag restricted in Mautic, "
+               "listed until an approver lifts it", _filer(RequestKind.RESTRICTION)),
+    Subcommand("optout", USAGE[RequestKind.OPT_OUT].usage, USAGE[RequestKind.OPT_OUT].example,
+               "file a CCPA opt-out of sale/sharing: 15 business days, no identity step; on approval "
+               "Do-Not-Contact and the tag do-not-sell-share in Mautic", _filer(RequestKind.OPT_OUT)),
     Subcommand("requests", "requests", "/privacy requests",
                "list open data-subject requests with days left", _list),
     Subcommand("status", "status <id>", "/privacy status 12", "show one request and its history", _status),
@@ -103,11 +112,21 @@ def register(bolt: AsyncApp, services: Services) -> None:
                 await ack(response_action="errors",
                           errors={ReasonInput.BLOCK: "A reason is required (at least a few words)."})
                 return
+            notified_on = None
+            if action is Action.EXTEND:  # the modal also asks when the requester was told
+                try:
+                    notified_on = parse_notice(
+                        confirmed=NoticeInput.TOLD in submitted.choices(NoticeInput.CONFIRM_BLOCK,
+                                                                         NoticeInput.CONFIRM_ACTION),
+                        told_on=submitted.day(NoticeInput.DATE_BLOCK, NoticeInput.DATE_ACTION))
+                except BadCommand as exc:
+                    await ack(response_action="errors", errors={NoticeInput.CONFIRM_BLOCK: exc.message[:150]})
+                    return
             if submitted.ref is None:
                 await ack()
                 return
             outcome = await service.decide(services, submitted.ref, submitted.user_id, action,
-                                           reason=reason[:blocks.REASON_MAX])
+                                           reason=reason[:blocks.REASON_MAX], notified_on=notified_on)
             if not outcome.accepted or outcome.info is None:
                 await ack(response_action="errors", errors={ReasonInput.BLOCK: outcome.message[:150]})
                 return
@@ -116,10 +135,35 @@ def register(bolt: AsyncApp, services: Services) -> None:
 
         return on_submit
 
-    bolt.action(RequestButton.VERIFY)(click(Action.VERIFY))
+    async def on_identity(ack: AsyncAck, body: dict[str, Any]) -> None:
+        submitted = Submission.from_body(body)
+        try:
+            identity = parse_identity(submitted.choice(IdentityInput.METHOD_BLOCK, IdentityInput.METHOD_ACTION),
+                                      submitted.text(IdentityInput.NOTE_BLOCK, IdentityInput.NOTE_ACTION))
+        except BadCommand as exc:
+            await ack(response_action="errors", errors={IdentityInput.NOTE_BLOCK: exc.message[:150]})
+            return
+        if submitted.ref is None:
+            await ack()
+            return
+        outcome = await service.decide(services, submitted.ref, submitted.user_id, Action.VERIFY, identity=identity)
+        if not outcome.accepted or outcome.info is None:
+            await ack(response_action="errors", errors={IdentityInput.METHOD_BLOCK: outcome.message[:150]})
+            return
+        await ack()
+        await notify.show_decision(services, outcome.info, Action.VERIFY, submitted.user_id)
+
+    bolt.action(RequestButton.VERIFY)(click(Action.VERIFY, blocks.identity_modal))
+    bolt.view(RequestModal.VERIFY)(on_identity)
     bolt.action(RequestButton.APPROVE)(click(Action.APPROVE))
     bolt.action(RequestButton.RETRY)(click(Action.RETRY))
-    bolt.action(RequestButton.REJECT)(click(Action.REJECT, blocks.reject_modal))
-    bolt.action(RequestButton.EXTEND)(click(Action.EXTEND, blocks.extend_modal))
+    bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
+    bolt.action(RequestButton.RESPOND)(click(Action.RESPOND))
+    bolt.action(RequestButton.LIFT)(click(Action.LIFT))
+    bolt.action(RequestButton.REJECT)(click(Action.REJECT,
+                                            lambda info: blocks.reject_modal(info, service.today(services))))
+    bolt.action(RequestButton.EXTEND)(click(
+        Action.EXTEND, lambda info: blocks.extend_modal(info, service.extended_deadline(services, info),
+                                                        service.today(services))))
     bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
     bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))

@@ -6,10 +6,12 @@ import io
 import json
 import re
 import zipfile
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from bot.privacy import subject_hash
-from bot.requests.ids import RequestButton
+from bot.requests.deadlines import received_on
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton
 from sandbox.harness import ALICE, BOB, CAROL
 from sandbox.scenes.base import Narrator, Scene
 from storage.db import unit_of_work
@@ -51,6 +53,38 @@ async def _click(box: Sandbox, say: Narrator, who: str, person_id: str, message:
     say.show_responses(who)
 
 
+async def _verify(box: Sandbox, say: Narrator, who: str, person_id: str, message: Message, method: str,
+                  note: str = "") -> None:
+    """Click "Identity verified" and answer the modal with the method used."""
+    views, edits = len(box.slack.views), len(message.history)
+    await box.user.click(person_id, message, RequestButton.VERIFY)
+    await box.slack.wait_until(lambda: len(box.slack.views) > views, timeout=TIMEOUT, describe="the identity modal")
+    say.say(f"{who} answers the modal: how was the identity checked?")
+    values: dict[str, dict[str, dict[str, Any]]] = {IdentityInput.METHOD_BLOCK: {IdentityInput.METHOD_ACTION: {
+                  "type": "radio_buttons", "selected_option": {"value": method}}},
+              IdentityInput.NOTE_BLOCK: {IdentityInput.NOTE_ACTION: {"type": "plain_text_input", "value": note}}}
+    await box.user.submit_view(person_id, box.slack.views[-1], values)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
+
+
+async def _extend(box: Sandbox, say: Narrator, person_id: str, message: Message, reason: str) -> None:
+    """Click Extend and answer its modal: the reason, and that (and when) the requester was told."""
+    views, edits = len(box.slack.views), len(message.history)
+    await box.user.click(person_id, message, RequestButton.EXTEND)
+    await box.slack.wait_until(lambda: len(box.slack.views) > views, timeout=TIMEOUT, describe="the Extend modal")
+    told_on = received_on(box.services.clock(), box.settings.deadline_timezone).isoformat()
+    say.say(f"The modal shows the new due date and asks for the reason and the day Lena was told ({told_on})")
+    values: dict[str, dict[str, dict[str, Any]]] = {
+        ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}},
+        NoticeInput.CONFIRM_BLOCK: {NoticeInput.CONFIRM_ACTION: {
+            "type": "checkboxes", "selected_options": [{"value": NoticeInput.TOLD}]}},
+        NoticeInput.DATE_BLOCK: {NoticeInput.DATE_ACTION: {"type": "datepicker", "selected_date": told_on}},
+    }
+    await box.user.submit_view(person_id, box.slack.views[-1], values)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="extended")
+    say.show_channel()
+
+
 async def access_request(box: Sandbox, say: Narrator) -> None:
     fake = box.mautic
     fake.add_segment(31, "Product news")
@@ -58,15 +92,22 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     fake.add_note(lena, "Asked for a copy of her data by email")
     fake.add_campaign(lena, 7, "Welcome series")
     fake.set_activity_generator(lena, 1200)
-    message = await _file(box, say, "dsar lena@example.org ticket 4411")
+    received = received_on(box.services.clock(), box.settings.deadline_timezone) - timedelta(days=3)
+    say.say("Lena asked for her data by email three days ago; Alice files it with the day it was received, "
+            "so the legal clock runs from then")
+    message = await _file(box, say, f"dsar lena@example.org received={received.isoformat()} ticket 4411")
 
-    say.say("Bob (an approver) clicks Approve before anyone attested the requester's identity")
+    say.say("Bob (an approver) clicks Approve before anyone verified the requester's identity")
     await _click(box, say, "Bob", BOB.id, message, RequestButton.APPROVE)
     await box.slack.wait_for_response(where=lambda r: "Identity has not been verified" in r.text)
-    say.say("Alice checked the requester's ID and clicks “Identity verified”")
-    edits = len(message.history)
-    await box.user.click(ALICE.id, message, RequestButton.VERIFY)
-    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
+    say.say("Alice, who filed it, clicks “Identity verified”: the one who files cannot also attest it")
+    await _click(box, say, "Alice", ALICE.id, message, RequestButton.VERIFY)
+    await box.slack.wait_for_response(where=lambda r: "someone else must verify" in r.text)
+    say.show_responses("Alice")
+    say.say("Carol (in the DPO user group) checked that the email came from the address on record")
+    await _verify(box, say, "Carol", CAROL.id, message, "address_reply")
+    say.say("Lena's records span two brands; Bob extends the request, after emailing her the reasons")
+    await _extend(box, say, BOB.id, message, "Records across two brands need to be collected and checked")
     say.say("Alice, who filed it, tries to approve her own request")
     await box.user.click(ALICE.id, message, RequestButton.APPROVE)
     await box.slack.wait_for_response(where=lambda r: "Only privacy approvers" in r.text)
@@ -93,6 +134,11 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     say.private("the requester", f"zip: {', '.join(archive.namelist())}; data.json has contact #{contact['id']} "
                 f"with {len(contact['timeline']):,} timeline events, segments {segments}, "
                 f"notes {len(contact['notes'])}; summary.html lists purposes, recipients, retention and rights")
+    say.say("Alice sends Lena the link and clicks “Answer sent to requester”: only now is the request closed")
+    edits = len(message.history)
+    await box.user.click(ALICE.id, message, RequestButton.RESPOND)
+    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="answered")
+    say.show_channel()
     say.say("Alice lists the open requests")
     say.show_answer("Alice", await box.command(ALICE, "requests"))
 
@@ -103,10 +149,9 @@ async def erasure_request(box: Sandbox, say: Narrator) -> None:
     fake.add_contact(email="Omar@Example.org", firstname="O.")  # a duplicate record of the same person
     fake.add_email_stat(first, read=True)
     message = await _file(box, say, "erase omar@example.org asked by phone, ticket 4412")
-    say.say("Bob attests the identity; Carol approves (Slack shows a red confirm dialog first)")
-    edits = len(message.history)
-    await box.user.click(BOB.id, message, RequestButton.VERIFY)
-    await box.slack.wait_until(lambda: len(message.history) > edits, timeout=TIMEOUT, describe="verified")
+    say.say("Bob verifies the identity (he called the requester back on the number on record); Carol "
+            "approves (Slack shows a red confirm dialog first)")
+    await _verify(box, say, "Bob", BOB.id, message, "other", "called back on the number on record")
     await box.user.click(CAROL.id, message, RequestButton.APPROVE)
     await box.slack.wait_until(lambda: _state_is(message, "Done"), timeout=TIMEOUT, describe="done")
     await box.slack.wait_until(
@@ -123,6 +168,7 @@ async def erasure_request(box: Sandbox, say: Narrator) -> None:
 
 
 SCENES: list[Scene] = [
-    Scene("Access request (DSAR): filed, verified, approved, delivered", access_request),
+    Scene("Access request (DSAR): received by email, filed, verified, extended, delivered, answered",
+          access_request),
     Scene("Erasure request: filed, approved, deleted, purged, reported", erasure_request),
 ]

@@ -18,7 +18,7 @@ def _request(n: int, *, state: str, due: date, received: datetime, completed: da
     return PrivacyRequest(
         kind="access", state=state, regime="gdpr", subject_hash=f"{n:064x}", subject_masked="j***@example.com",
         filed_by="U0ALICE", channel="C0PRIVACY", received_at=received, due_date=due, original_due_date=due,
-        updated_at=received, completed_at=completed,
+        updated_at=received, completed_at=completed, responded_at=completed,  # answered when completed
     )
 
 

@@ -7,7 +7,7 @@ import io
 import zipfile
 from typing import Any
 
-from bot.requests.ids import ReasonInput
+from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton
 from bot.requests.model import RequestState
 from sandbox.harness import PRIVACY_CHANNEL, Person, Sandbox
 from sandbox.slack import Message
@@ -82,6 +82,36 @@ async def submit_reason(box: Sandbox, person: Person, view: Any, reason: str) ->
     values: dict[str, dict[str, dict[str, str]]] = {
         ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}}}
     return await box.user.submit_view(person.id, view, values)
+
+
+async def submit_extension(box: Sandbox, person: Person, view: Any, reason: str, *, told_on: str | None,
+                           confirmed: bool = True) -> Any:
+    """Answer the Extend modal: the reason, the notice checkbox and the day the requester was told."""
+    values: dict[str, dict[str, dict[str, Any]]] = {
+        ReasonInput.BLOCK: {ReasonInput.ACTION: {"type": "plain_text_input", "value": reason}},
+        NoticeInput.CONFIRM_BLOCK: {NoticeInput.CONFIRM_ACTION: {
+            "type": "checkboxes", "selected_options": [{"value": NoticeInput.TOLD}] if confirmed else []}},
+        NoticeInput.DATE_BLOCK: {NoticeInput.DATE_ACTION: {"type": "datepicker", "selected_date": told_on}},
+    }
+    return await box.user.submit_view(person.id, view, values)
+
+
+async def submit_identity(box: Sandbox, person: Person, view: Any, method: str, note: str = "") -> Any:
+    values: dict[str, dict[str, dict[str, Any]]] = {
+        IdentityInput.METHOD_BLOCK: {IdentityInput.METHOD_ACTION: {
+            "type": "radio_buttons", "selected_option": {"value": method} if method else None}},
+        IdentityInput.NOTE_BLOCK: {IdentityInput.NOTE_ACTION: {"type": "plain_text_input", "value": note or None}},
+    }
+    return await box.user.submit_view(person.id, view, values)
+
+
+async def verify_identity(box: Sandbox, person: Person, message: Message, method: str = "address_reply",
+                          note: str = "") -> store.PrivacyRequest:
+    """Click "Identity verified", answer the modal, and wait until the request shows as verified."""
+    view = await open_modal(box, person, message, RequestButton.VERIFY)
+    result = await submit_identity(box, person, view, method, note)
+    assert result.status == 200 and not result.text.strip(), result.text
+    return await wait_state(box, message, "verified")
 
 
 def thread_texts(box: Sandbox, message: Message) -> list[str]:

@@ -9,13 +9,22 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.requests.deadlines import due_date
+from bot.requests.deadlines import legal_deadline
 from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
 from storage import requests as store
 from storage.db import unit_of_work
 from tests.helpers import ledger, text_of
-from tests.requests.helpers import click, file_request, load_row, request_id_of, unzip, wait_state, wait_thread
+from tests.requests.helpers import (
+    click,
+    file_request,
+    load_row,
+    request_id_of,
+    unzip,
+    verify_identity,
+    wait_state,
+    wait_thread,
+)
 
 
 async def refusal(box: Sandbox, needle: str) -> str:
@@ -56,7 +65,7 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     shown = text_of(message)
     today = box.services.clock().date()
     for needle in ("Access request (DSAR) #1", "j***@example.com", "<@U0BOB>", "Received",
-                   due_date(today, "gdpr").isoformat(), f"1 (#{cid})", "ticket 4411"):
+                   legal_deadline(today, "gdpr").due.isoformat(), f"1 (#{cid})", "ticket 4411"):
         assert needle in shown, needle
     await wait_thread(box, message, "Mautic contacts with exactly this email address: *1*")
     request_id = request_id_of(message)
@@ -64,22 +73,27 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     # Refused clicks: each gets an ephemeral explanation and an audit entry, and changes nothing.
     await click(box, CAROL, message, RequestButton.APPROVE)
     await refusal(box, "Identity has not been verified")
-    await click(box, ALICE, message, RequestButton.VERIFY)
-    await wait_state(box, message, "verified")
+    # The filer may not verify (this change: before it, any filer could, their own request included).
+    await click(box, BOB, message, RequestButton.VERIFY)
+    await refusal(box, "You filed request #1, so someone else must verify")
+    await click(box, ALICE, message, RequestButton.VERIFY)  # a requester, not an approver
+    await refusal(box, "Only privacy approvers may verify")
+    await verify_identity(box, CAROL, message)
     await click(box, BOB, message, RequestButton.APPROVE)
     await refusal(box, "someone else must approve it (four eyes)")
     await click(box, MALLORY, message, RequestButton.APPROVE)
     await refusal(box, "Only privacy approvers")
     refused = await ledger(box, "request.refused")
-    assert [e.details["attempted"] for e in refused] == ["approve", "approve", "approve"]
-    assert {e.actor for e in refused} == {CAROL.id, BOB.id, MALLORY.id}
+    assert [e.details["attempted"] for e in refused] == ["approve", "verify", "verify", "approve", "approve"]
+    assert {e.actor for e in refused} == {CAROL.id, BOB.id, ALICE.id, MALLORY.id}
     assert (await load_row(box, request_id)).state == "verified"  # type: ignore[union-attr]
 
     await click(box, CAROL, message, RequestButton.APPROVE)  # CAROL approves through the S0DPO user group
     row = await wait_state(box, message, "done")
-    assert row.approved_by == CAROL.id and row.verified_by == ALICE.id
+    assert row.approved_by == CAROL.id and row.verified_by == CAROL.id
     assert row.subject_email is None  # the clear address was needed only until the package was built
-    assert "Approved by <@U0CAROL>" in text_of(message) and "Identity verified by <@U0ALICE>" in text_of(message)
+    assert "Approved by <@U0CAROL>" in text_of(message) and "Identity verified by <@U0CAROL>" in text_of(message)
+    assert "(Reply from the address on record)" in text_of(message)
     reply = await wait_thread(box, message, "Access package for request #1 is ready")
     assert "450 timeline events" in reply
 
@@ -137,8 +151,7 @@ async def test_no_contact_found_is_stated_and_the_package_still_comes(box: Sandb
     message = await file_request(box, ALICE, "dsar nobody@example.com")
     assert "none found" in text_of(message)
     await wait_thread(box, message, "No Mautic contact has exactly this email address")
-    await click(box, ALICE, message, RequestButton.VERIFY)
-    await wait_state(box, message, "verified")
+    await verify_identity(box, CAROL, message)
     await click(box, BOB, message, RequestButton.APPROVE)
     await wait_state(box, message, "done")
     reply = await wait_thread(box, message, "Access package")

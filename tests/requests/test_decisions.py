@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.app import Tuning, create_app
-from bot.requests.deadlines import add_months
+from bot.requests.deadlines import legal_deadline
 from bot.requests.ids import RequestButton, RequestModal
 from bot.requests.service import enqueue_daily
 from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox, sandbox
@@ -29,7 +29,9 @@ from tests.requests.helpers import (
     load_row,
     open_modal,
     request_id_of,
+    submit_extension,
     submit_reason,
+    verify_identity,
     wait_state,
     wait_thread,
 )
@@ -51,7 +53,9 @@ async def test_reject_requires_a_reason_and_closes_the_request(box: Sandbox) -> 
     assert row.reject_reason == "Could not verify identity after two attempts" and row.rejected_by == BOB.id
     assert row.subject_email is None
     assert "Rejected by <@U0BOB>" in text_of(message) and "Could not verify identity" in text_of(message)
-    assert not [b for b in message.blocks if b.get("type") == "actions"]  # no buttons on a closed request
+    # No decision buttons on a rejected request; it closes once the rejection went out (this change).
+    buttons = [e["action_id"] for b in message.blocks if b.get("type") == "actions" for e in b["elements"]]
+    assert buttons == [RequestButton.RESPOND]
     await wait_thread(box, message, "Art. 12(4)")
     (entry,) = await ledger(box, "request.reject")
     assert entry.details["reason"] == "Could not verify identity after two attempts"
@@ -70,15 +74,21 @@ def _filed_blocks(message):  # type: ignore[no-untyped-def]
 async def test_extend_once_before_the_original_due_date(box: Sandbox) -> None:
     message = await file_request(box, ALICE, "dsar jane@example.com")
     request_id = request_id_of(message)
-    original = (await load_row(box, request_id)).due_date  # type: ignore[union-attr]
+    filed = await load_row(box, request_id)
+    assert filed is not None and filed.received_on is not None
+    original = filed.due_date
+    # Three months from receipt (rolled to a working day), never two months chained from the first due date.
+    extended = legal_deadline(filed.received_on, "gdpr", extended=True).due
     view = await open_modal(box, CAROL, message, RequestButton.EXTEND)
-    assert add_months(original, 2).isoformat() in str(view.view["blocks"])
-    await submit_reason(box, CAROL, view, "Fourteen linked records across two brands")
+    assert extended.isoformat() in str(view.view["blocks"])
+    # The modal now also requires the notice to the requester (this change).
+    await submit_extension(box, CAROL, view, "Fourteen linked records across two brands",
+                           told_on=box.services.clock().date().isoformat())
     await wait_thread(box, message, "extended request #1")
     row = await load_row(box, request_id)
-    assert row is not None and row.due_date == add_months(original, 2) and row.original_due_date == original
+    assert row is not None and row.due_date == extended and row.original_due_date == original
     assert row.state == "filed" and row.extended_by == CAROL.id
-    assert "Extended by <@U0CAROL>" in text_of(message) and add_months(original, 2).isoformat() in text_of(message)
+    assert "Extended by <@U0CAROL>" in text_of(message) and extended.isoformat() in text_of(message)
     # Once only: the button is gone, and a stale client's click is refused.
     assert RequestButton.EXTEND not in str(message.blocks)
     stale = dataclasses.replace(message, blocks=_filed_blocks(message))
@@ -124,8 +134,7 @@ async def test_failure_after_max_attempts_then_retry(tmp_path: Path, db_url: str
 async def test_concurrent_approvals_execute_once(box: Sandbox) -> None:
     cid = box.mautic.add_contact(email="jane@example.com")
     message = await file_request(box, ALICE, "erase jane@example.com")
-    await click(box, ALICE, message, RequestButton.VERIFY)
-    await wait_state(box, message, "verified")
+    await verify_identity(box, CAROL, message)
     clicks = [box.user.click(p.id, message, RequestButton.APPROVE) for p in (BOB, CAROL, BOB, CAROL, BOB)]
     results = await asyncio.gather(*clicks)
     assert all(r.status == 200 for r in results)
@@ -144,8 +153,7 @@ async def test_two_replicas_on_one_postgres_execute_once(postgres_url: str, tmp_
     async with sandbox(postgres_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as box:
         cid = box.mautic.add_contact(email="jane@example.com")
         message = await file_request(box, ALICE, "erase jane@example.com")
-        await click(box, ALICE, message, RequestButton.VERIFY)
-        await wait_state(box, message, "verified")
+        await verify_identity(box, CAROL, message)
         # A second replica: its own app, job runner and HTTP port, the same database.
         second = web.AppRunner(create_app(box.settings, Tuning(
             job_poll_interval=0.05, job_backoff_base=0.02, start_scheduler=False, migrate_on_start=False)))
@@ -217,7 +225,8 @@ async def test_overview_reminders_and_lapse(box: Sandbox) -> None:
     status = (await box.command(BOB, f"status {ids[0]}")).json
     assert f"#{ids[0]}" in status["text"] and "History" in str(status["blocks"]) and "file" in str(status["blocks"])
     assert await enqueue_daily(box.services)
-    await wait_state(box, messages[3], "lapsed")
+    # A lapsed approval returns the request to verified (this change: it used to close it).
+    await wait_state(box, messages[3], "verified")
     await wait_thread(box, messages[3], "lapsed")
     await wait_thread(box, messages[0], "OVERDUE by 2 days")
     await wait_thread(box, messages[1], "due soon, 3 days left")
@@ -226,4 +235,4 @@ async def test_overview_reminders_and_lapse(box: Sandbox) -> None:
         done = (await session.exec(select(Job).where(Job.kind == "requests.daily"))).all()
     assert len(done) == 1
     assert not [t for t in box.slack.thread(PRIVACY_CHANNEL, messages[2].ts) if "due" in t.text]
-    assert "3 open request(s)" in (await box.command(BOB, "requests")).json["text"]
+    assert "4 open request(s)" in (await box.command(BOB, "requests")).json["text"]  # the lapsed one still counts

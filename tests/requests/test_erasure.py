@@ -17,13 +17,21 @@ from storage import requests as store
 from storage.db import unit_of_work
 from storage.erasures import ErasedSubject, is_erased
 from tests.helpers import ledger, text_of
-from tests.requests.helpers import click, file_request, load_row, request_id_of, wait_state, wait_thread
+from tests.requests.helpers import (
+    click,
+    file_request,
+    load_row,
+    request_id_of,
+    verify_identity,
+    wait_state,
+    wait_thread,
+)
 from tests.requests.test_access import channel_dump, download
 
 
-async def approve(box: Sandbox, message, approver=BOB, verifier=ALICE):  # type: ignore[no-untyped-def]
-    await click(box, verifier, message, RequestButton.VERIFY)
-    await wait_state(box, message, "verified")
+async def approve(box: Sandbox, message, approver=BOB, verifier=CAROL):  # type: ignore[no-untyped-def]
+    # The verifier is an approver who did not file (ALICE files in these tests).
+    await verify_identity(box, verifier, message)
     await click(box, approver, message, RequestButton.APPROVE)
 
 
