@@ -18,7 +18,7 @@ async def test_demo_runs_every_scene_and_shows_outcomes(capsys: pytest.CaptureFi
         'HTTP 200 {"status": "ok", "database": "ok"}',  # health check
         "Privacy bot commands",  # help
         "works only in #privacy-ops",  # channel rule, the <#C0PRIVACY> reference as Slack shows it
-        "`/privacy dsar <email> [note]`",  # help placeholders escaped, so shown as typed
+        "`/privacy dsar <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]`",  # escaped, shown as typed
         "*Consent gap*",  # a consent alert
         "was already decided by",  # a stale second click
         "Access package for request",  # a DSAR delivered

@@ -16,7 +16,10 @@ async def test_help_shows_every_usage_as_typed(box: Sandbox) -> None:
     result = await box.command(ALICE, "help")  # the answer's blocks are validated by the stand-in
 
     shown = result.render(box.slack.names)
-    for usage in ("dsar <email> [note]", "erase <email> [note]", "rectify <email> <field>=<value> … [note]",
+    for usage in ("dsar <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]",
+                  "erase <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]",
+                  "rectify <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] <field>=<value> … [note]",
+                  "optout <email> [received=YYYY-MM-DD] [note]",
                   "status <id>", "consent <email>", "digest retention|compliance"):
         assert f"`/privacy {usage}`" in shown, usage
     assert "<email>" not in result.text  # escaped on the wire: &lt;email&gt;
@@ -29,8 +32,9 @@ async def test_usage_errors_and_unknown_names_show_as_typed(box: Sandbox) -> Non
     consent = await box.command(BOB, "consent nobody")
     unknown = await box.command(ALICE, "fro<b>nicate")
 
-    assert "Use `/privacy dsar <email> [note]`" in missing.render()
-    assert "`/privacy rectify <email> <field>=<value> … [note]`" in rectify.render()
+    assert "Use `/privacy dsar <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]`" in missing.render()
+    assert "`/privacy rectify <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] <field>=<value> … [note]`" \
+        in rectify.render()
     assert "Use `/privacy status <id>`" in status.render()
     assert "Usage: `/privacy consent <email>`" in consent.render()
     assert "I don't know `/privacy fro<b>nicate`" in unknown.render(box.slack.names)
