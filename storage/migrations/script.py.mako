@@ -12,10 +12,9 @@ import sqlmodel
 from alembic import op
 ${imports if imports else ""}
 
+# One chain, so no branch_labels or depends_on: Alembic reads their absence as none.
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
-branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
-depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 
 def upgrade() -> None:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 
 revision: str = "0005_one_chain"
 down_revision: str | Sequence[str] | None = ("0002_intake", "0003_requests", "0004_digests")
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -14,8 +14,6 @@ from storage.types import UTCDateTime
 
 revision: str = "0006_slack_deliveries_and_home"
 down_revision: str | Sequence[str] | None = "0005_one_chain"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -25,8 +25,6 @@ from storage.types import UTCDateTime
 
 revision: str = "0007_request_deadlines"
 down_revision: str | Sequence[str] | None = "0006_slack_deliveries_and_home"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 requests = sa.table("privacy_requests", sa.column("id", sa.Integer()), sa.column("state", sa.String()),
                     sa.column("received_at", UTCDateTime()), sa.column("received_on", sa.Date()),
