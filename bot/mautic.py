@@ -521,17 +521,22 @@ class MauticClient:
 
     async def get_contact(self, contact_id: int) -> Contact | None:
         """The contact, or None if it does not exist or was merged into another one (§2.6)."""
+        found = await self._fetch_contact(contact_id)
+        if found is not None and found.id != int(contact_id):
+            log.info("mautic contact %d was merged into %d", contact_id, found.id)
+            return None
+        return found
+
+    async def _fetch_contact(self, contact_id: int) -> Contact | None:
+        """``GET /api/contacts/{id}`` as Mautic answers it: None for a 404, else the contact it loads,
+        which for a merged-away id is the contact it was merged into."""
         body = await self._request("GET", f"/api/contacts/{int(contact_id)}", none_on_404=True)
         if body is None:
             return None
         raw = body.get("contact") if isinstance(body, dict) else None
         if not isinstance(raw, dict):
             raise MauticRefused("unexpected contact response", type="bad_response")
-        contact = Contact.from_api(raw)
-        if contact.id != int(contact_id):
-            log.info("mautic contact %d was merged into %d", contact_id, contact.id)
-            return None
-        return contact
+        return Contact.from_api(raw)
 
     async def find_contacts_by_email(self, email: str) -> list[Contact]:
         """Contacts whose email equals `email` (case-insensitive), never prefix matches (§2.4)."""
@@ -585,13 +590,9 @@ class MauticClient:
         Mautic's DELETE, PATCH and DNC calls load the contact with ``LeadModel::getEntity``, which follows
         the merge record of a merged-away id to the contact it was merged into (LeadBundle/Model/
         LeadModel.php): acting on a stale id would act on someone else. So the client looks first."""
-        body = await self._request("GET", f"/api/contacts/{int(contact_id)}", none_on_404=True)
-        if body is None:
+        found = await self._fetch_contact(contact_id)
+        if found is None:
             return False
-        raw = body.get("contact") if isinstance(body, dict) else None
-        if not isinstance(raw, dict):
-            raise MauticRefused("unexpected contact response", type="bad_response")
-        found = Contact.from_api(raw)
         if found.id != int(contact_id):
             log.warning("mautic contact %d was merged into %d; not acting on it", contact_id, found.id)
             raise ContactMerged(int(contact_id), found)

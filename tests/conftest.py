@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
 
 # The shared helpers assert too: have pytest explain their failures as it does in test modules.
@@ -94,3 +95,16 @@ async def box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
 
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as running:
         yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client session for tests that talk to a stand-in directly."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    """The delays a client under test asked to sleep (its sleep is replaced, so retries are instant)."""
+    return []

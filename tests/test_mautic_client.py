@@ -40,17 +40,6 @@ async def fake() -> AsyncIterator[FakeMautic]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def make_client(fake: FakeMautic, http: aiohttp.ClientSession, waits: list[float]) -> ClientFactory:
     async def record_sleep(seconds: float) -> None:
         waits.append(seconds)  # retries are instant in tests; the waits are asserted instead

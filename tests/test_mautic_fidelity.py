@@ -32,17 +32,6 @@ AWKWARD = ["o'brien@example.com", "tom&jerry@example.com", "jane+news@example.co
            '"smith,john"@example.com']
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
-
-
 Start = Callable[..., Any]
 
 

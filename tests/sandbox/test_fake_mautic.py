@@ -38,12 +38,6 @@ async def fake() -> AsyncIterator[FakeMautic]:
         yield fm
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def get(http: aiohttp.ClientSession, fake: FakeMautic, path: str, params: Any = None) -> tuple[int, Any]:
     async with http.get(fake.base_url + path, params=params, headers=AUTH) as resp:
         return resp.status, await resp.json()
