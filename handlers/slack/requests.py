@@ -15,10 +15,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import BadCommand, UserFacingError
-from bot.requests import blocks, notify, service
-from bot.requests.commands import USAGE, parse_identity, parse_notice, parse_request_id
-from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
+from bot.errors import UserFacingError
+from bot.requests import blocks, forms, notify, service
+from bot.requests.commands import USAGE, parse_request_id
+from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
 from bot.requests.view import RequestInfo
 from bot.services import Services
@@ -104,57 +104,32 @@ def register(bolt: AsyncApp, services: Services) -> None:
 
         return on_click
 
-    def submission(action: Action) -> Callable[..., Awaitable[None]]:
+    def submission(action: Action, read: Callable[[Submission], dict[str, Any]],
+                   refusal_block: str) -> Callable[..., Awaitable[None]]:
+        """A modal's submit: ``read`` its inputs (a problem is shown next to its input), then decide; a
+        refusal is shown next to ``refusal_block``."""
+
         async def on_submit(ack: AsyncAck, body: dict[str, Any]) -> None:
             submitted = Submission.from_body(body)
-            reason = submitted.text(ReasonInput.BLOCK, ReasonInput.ACTION)
-            if len(reason) < 3:
-                await ack(response_action="errors",
-                          errors={ReasonInput.BLOCK: "A reason is required (at least a few words)."})
+            try:
+                inputs = read(submitted)
+            except forms.InvalidInput as exc:
+                await ack(response_action="errors", errors={exc.block: exc.message[:150]})
                 return
-            notified_on = None
-            if action is Action.EXTEND:  # the modal also asks when the requester was told
-                try:
-                    notified_on = parse_notice(
-                        confirmed=NoticeInput.TOLD in submitted.choices(NoticeInput.CONFIRM_BLOCK,
-                                                                         NoticeInput.CONFIRM_ACTION),
-                        told_on=submitted.day(NoticeInput.DATE_BLOCK, NoticeInput.DATE_ACTION))
-                except BadCommand as exc:
-                    await ack(response_action="errors", errors={NoticeInput.CONFIRM_BLOCK: exc.message[:150]})
-                    return
             if submitted.ref is None:
                 await ack()
                 return
-            outcome = await service.decide(services, submitted.ref, submitted.user_id, action,
-                                           reason=reason[:blocks.REASON_MAX], notified_on=notified_on)
+            outcome = await service.decide(services, submitted.ref, submitted.user_id, action, **inputs)
             if not outcome.accepted or outcome.info is None:
-                await ack(response_action="errors", errors={ReasonInput.BLOCK: outcome.message[:150]})
+                await ack(response_action="errors", errors={refusal_block: outcome.message[:150]})
                 return
             await ack()
-            await notify.show_decision(services, outcome.info, action, submitted.user_id, reason)
+            await notify.show_decision(services, outcome.info, action, submitted.user_id, inputs.get("reason"))
 
         return on_submit
 
-    async def on_identity(ack: AsyncAck, body: dict[str, Any]) -> None:
-        submitted = Submission.from_body(body)
-        try:
-            identity = parse_identity(submitted.choice(IdentityInput.METHOD_BLOCK, IdentityInput.METHOD_ACTION),
-                                      submitted.text(IdentityInput.NOTE_BLOCK, IdentityInput.NOTE_ACTION))
-        except BadCommand as exc:
-            await ack(response_action="errors", errors={IdentityInput.NOTE_BLOCK: exc.message[:150]})
-            return
-        if submitted.ref is None:
-            await ack()
-            return
-        outcome = await service.decide(services, submitted.ref, submitted.user_id, Action.VERIFY, identity=identity)
-        if not outcome.accepted or outcome.info is None:
-            await ack(response_action="errors", errors={IdentityInput.METHOD_BLOCK: outcome.message[:150]})
-            return
-        await ack()
-        await notify.show_decision(services, outcome.info, Action.VERIFY, submitted.user_id)
-
     bolt.action(RequestButton.VERIFY)(click(Action.VERIFY, blocks.identity_modal))
-    bolt.view(RequestModal.VERIFY)(on_identity)
+    bolt.view(RequestModal.VERIFY)(submission(Action.VERIFY, forms.identity, IdentityInput.METHOD_BLOCK))
     bolt.action(RequestButton.APPROVE)(click(Action.APPROVE))
     bolt.action(RequestButton.RETRY)(click(Action.RETRY))
     bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
@@ -165,5 +140,5 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.action(RequestButton.EXTEND)(click(
         Action.EXTEND, lambda info: blocks.extend_modal(info, service.extended_deadline(services, info),
                                                         service.today(services))))
-    bolt.view(RequestModal.REJECT)(submission(Action.REJECT))
-    bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND))
+    bolt.view(RequestModal.REJECT)(submission(Action.REJECT, forms.reason, ReasonInput.BLOCK))
+    bolt.view(RequestModal.EXTEND)(submission(Action.EXTEND, forms.reason_and_notice, ReasonInput.BLOCK))
