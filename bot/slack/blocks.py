@@ -75,75 +75,55 @@ def modal(callback_id: str, *, ref: str, title: str, submit: str, blocks: list[B
     }
 
 
+def input_block(block_id: str, label: str, element: dict[str, Any], *, optional: bool = False) -> Block:
+    """A modal input block holding ``element`` (which carries its own ``action_id``)."""
+    block: Block = {"type": "input", "block_id": block_id,
+                    "label": {"type": "plain_text", "text": truncate(label, 2000)}, "element": element}
+    if optional:
+        block["optional"] = True
+    return block
+
+
+def _plain(text: str, limit: int) -> dict[str, str]:
+    return {"type": "plain_text", "text": truncate(text, limit)}
+
+
 def reason_input(block_id: str, action_id: str, *, label: str, placeholder: str, min_length: int,
                  max_length: int) -> Block:
     """A required multi-line text input for the reason behind a decision."""
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "label": {"type": "plain_text", "text": truncate(label, 2000)},
-        "element": {
-            "type": "plain_text_input",
-            "action_id": action_id,
-            "multiline": True,
-            "min_length": min_length,
-            "max_length": max_length,
-            "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150)},
-        },
-    }
+    return input_block(block_id, label, {
+        "type": "plain_text_input", "action_id": action_id, "multiline": True, "min_length": min_length,
+        "max_length": max_length, "placeholder": _plain(placeholder, 150),
+    })
 
 
 def choice_input(block_id: str, action_id: str, *, label: str, options: list[tuple[str, str]]) -> Block:
     """A required choice of one among ``options`` ((value, label) pairs), shown as radio buttons."""
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "label": {"type": "plain_text", "text": truncate(label, 2000)},
-        "element": {
-            "type": "radio_buttons",
-            "action_id": action_id,
-            "options": [{"text": {"type": "plain_text", "text": truncate(text, 75)}, "value": value}
-                        for value, text in options[:10]],
-        },
-    }
+    return input_block(block_id, label, {
+        "type": "radio_buttons", "action_id": action_id,
+        "options": [{"text": _plain(text, 75), "value": value} for value, text in options[:10]],
+    })
 
 
 def text_input(block_id: str, action_id: str, *, label: str, placeholder: str, max_length: int,
                optional: bool = True) -> Block:
     """A one-line text input, optional unless said otherwise."""
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": optional,
-        "label": {"type": "plain_text", "text": truncate(label, 2000)},
-        "element": {
-            "type": "plain_text_input",
-            "action_id": action_id,
-            "max_length": max_length,
-            "placeholder": {"type": "plain_text", "text": truncate(placeholder, 150)},
-        },
-    }
+    return input_block(block_id, label, {
+        "type": "plain_text_input", "action_id": action_id, "max_length": max_length,
+        "placeholder": _plain(placeholder, 150),
+    }, optional=optional)
 
 
 def checkbox_input(block_id: str, action_id: str, *, label: str, value: str, text: str) -> Block:
     """A required single checkbox (a confirmation the person must tick)."""
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "label": {"type": "plain_text", "text": truncate(label, 2000)},
-        "element": {"type": "checkboxes", "action_id": action_id,
-                    "options": [{"text": {"type": "plain_text", "text": truncate(text, 75)}, "value": value}]},
-    }
+    return input_block(block_id, label, {"type": "checkboxes", "action_id": action_id,
+                                         "options": [{"text": _plain(text, 75), "value": value}]})
 
 
 def date_input(block_id: str, action_id: str, *, label: str, initial: date) -> Block:
     """A required date picker, preset to ``initial``."""
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "label": {"type": "plain_text", "text": truncate(label, 2000)},
-        "element": {"type": "datepicker", "action_id": action_id, "initial_date": initial.isoformat()},
-    }
+    return input_block(block_id, label, {"type": "datepicker", "action_id": action_id,
+                                         "initial_date": initial.isoformat()})
 
 
 def actions(block_id: str, *elements: Block) -> Block:

@@ -34,9 +34,22 @@ async def _purge_filed_by_alice(box: Sandbox, now: datetime) -> tuple[Any, Any]:
     """Three stale contacts, a retention digest, and a purge filed from it by Alice (who may file requests):
     the digest message and the purge request message."""
     seed_contacts(box.mautic, now, stale=3)
+    return await _file_from_a_new_digest(box)
+
+
+async def _file_from_a_new_digest(box: Sandbox) -> tuple[Any, Any]:
     digest = await _digest(box)
     await box.user.click(ALICE.id, digest, "digest_purge_file")
     return digest, await _request_message(box, digest)
+
+
+def _instant_mautic_retries(box: Sandbox) -> None:
+    """The client's own retry backoff is wall-clock; take it out so a test runs in milliseconds."""
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    box.services.mautic._sleep = no_wait  # type: ignore[method-assign]
 
 
 async def _refusal(box: Sandbox, fragment: str) -> str:
@@ -154,16 +167,9 @@ async def test_count_grown_past_approval_stops_before_deleting(sqlite_url: str, 
 async def test_repeated_mautic_failures_stop_the_purge_and_resume_finishes(db_url: str, tmp_path: Path) -> None:
     clock = Clock()
     async with sandbox(db_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports", job_max_attempts=2) as box:
-
-        async def no_wait(_seconds: float) -> None:
-            return None
-
-        # The client's own retry backoff is wall-clock; take it out so the test runs in milliseconds.
-        box.services.mautic._sleep = no_wait  # type: ignore[method-assign]
+        _instant_mautic_retries(box)
         seeded = seed_contacts(box.mautic, clock(), stale=250, never_old=0)
-        digest = await _digest(box)
-        await box.user.click(ALICE.id, digest, "digest_purge_file")
-        request = await _request_message(box, digest)
+        digest, request = await _file_from_a_new_digest(box)
         box.mautic.fail("/api/contacts/batch/delete", status=503, times=None)
         await box.user.click(BOB.id, request, "digest_purge_approve")
         await box.slack.wait_until(
@@ -198,15 +204,9 @@ async def test_a_retried_chunk_mautic_already_deleted_counts_as_gone_not_refused
     # was lost, the retry finds nothing; the purge must record those contacts as gone, not refused.
     clock = Clock()
     async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "exports") as box:
-
-        async def no_wait(_seconds: float) -> None:
-            return None
-
-        box.services.mautic._sleep = no_wait  # type: ignore[method-assign]
+        _instant_mautic_retries(box)
         seeded = seed_contacts(box.mautic, clock(), stale=250, never_old=0)
-        digest = await _digest(box)
-        await box.user.click(ALICE.id, digest, "digest_purge_file")
-        request = await _request_message(box, digest)
+        digest, request = await _file_from_a_new_digest(box)
         box.mautic.fail("/api/contacts/batch/delete", status=504, times=1, applied=True)
         await box.user.click(BOB.id, request, "digest_purge_approve")
         await box.slack.wait_until(

@@ -18,6 +18,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from sandbox.blockkit import validate_blocks, validate_message, validate_view, validate_view_answer
 from sandbox.harness import ALICE, sandbox
+from sandbox.loopback import serving
 from sandbox.slack import FakeSlack, SlackUserAgent, render_message
 
 CHANNEL = "C0PRIVACY"
@@ -213,22 +214,14 @@ async def test_answers_to_commands_clicks_and_submissions_are_validated(fake: Fa
 
     app = web.Application()
     app.router.add_post("/slack/events", events)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http:
-            agent = SlackUserAgent(http, f"http://127.0.0.1:{port}/slack/events", SECRET, fake)
-            with pytest.raises(AssertionError, match="slash-command answer would be refused"):
-                await agent.command("U0ALICE", CHANNEL, "help")
-            with pytest.raises(AssertionError, match="must be less than 40001 characters"):
-                await agent.command("U0ALICE", CHANNEL, "long")
-            with pytest.raises(AssertionError, match="view_submission answer would be refused"):
-                await agent.submit_view("U0ALICE", modal(), {})
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url, aiohttp.ClientSession() as http:
+        agent = SlackUserAgent(http, f"{url}/slack/events", SECRET, fake)
+        with pytest.raises(AssertionError, match="slash-command answer would be refused"):
+            await agent.command("U0ALICE", CHANNEL, "help")
+        with pytest.raises(AssertionError, match="must be less than 40001 characters"):
+            await agent.command("U0ALICE", CHANNEL, "long")
+        with pytest.raises(AssertionError, match="view_submission answer would be refused"):
+            await agent.submit_view("U0ALICE", modal(), {})
     assert [r.kind for r in fake.refused] == ["slash-command answer", "slash-command answer",
                                               "view_submission answer"]
 

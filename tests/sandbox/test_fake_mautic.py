@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sandbox.loopback import serving
 from sandbox.mautic import (
     FakeMautic,
     channel_subscription_event,
@@ -393,16 +394,9 @@ async def test_send_webhook_posts_signed_php_bytes(http: aiohttp.ClientSession) 
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as url:
         payload = merge_payloads(unsubscribe_event(26, "jörg@example.com"), contact_delete_event(31))
-        status, text = await send_webhook(http, f"http://127.0.0.1:{port}/hook", payload, "s3cret")
-    finally:
-        await runner.cleanup()
+        status, text = await send_webhook(http, f"{url}/hook", payload, "s3cret")
     assert (status, text) == (200, "ok")
     headers, body = received[0]
     assert headers["Content-Type"] == "application/json"
