@@ -39,15 +39,9 @@ class Approvals:
     permissions: Permissions
     ttl: timedelta
 
-    async def is_approver(self, user_id: str) -> bool:
-        return await self.permissions.is_approver(user_id)
-
-    async def may_file(self, user_id: str) -> bool:
-        return await self.permissions.may_file(user_id)
-
     async def require_filer(self, user_id: str, *, refusal: str) -> None:
         """Raise :class:`NotPermitted` with ``refusal`` unless the user may file."""
-        if not await self.may_file(user_id):
+        if not await self.permissions.may_file(user_id):
             raise NotPermitted(refusal)
 
     async def require_decider(self, user_id: str, *, filed_by: str | None, doing: str, what: str) -> None:
@@ -56,7 +50,7 @@ class Approvals:
         ``doing`` is the verb in the refusal ("approve", "decide"); ``what`` names the thing
         ("request #12", "this purge").
         """
-        if not await self.is_approver(user_id):
+        if not await self.permissions.is_approver(user_id):
             raise NotPermitted(f"Only privacy approvers may {doing} {what}.")
         if filed_by is not None and user_id == filed_by:
             raise NotPermitted(f"Four eyes: you filed {what}, so someone else must {doing} it (four eyes).")
@@ -68,7 +62,7 @@ class Approvals:
             raise NotPermitted(f"You filed {what}, so someone else must verify the requester's identity: the "
                                "person who files a request cannot also attest who the requester is. Ask a "
                                "privacy approver to check it.")
-        if not await self.is_approver(user_id):
+        if not await self.permissions.is_approver(user_id):
             raise NotPermitted(f"Only privacy approvers may verify the requester's identity for {what}.")
 
     def lapsed(self, since: datetime, now: datetime) -> bool:

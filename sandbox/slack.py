@@ -1559,10 +1559,8 @@ class SlackUserAgent:
             "response_url": response_url,
             "trigger_id": trigger_id,
         }
-        result = await self._post_signed(urlencode(form), FORM)
-        result.response_url, result.trigger_id = response_url, trigger_id
-        self._check_answer("slash-command answer", result, validate_message)
-        return result
+        return self._answered("slash-command answer", await self._post_signed(urlencode(form), FORM),
+                              response_url, trigger_id)
 
     async def click(
         self,
@@ -1612,10 +1610,7 @@ class SlackUserAgent:
             payload["message"] = message.to_api(self.team_id)
             if message.thread_ts:
                 payload["container"]["thread_ts"] = message.thread_ts
-        result = await self._post_payload(payload)
-        result.response_url, result.trigger_id = response_url, trigger_id
-        self._check_answer("block_actions answer", result, validate_message)
-        return result
+        return self._answered("block_actions answer", await self._post_payload(payload), response_url, trigger_id)
 
     async def submit_view(
         self,
@@ -1636,6 +1631,12 @@ class SlackUserAgent:
         }
         result = await self._post_payload(payload)
         self._check_answer("view_submission answer", result, lambda answer: validate_view_answer(answer, opened))
+        return result
+
+    def _answered(self, kind: str, result: SlackHttpResult, response_url: str, trigger_id: str) -> SlackHttpResult:
+        """A command's or click's answer, with the URLs it may answer through, checked as Slack would."""
+        result.response_url, result.trigger_id = response_url, trigger_id
+        self._check_answer(kind, result, validate_message)
         return result
 
     def _check_answer(self, kind: str, result: SlackHttpResult, validate: Callable[[Any], list[str]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,18 @@ async def _file_from_a_new_digest(box: Sandbox) -> tuple[Any, Any]:
     digest = await _digest(box)
     await box.user.click(ALICE.id, digest, "digest_purge_file")
     return digest, await _request_message(box, digest)
+
+
+async def _finished_purge(box: Sandbox, digest: Any, purgeable: Iterable[int]) -> store.PurgeRequest:
+    """Wait for purge #1's "finished" reply under the digest; every purgeable contact is then gone."""
+    await box.slack.wait_until(
+        lambda: any("Purge #1 finished" in m.text for m in box.slack.thread(box.channel, digest.ts)),
+        timeout=20, describe="purge finished")
+    assert not any(cid in box.mautic.contacts for cid in purgeable)
+    async with unit_of_work(box.services.sessions) as session:
+        purge = await store.get_purge(session, 1)
+    assert purge is not None
+    return purge
 
 
 def _instant_mautic_retries(box: Sandbox) -> None:
@@ -187,13 +200,8 @@ async def test_repeated_mautic_failures_stop_the_purge_and_resume_finishes(db_ur
         await box.user.click(ALICE.id, progress, "digest_purge_resume")
         assert "Only privacy approvers" in await _refusal(box, "Only privacy approvers")
         await box.user.click(CAROL.id, progress, "digest_purge_resume")
-        await box.slack.wait_until(
-            lambda: any("Purge #1 finished" in m.text for m in box.slack.thread(box.channel, digest.ts)),
-            timeout=20, describe="purge finished after resume")
-        assert not any(cid in box.mautic.contacts for cid in seeded.purgeable)
-        async with unit_of_work(box.services.sessions) as session:
-            purge = await store.get_purge(session, 1)
-        assert purge is not None and purge.deleted == 250 and purge.state == "done"
+        purge = await _finished_purge(box, digest, seeded.purgeable)
+        assert purge.deleted == 250 and purge.state == "done"
 
 
 async def test_a_retried_chunk_mautic_already_deleted_counts_as_gone_not_refused(
@@ -209,13 +217,8 @@ async def test_a_retried_chunk_mautic_already_deleted_counts_as_gone_not_refused
         digest, request = await _file_from_a_new_digest(box)
         box.mautic.fail("/api/contacts/batch/delete", status=504, times=1, applied=True)
         await box.user.click(BOB.id, request, "digest_purge_approve")
-        await box.slack.wait_until(
-            lambda: any("Purge #1 finished" in m.text for m in box.slack.thread(box.channel, digest.ts)),
-            timeout=20, describe="purge finished")
-        assert not any(cid in box.mautic.contacts for cid in seeded.purgeable)
-        async with unit_of_work(box.services.sessions) as session:
-            purge = await store.get_purge(session, 1)
-        assert purge is not None and purge.state == "done"
+        purge = await _finished_purge(box, digest, seeded.purgeable)
+        assert purge.state == "done"
         assert (purge.refused, purge.deleted, purge.spared) == (0, 50, 200)
         chunk_entries = [e.details for e in await ledger_entries(box) if e.action == "purge.chunk"]
         assert [(d["deleted"], d["gone"], d["refused"]) for d in chunk_entries] == [(0, 200, 0), (50, 0, 0)]
