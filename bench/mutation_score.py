@@ -4,8 +4,8 @@
 
 For each module in ``[tool.mutmut] only_mutate`` it prints killed/total and the percentage, then every
 mutant that was not killed with its status; ``--diff`` adds each survivor's diff (``mutmut show``).
-A timeout counts as killed (the mutant made the tests hang, so they noticed it); "no tests",
-"not checked" and "suspicious" count against the score, because no test looked at the mutated line.
+A timeout counts as killed (the mutant made the tests hang, so they noticed it); "survived",
+"no tests", "not checked" and "suspicious" count against the score: no test failed because of it.
 Exits 1 when no results are there, 2 when a module scores below ``--floor`` percent.
 """
 
