@@ -281,14 +281,24 @@ def test_a_field_without_alias_or_mapping_is_no_consent_field_named_none() -> No
     ({"defaultValue": False}, False),
     ({"defaultValue": None}, False),
     ({}, False),
-    ({"properties": {"optionlist": {"list": [{"value": "1", "default": True}]}}}, True),
-    ({"properties": {"list": [{"value": "1", "checked": "1"}]}}, True),  # the older flat option list
-    ({"properties": {"list": {"list": [{"value": "1", "selected": "yes"}]}}}, True),
-    ({"properties": {"optionlist": {"list": [{"value": "1", "default": False}, {"value": "0"}]}}}, False),
-    ({"properties": {"optionlist": {"list": ["Yes", "No"]}}}, False),  # plain options carry no flag
-    ({"properties": {"optionlist": None, "placeholder": "Tick to agree"}}, False),
-    ({"properties": {"optionlist": "1|Yes"}}, False),
-    ({"properties": ["default"]}, False),
+    # A default that reads as "no" still ticks the option whose value it equals (Mautic renders it checked),
+    # in either option list, in each shape Mautic stores options in:
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"label": "I agree", "value": "0"}]}}}, True),
+    ({"defaultValue": "no", "properties": {"list": ["yes", "no"]}}, True),  # bare values
+    ({"defaultValue": "off", "properties": {"list": {"list": [{"label": "off"}]}}}, True),  # no value: the label
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": {"0": "I agree", "1": "No"}}}}, True),  # keyed
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": ["1"]}, "list": [{"value": "0"}]}}, True),
+    ({"defaultValue": 0, "properties": {"optionlist": {"list": [{"value": 0}]}}}, True),
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"value": "1"}, {"value": None, "label": "0"}]}}},
+     False),  # an option whose value is null is not ticked by its label
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"value": "1"}]}}}, False),
+    ({"defaultValue": "", "properties": {"optionlist": {"list": [{"value": ""}]}}}, False),  # no default at all
+    ({"properties": {"optionlist": {"list": ["None"]}}}, False),
+    ({"defaultValue": "0", "properties": {"optionlist": "0"}}, False),  # not an option list
+    ({"defaultValue": "0", "properties": {"optionlist": None, "placeholder": "0"}}, False),
+    ({"defaultValue": "0", "properties": ["0"]}, False),
+    # Options carry no default flag of their own: one is ticked only by the field's default value.
+    ({"properties": {"optionlist": {"list": [{"value": "1", "default": True, "checked": "1"}]}}}, False),
 ])
 def test_what_counts_as_prechecked(field: dict[str, object], prechecked: bool) -> None:
     assert is_prechecked(field) is prechecked
