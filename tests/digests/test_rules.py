@@ -273,6 +273,7 @@ def test_a_field_without_alias_or_mapping_is_no_consent_field_named_none() -> No
     ({"defaultValue": "Yes"}, True),
     ({"defaultValue": ["1"]}, True),  # a checkbox group's default
     ({"defaultValue": 1}, True),
+    ({"defaultValue": True}, True),
     ({"defaultValue": 0.0}, False),
     ({"defaultValue": "No"}, False),
     ({"defaultValue": " OFF "}, False),
@@ -288,6 +289,7 @@ def test_a_field_without_alias_or_mapping_is_no_consent_field_named_none() -> No
     ({"defaultValue": "off", "properties": {"list": {"list": [{"label": "off"}]}}}, True),  # no value: the label
     ({"defaultValue": "0", "properties": {"optionlist": {"list": {"0": "I agree", "1": "No"}}}}, True),  # keyed
     ({"defaultValue": "0", "properties": {"optionlist": {"list": ["1"]}, "list": [{"value": "0"}]}}, True),
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": {"1": "No"}}, "list": ["0"]}}, True),
     ({"defaultValue": 0, "properties": {"optionlist": {"list": [{"value": 0}]}}}, True),
     ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"value": "1"}, {"value": None, "label": "0"}]}}},
      False),  # an option whose value is null is not ticked by its label
