@@ -7,24 +7,13 @@ import json
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
 from bot.errors import BadCommand
 from bot.policy import AccessPolicy, load_policy
 from bot.requests.commands import parse_request, parse_request_id
-from bot.requests.deadlines import (
-    Countdown,
-    Urgency,
-    add_months,
-    countdown,
-    deadline_label,
-    due_date,
-    extended_due_date,
-    extension_label,
-    extension_refusal,
-)
+from bot.requests.deadlines import Urgency, add_months, countdown, due_date, extended_due_date, extension_refusal
 from bot.requests.model import TRANSITIONS, Action, RequestKind, RequestState, TransitionError, allowed_from, transition
 from bot.requests.package import build_access_package
 from bot.requests.sealed import SealedFileError, SealedWriter, read_sealed
@@ -68,65 +57,6 @@ def test_countdown_marks_due_soon_and_overdue() -> None:
     assert late.urgency is Urgency.OVERDUE and late.days_left == -2 and "OVERDUE by 2 days" in late.text
 
 
-@pytest.mark.parametrize(("day", "months", "expected"), [
-    (date(2026, 1, 15), -1, date(2025, 12, 15)),  # back across the year
-    (date(2026, 3, 31), -1, date(2026, 2, 28)),
-    (date(2026, 5, 15), -17, date(2024, 12, 15)),
-    (date(2026, 11, 30), 1, date(2026, 12, 30)),  # December is month 12, not 0
-    (date(2026, 12, 31), 0, date(2026, 12, 31)),
-    (date(2026, 12, 31), 12, date(2027, 12, 31)),
-    (date(2026, 1, 31), 13, date(2027, 2, 28)),
-    (date(2026, 1, 31), 25, date(2028, 2, 29)),
-])
-def test_add_months(day: date, months: int, expected: date) -> None:
-    assert add_months(day, months) == expected
-
-
-@pytest.mark.parametrize(("regime", "received", "due", "extended"), [
-    ("gdpr", date(2026, 3, 14), date(2026, 4, 14), date(2026, 6, 14)),  # one month, then two more
-    ("gdpr", date(2026, 12, 31), date(2027, 1, 31), date(2027, 3, 31)),
-    ("ccpa", date(2026, 3, 14), date(2026, 4, 28), date(2026, 6, 12)),  # 45 days, then 45 more
-    ("ccpa", date(2026, 12, 31), date(2027, 2, 14), date(2027, 3, 31)),
-])
-def test_due_and_extended_due_dates_per_regime(regime: Literal["gdpr", "ccpa"], received: date, due: date,
-                                               extended: date) -> None:
-    assert due_date(received, regime) == due
-    assert extended_due_date(due, regime) == extended
-
-
-def test_deadline_texts_name_the_law() -> None:
-    assert deadline_label("gdpr") == "GDPR Art. 12(3): one month"
-    assert deadline_label("ccpa") == "CCPA: 45 days"
-    assert extension_label("gdpr") == "two further months (GDPR Art. 12(3))"
-    assert extension_label("ccpa") == "45 more days (CCPA §1798.130)"
-
-
-def test_extension_refusals_say_why() -> None:
-    due = date(2026, 4, 14)
-    assert extension_refusal(already_extended=True, original_due=due, today=date(2026, 4, 1)) == (
-        "This request was already extended once; the law allows one extension.")
-    assert extension_refusal(already_extended=False, original_due=due, today=date(2026, 4, 15)) == (
-        "The original due date (2026-04-14) has passed; an extension had to be decided and told to the subject "
-        "before it.")
-    assert extension_refusal(already_extended=False, original_due=due, today=date(2026, 4, 13)) is None
-
-
-@pytest.mark.parametrize(("today", "soon_days", "expected", "text"), [
-    (date(2026, 4, 1), 5, Countdown(13, Urgency.ON_TIME), "13 days left"),
-    (date(2026, 4, 8), 5, Countdown(6, Urgency.ON_TIME), "6 days left"),
-    (date(2026, 4, 9), 5, Countdown(5, Urgency.DUE_SOON), "due soon, 5 days left"),
-    (date(2026, 4, 13), 5, Countdown(1, Urgency.DUE_SOON), "due soon, 1 day left"),
-    (date(2026, 4, 14), 5, Countdown(0, Urgency.DUE_SOON), "due today"),
-    (date(2026, 4, 15), 5, Countdown(-1, Urgency.OVERDUE), "OVERDUE by 1 day"),
-    (date(2026, 5, 14), 5, Countdown(-30, Urgency.OVERDUE), "OVERDUE by 30 days"),
-    (date(2026, 4, 13), 0, Countdown(1, Urgency.ON_TIME), "1 day left"),  # soon_days moves the line
-    (date(2026, 4, 4), 10, Countdown(10, Urgency.DUE_SOON), "due soon, 10 days left"),
-])
-def test_countdown(today: date, soon_days: int, expected: Countdown, text: str) -> None:
-    assert countdown(date(2026, 4, 14), today, soon_days=soon_days) == expected
-    assert expected.text == text
-
-
 # ---- state machine ------------------------------------------------------------------------------
 
 
@@ -158,8 +88,8 @@ def test_refused_transitions_explain_themselves(state: str, action: str, needle:
 
 
 S, A = RequestState, Action
-# Why each refused (state, action) is refused, in words a person can act on. A terminal state refuses
-# everything with "This request is already <state>"; a pair listed nowhere gets the generic sentence.
+# Why each refused (state, action) is refused, in words a person can act on. Otherwise a terminal state
+# refuses with "This request is already <state>", any other with the generic sentence.
 REFUSALS = {
     "Identity has not been verified yet. Verify the requester's identity first, then approve.": {
         (S.FILED, A.APPROVE)},
@@ -172,6 +102,11 @@ REFUSALS = {
         (S.APPROVED, A.REJECT), (S.RUNNING, A.REJECT), (S.FAILED, A.REJECT)},
     "Only a pending or approved request that has not started can be extended.": {
         (S.RUNNING, A.EXTEND), (S.FAILED, A.EXTEND)},
+    "The answer can be recorded as sent once the request is done or rejected.": {
+        (S.FILED, A.RESPOND), (S.VERIFIED, A.RESPOND), (S.APPROVED, A.RESPOND), (S.RUNNING, A.RESPOND),
+        (S.FAILED, A.RESPOND)},
+    "This request was already answered; the confirmation of receipt no longer applies.": {
+        (S.DONE, A.ACKNOWLEDGE), (S.REJECTED, A.ACKNOWLEDGE)},
 }
 
 
@@ -183,11 +118,13 @@ def test_every_refusal_names_its_reason(state: RequestState, action: Action) -> 
         return
     with pytest.raises(TransitionError) as caught:
         transition(state.value, action.value)
-    if state in (S.DONE, S.REJECTED, S.LAPSED):
+    reasons = [text for text, pairs in REFUSALS.items() if (state, action) in pairs]
+    if reasons:
+        expected = reasons[0]
+    elif state in (S.DONE, S.REJECTED, S.LAPSED):
         expected = f"This request is already {state.value}; nothing more can be decided on it."
     else:
-        reasons = [text for text, pairs in REFUSALS.items() if (state, action) in pairs]
-        expected = reasons[0] if reasons else f"`{action.value}` is not possible while the request is {state.value}."
+        expected = f"`{action.value}` is not possible while the request is {state.value}."
     error = caught.value
     assert (error.state, error.action, error.message, str(error)) == (state, action, expected, expected)
 
@@ -203,7 +140,29 @@ def test_each_action_is_allowed_from_exactly_its_table_states() -> None:
         A.FAIL: {S.RUNNING, S.APPROVED},
         A.RETRY: {S.FAILED},
         A.LAPSE: {S.APPROVED},
+        A.ACKNOWLEDGE: {S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED},
+        A.RESPOND: {S.DONE, S.REJECTED},
+        A.LIFT: {S.DONE},
     }
+
+
+@pytest.mark.parametrize("state", list(RequestState))
+@pytest.mark.parametrize("action", list(Action))
+def test_a_kind_without_identity_step_is_approved_from_filed_and_nothing_else_changes(
+    state: RequestState, action: Action
+) -> None:
+    def outcome(identity_required: bool) -> RequestState | str:
+        try:
+            return transition(state, action, identity_required=identity_required)
+        except TransitionError as refused:
+            return refused.message
+
+    if (state, action) == (S.FILED, A.APPROVE):
+        assert outcome(False) is S.APPROVED
+        assert outcome(True) == ("Identity has not been verified yet. Verify the requester's identity first, "
+                                 "then approve.")
+    else:
+        assert outcome(False) == outcome(True)
 
 
 # ---- command parsing ----------------------------------------------------------------------------
