@@ -178,10 +178,11 @@ def parse_policy(data: Any, consent_fields: Iterable[str]) -> ConsentPolicy:
             raise PolicyError(f"{where}.exempt must be true or false")
         required = _names(entry["required"], f"{where}.required") if "required" in entry else ()
         any_of = _names(entry["any_of"], f"{where}.any_of") if "any_of" in entry else (() if required else default)
-        rule = FormRule(any_of=any_of if not required else (), required=required, exempt=exempt)
+        rule = FormRule(any_of=any_of, required=required, exempt=exempt)
         if "id" in entry:
             ident = entry["id"]
-            if isinstance(ident, bool) or not isinstance(ident, int | str) or not str(ident).isdigit():
+            # true/false are refused too: they read as words, not digits.
+            if not isinstance(ident, int | str) or not str(ident).isdigit():
                 raise PolicyError(f"{where}.id must be a form id (a number)")
             by_id[int(entry["id"])] = rule
         if "alias" in entry:

@@ -56,7 +56,7 @@ def _mapped(field: Mapping[str, Any]) -> str | None:
 
 def collects_email(fields: Sequence[Mapping[str, Any]]) -> bool:
     return any(
-        str(f.get("type", "")).lower() == "email" or _mapped(f) == "email" or str(f.get("alias", "")).lower() == "email"
+        str(f.get("type")).lower() == "email" or _mapped(f) == "email" or str(f.get("alias")).lower() == "email"
         for f in fields
     )
 
@@ -168,7 +168,7 @@ def audit_forms(
             own, exempt = rule_for(int(raw_id) if raw_id is not None else None, form.get("alias"))
             if exempt:
                 continue
-            form_aliases = [a.lower() for a in own] or aliases
+            form_aliases = list(own) or aliases
         finding = audit_form(form, form_aliases)
         if finding is not None:
             findings.append(finding)

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from bot.digests import blocks
 from bot.digests.compliance import ComplianceDigest, FormSubmissions, WeekShare, forms_from_counts, sparkline
-from bot.digests.forms import FormAudit, FormFinding, Problem, audit_form, audit_forms
+from bot.digests.forms import (
+    FormAudit,
+    FormFinding,
+    Problem,
+    audit_form,
+    audit_forms,
+    collects_email,
+    consent_aliases,
+    is_consent_field,
+    is_prechecked,
+)
 from bot.digests.retention import (
     RetentionSnapshot,
     SegmentCount,
     is_stale,
+    never_active_filter,
     retention_cutoff,
     stale_filter,
     tally_segments,
 )
 from bot.digests.schedule import CronError, cron_trigger, latest_due_slot, next_slot
-from bot.mautic import where_params
+from bot.mautic import Where, where_params
 from sandbox.slack import validate_blocks
 
 NOW = datetime(2026, 3, 2, 9, 0, 30, 123456, tzinfo=UTC)
@@ -38,6 +49,7 @@ def test_cutoff_is_to_the_second_and_rejects_naive_times() -> None:
         (CUTOFF, CUTOFF - timedelta(days=9), False),  # strictly before the cutoff
         (NOW, CUTOFF - timedelta(days=900), False),  # old contact, active lately: kept
         (None, CUTOFF - timedelta(days=1), True),  # never active, added before the cutoff
+        (None, CUTOFF, False),  # never active, added at the cutoff: strictly before it counts
         (None, NOW - timedelta(days=1), False),  # never active, but new
         (None, None, False),
     ],
@@ -63,6 +75,49 @@ def test_stale_filter_is_mautics_gdpr_rule_as_one_or() -> None:
 def test_segments_are_tallied_most_populated_first() -> None:
     assert tally_segments([["A", "B"], ["B"], [], ["B", "B"]]) == [
         SegmentCount("B", 3), SegmentCount("(no segment)", 1), SegmentCount("A", 1)]
+
+
+def test_cutoff_is_in_utc_whatever_the_zone_of_now() -> None:
+    berlin_summer = timezone(timedelta(hours=2))
+    cutoff = retention_cutoff(datetime(2026, 7, 1, 2, 30, 0, 999999, tzinfo=berlin_summer), 30)
+    assert cutoff == datetime(2026, 6, 1, 0, 30, tzinfo=UTC) and cutoff.tzinfo is UTC
+    assert retention_cutoff(NOW, 0) == NOW.replace(microsecond=0)
+    with pytest.raises(ValueError) as caught:
+        retention_cutoff(datetime(2026, 3, 2), 1095)
+    assert str(caught.value) == "now must be timezone-aware"
+
+
+def test_the_filters_as_conditions() -> None:
+    assert stale_filter(CUTOFF) == [Where("", "orX", [
+        Where("last_active", "lt", CUTOFF),
+        Where("", "andX", [Where("last_active", "isNull"), Where("date_added", "lt", CUTOFF)]),
+    ])]
+    assert never_active_filter(CUTOFF) == [Where("last_active", "isNull"), Where("date_added", "lt", CUTOFF)]
+
+
+@pytest.mark.parametrize(("memberships", "tally"), [
+    ([], []),
+    ([[]], [SegmentCount("(no segment)", 1)]),
+    ([["B"], ["A"], ["C", "A"]], [SegmentCount("A", 2), SegmentCount("B", 1), SegmentCount("C", 1)]),  # ties: by name
+    ([["A", "A", "A"]], [SegmentCount("A", 1)]),  # a contact counts once per segment
+    ([["A"], ["B"], ["B"], ["B"], ["A"], ["C"]], [SegmentCount("B", 3), SegmentCount("A", 2), SegmentCount("C", 1)]),
+])
+def test_segment_tally(memberships: list[list[str]], tally: list[SegmentCount]) -> None:
+    assert tally_segments(memberships) == tally
+
+
+def test_the_snapshot_summary_holds_counts_only() -> None:
+    snapshot = RetentionSnapshot(CUTOFF, 1095, 12, 5, ["a***@x.io"], [SegmentCount("News", 7), SegmentCount("VIP", 2)],
+                                 segments_from=10, api_calls=4)
+    assert snapshot.summary() == {
+        "cutoff": "2023-03-03T09:00:30+00:00",
+        "retention_days": 1095,
+        "total": 12,
+        "never_active": 5,
+        "segments": [["News", 7], ["VIP", 2]],
+        "segments_from": 10,
+    }
+    assert (snapshot.inactive, snapshot.segments_exact) == (7, False)
 
 
 # ---- schedule ---------------------------------------------------------------------------------------
@@ -179,6 +234,106 @@ def test_forms_without_an_email_are_not_judged() -> None:
                                                                      "leadField": "email"}}}], ALIASES)
     assert (audit.forms_checked, audit.collecting_email) == (2, 1)
     assert [(f.name, f.problems) for f in audit.findings] == [("Keyed", (Problem.MISSING,))]
+
+
+@pytest.mark.parametrize(("fields", "collects"), [
+    ([{"type": "Email"}], True),  # by field type,
+    ([{"alias": "EMAIL", "type": "text"}], True),  # by alias,
+    ([{"alias": "mail", "leadField": "Email"}], True),  # or by the contact field it fills (Mautic < 5.1)
+    ([{"alias": "mail", "mappedField": "email"}], True),  # (Mautic 5.1+)
+    ([{"alias": "mail", "leadField": "", "mappedField": "email"}], True),  # an empty leadField is no mapping
+    ([{"alias": "mail", "leadField": 5, "mappedField": "email"}], True),
+    ([{"alias": "name", "type": "text"}, {"alias": "addr", "type": "email"}], True),
+    ([{"alias": "name", "type": "text", "leadField": "firstname"}], False),
+    ([{"alias": "emails", "type": "emailish"}], False),
+    ([{}], False),
+    ([], False),
+])
+def test_which_forms_collect_an_email(fields: list[dict[str, object]], collects: bool) -> None:
+    assert collects_email(fields) is collects
+
+
+@pytest.mark.parametrize(("field", "consent"), [
+    ({"alias": "Consent"}, True),
+    ({"alias": "opt_in", "leadField": "GDPR_consent"}, True),
+    ({"alias": "opt_in", "mappedField": "consent"}, True),
+    ({"alias": "opt_in"}, False),
+    ({"type": "checkbox"}, False),
+])
+def test_which_fields_are_consent_fields(field: dict[str, object], consent: bool) -> None:
+    assert is_consent_field(field, ["consent", "gdpr_consent"]) is consent
+
+
+def test_a_field_without_alias_or_mapping_is_no_consent_field_named_none() -> None:
+    assert not is_consent_field({"type": "checkbox"}, ["none"])
+
+
+@pytest.mark.parametrize(("field", "prechecked"), [
+    ({"defaultValue": "1"}, True),
+    ({"defaultValue": "Yes"}, True),
+    ({"defaultValue": ["1"]}, True),  # a checkbox group's default
+    ({"defaultValue": 1}, True),
+    ({"defaultValue": True}, True),
+    ({"defaultValue": 0.0}, False),
+    ({"defaultValue": "No"}, False),
+    ({"defaultValue": " OFF "}, False),
+    ({"defaultValue": ["0", ""]}, False),
+    ({"defaultValue": []}, False),
+    ({"defaultValue": False}, False),
+    ({"defaultValue": None}, False),
+    ({}, False),
+    # A default that reads as "no" still ticks the option whose value it equals (Mautic renders it checked),
+    # in either option list, in each shape Mautic stores options in:
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"label": "I agree", "value": "0"}]}}}, True),
+    ({"defaultValue": "no", "properties": {"list": ["yes", "no"]}}, True),  # bare values
+    ({"defaultValue": "off", "properties": {"list": {"list": [{"label": "off"}]}}}, True),  # no value: the label
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": {"0": "I agree", "1": "No"}}}}, True),  # keyed
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": ["1"]}, "list": [{"value": "0"}]}}, True),
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": {"1": "No"}}, "list": ["0"]}}, True),
+    ({"defaultValue": 0, "properties": {"optionlist": {"list": [{"value": 0}]}}}, True),
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"value": "1"}, {"value": None, "label": "0"}]}}},
+     False),  # an option whose value is null is not ticked by its label
+    ({"defaultValue": "0", "properties": {"optionlist": {"list": [{"value": "1"}]}}}, False),
+    ({"defaultValue": "", "properties": {"optionlist": {"list": [{"value": ""}]}}}, False),  # no default at all
+    ({"properties": {"optionlist": {"list": ["None"]}}}, False),
+    ({"defaultValue": "0", "properties": {"optionlist": "0"}}, False),  # not an option list
+    ({"defaultValue": "0", "properties": {"optionlist": None, "placeholder": "0"}}, False),
+    ({"defaultValue": "0", "properties": ["0"]}, False),
+    # Options carry no default flag of their own: one is ticked only by the field's default value.
+    ({"properties": {"optionlist": {"list": [{"value": "1", "default": True, "checked": "1"}]}}}, False),
+])
+def test_what_counts_as_prechecked(field: dict[str, object], prechecked: bool) -> None:
+    assert is_prechecked(field) is prechecked
+
+
+def test_a_finding_names_the_form_and_its_consent_field() -> None:
+    prechecked_optional: dict[str, object] = {"alias": "gdpr_consent", "type": "checkboxgrp", "defaultValue": "1"}
+    assert audit_form(_form(prechecked_optional), ALIASES) == FormFinding(
+        9, "Signup", (Problem.PRECHECKED, Problem.OPTIONAL), "gdpr_consent")
+    mapped_without_alias = {"mappedField": "consent", "type": "checkboxgrp"}
+    assert audit_form({"fields": [EMAIL, mapped_without_alias]}, ALIASES) == FormFinding(
+        0, "form 0", (Problem.OPTIONAL,), "")
+    assert audit_form({"id": "12", "fields": [EMAIL]}, ALIASES) == FormFinding(12, "form 12", (Problem.MISSING,))
+    finding = FormFinding(1, "x", (Problem.PRECHECKED, Problem.OPTIONAL))
+    assert finding.describe() == (
+        "consent box is pre-checked by default (Recital 32: not consent); consent field is optional")
+
+
+def test_exempt_forms_are_skipped_and_the_rest_still_judged() -> None:
+    def rule_for(form_id: int | None, alias: str | None) -> tuple[tuple[str, ...], bool]:
+        return (("Einwilligung",), False) if form_id == 7 else ((), alias == "support")
+
+    support = {"alias": "support", "name": "Support", "fields": [EMAIL]}  # no id at all
+    german = {"id": 7, "name": "Anmeldung", "fields": [EMAIL, {"alias": "einwilligung", "type": "checkboxgrp"}]}
+    other = {"id": "8", "name": "Other", "fields": [EMAIL]}
+    audit = audit_forms([support, german, other], ALIASES, rule_for=rule_for)
+    assert (audit.forms_checked, audit.collecting_email) == (3, 3)
+    assert [(f.name, f.problems) for f in audit.findings] == [("Other", (Problem.MISSING,)),
+                                                              ("Anmeldung", (Problem.OPTIONAL,))]
+
+
+def test_configured_consent_aliases_are_trimmed_and_lower_case() -> None:
+    assert consent_aliases([" Consent ", "", "  ", "GDPR_consent"]) == ["consent", "gdpr_consent"]
 
 
 # ---- Block Kit limits -------------------------------------------------------------------------------

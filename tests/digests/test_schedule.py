@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from sqlmodel import select
 
@@ -48,6 +49,7 @@ async def test_slot_runners_racing_in_one_process_claim_each_slot_once(db_url: s
     assert len(box.slack.calls_to("chat.postMessage")) == 1
 
 
+@pytest.mark.postgres  # `-m "not postgres"` (make mutate) must leave it out too
 async def test_two_replicas_post_one_digest_per_slot(postgres_url: str, tmp_path: Path) -> None:
     """Several replicas share one PostgreSQL (SQLite deployments run a single replica)."""
     clock = Clock()

@@ -16,8 +16,8 @@ from bot.intake.events import (
     parse_timestamp,
     signature_ok,
 )
-from bot.intake.rules import evaluate, is_truthy
-from bot.policy import PolicyError, default_policy, load_policy
+from bot.intake.rules import ConsentVerdict, evaluate, is_truthy
+from bot.policy import ConsentPolicy, PolicyError, default_policy, load_policy, parse_policy
 from sandbox.mautic import encode_like_php, form_submission_event, sign_webhook
 from tests.helpers import mautic_fixture
 
@@ -159,3 +159,72 @@ def test_bad_policy_files_name_the_problem(tmp_path: Path, text: str, problem: s
 def test_signature_helper_of_the_fake_agrees_with_ours() -> None:
     body = encode_like_php({"mautic.form_on_submit": []})
     assert signature_ok(body, sign_webhook(body, "s3cret"), "s3cret")
+
+
+# ---- consent verdicts, exactly ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "truthy"), [
+    (1.0, True), (0.0, False), (2.0, False), (-1, False),  # numbers: exactly one
+    ([1], True), ([0], False), ([None, False, 0], False), ([" ", ""], False), (["", "x"], True),
+    (("yes",), True), ((), False),  # a tuple is a checkbox group too
+    ({"consent": "1"}, False), (object(), False),  # anything else is not consent
+])
+def test_truthy_values_of_every_type(value: object, truthy: bool) -> None:
+    assert is_truthy(value) is truthy
+
+
+@pytest.mark.parametrize(("value", "extra", "truthy"), [
+    ("I agree", (), False),
+    ("I agree", ("I agree",), True),
+    (" i AGREE ", ("I Agree ",), True),  # the policy's own values match trimmed and in any case
+    ("yes", ("I agree",), True),  # the built-in values still count
+    ("no", ("I agree",), False),
+])
+def test_the_policys_extra_truthy_values(value: str, extra: tuple[str, ...], truthy: bool) -> None:
+    assert is_truthy(value, extra) is truthy
+
+
+def _policy() -> ConsentPolicy:
+    return parse_policy({"truthy_values": ["Ja"], "forms": [
+        {"id": 7, "required": ["consent", "terms"]},
+        {"alias": "de", "any_of": ["einwilligung", "consent"]},
+        {"alias": "support", "exempt": True},
+    ]}, ["consent", "gdpr_consent"])
+
+
+@pytest.mark.parametrize(("form_id", "alias", "results", "verdict"), [
+    (1, "x", {"email": "a@b.c", "GDPR_Consent": "yes"},
+     ConsentVerdict(False, True, ("consent", "gdpr_consent"), {"gdpr_consent": "yes"}, (),
+                    "any of consent, gdpr_consent")),
+    (1, "x", {"Consent": "0"},
+     ConsentVerdict(False, False, ("consent", "gdpr_consent"), {"consent": "0"}, ("consent", "gdpr_consent"),
+                    "any of consent, gdpr_consent")),
+    (7, None, {"consent": "1", "terms": "ja"},
+     ConsentVerdict(False, True, ("consent", "terms"), {"consent": "1", "terms": "ja"}, (), "all of consent, terms")),
+    (7, "de", {"consent": "1", "terms": "nein"},
+     ConsentVerdict(False, False, ("consent", "terms"), {"consent": "1", "terms": "nein"}, ("terms",),
+                    "all of consent, terms")),
+    (7, None, {},
+     ConsentVerdict(False, False, ("consent", "terms"), {}, ("consent", "terms"), "all of consent, terms")),
+    (None, "DE", {"einwilligung": "Ja"},
+     ConsentVerdict(False, True, ("einwilligung", "consent"), {"einwilligung": "Ja"}, (),
+                    "any of einwilligung, consent")),
+    (9, "support", {"consent": "0", "message": "help"},
+     ConsentVerdict(True, False, ("consent", "gdpr_consent"), {"consent": "0"}, (), "exempt")),
+])
+def test_verdicts(form_id: int | None, alias: str | None, results: dict[str, object],
+                  verdict: ConsentVerdict) -> None:
+    assert evaluate(_policy(), form_id, alias, results) == verdict
+
+
+@pytest.mark.parametrize(("verdict", "gap", "text"), [
+    (ConsentVerdict(False, True, ("consent",), {}, (), "any of consent"), False, "nothing"),
+    (ConsentVerdict(True, False, ("consent",), {}, (), "exempt"), False, "nothing"),
+    (ConsentVerdict(False, False, ("a", "b"), {}, ("a", "b"), "any of a, b"), True,
+     "no truthy consent field (expected one of `a`, `b`)"),
+    (ConsentVerdict(False, False, ("a", "b"), {}, ("a", "b"), "all of a, b"), True,
+     "consent field(s) `a`, `b` not ticked"),
+])
+def test_what_a_verdict_says_is_missing(verdict: ConsentVerdict, gap: bool, text: str) -> None:
+    assert (verdict.gap, verdict.describe_missing()) == (gap, text)

@@ -87,6 +87,84 @@ def test_refused_transitions_explain_themselves(state: str, action: str, needle:
     assert needle in caught.value.message
 
 
+S, A = RequestState, Action
+# Why each refused (state, action) is refused, in words a person can act on. Otherwise a terminal state
+# refuses with "This request is already <state>", any other with the generic sentence.
+REFUSALS = {
+    "Identity has not been verified yet. Verify the requester's identity first, then approve.": {
+        (S.FILED, A.APPROVE)},
+    "This request was already approved; it runs once.": {(S.APPROVED, A.APPROVE), (S.RUNNING, A.APPROVE)},
+    "Identity was already verified for this request.": {
+        (S.VERIFIED, A.VERIFY), (S.APPROVED, A.VERIFY), (S.RUNNING, A.VERIFY), (S.FAILED, A.VERIFY)},
+    "Only a failed request can be retried.": {
+        (S.FILED, A.RETRY), (S.VERIFIED, A.RETRY), (S.APPROVED, A.RETRY), (S.RUNNING, A.RETRY)},
+    "Only a pending request (not yet approved) can be rejected.": {
+        (S.APPROVED, A.REJECT), (S.RUNNING, A.REJECT), (S.FAILED, A.REJECT)},
+    "Only a pending or approved request that has not started can be extended.": {
+        (S.RUNNING, A.EXTEND), (S.FAILED, A.EXTEND)},
+    "The answer can be recorded as sent once the request is done or rejected.": {
+        (S.FILED, A.RESPOND), (S.VERIFIED, A.RESPOND), (S.APPROVED, A.RESPOND), (S.RUNNING, A.RESPOND),
+        (S.FAILED, A.RESPOND)},
+    "This request was already answered; the confirmation of receipt no longer applies.": {
+        (S.DONE, A.ACKNOWLEDGE), (S.REJECTED, A.ACKNOWLEDGE)},
+}
+
+
+@pytest.mark.parametrize("state", list(RequestState))
+@pytest.mark.parametrize("action", list(Action))
+def test_every_refusal_names_its_reason(state: RequestState, action: Action) -> None:
+    if (state, action) in TRANSITIONS:
+        assert transition(state.value, action.value) is TRANSITIONS[(state, action)]
+        return
+    with pytest.raises(TransitionError) as caught:
+        transition(state.value, action.value)
+    reasons = [text for text, pairs in REFUSALS.items() if (state, action) in pairs]
+    if reasons:
+        expected = reasons[0]
+    elif state in (S.DONE, S.REJECTED, S.LAPSED):
+        expected = f"This request is already {state.value}; nothing more can be decided on it."
+    else:
+        expected = f"`{action.value}` is not possible while the request is {state.value}."
+    error = caught.value
+    assert (error.state, error.action, error.message, str(error)) == (state, action, expected, expected)
+
+
+def test_each_action_is_allowed_from_exactly_its_table_states() -> None:
+    assert {action: allowed_from(action) for action in Action} == {
+        A.VERIFY: {S.FILED},
+        A.APPROVE: {S.VERIFIED},
+        A.REJECT: {S.FILED, S.VERIFIED},
+        A.EXTEND: {S.FILED, S.VERIFIED, S.APPROVED},
+        A.START: {S.APPROVED, S.RUNNING},
+        A.COMPLETE: {S.RUNNING},
+        A.FAIL: {S.RUNNING, S.APPROVED},
+        A.RETRY: {S.FAILED},
+        A.LAPSE: {S.APPROVED},
+        A.ACKNOWLEDGE: {S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED},
+        A.RESPOND: {S.DONE, S.REJECTED},
+        A.LIFT: {S.DONE},
+    }
+
+
+@pytest.mark.parametrize("state", list(RequestState))
+@pytest.mark.parametrize("action", list(Action))
+def test_a_kind_without_identity_step_is_approved_from_filed_and_nothing_else_changes(
+    state: RequestState, action: Action
+) -> None:
+    def outcome(identity_required: bool) -> RequestState | str:
+        try:
+            return transition(state, action, identity_required=identity_required)
+        except TransitionError as refused:
+            return refused.message
+
+    if (state, action) == (S.FILED, A.APPROVE):
+        assert outcome(False) is S.APPROVED
+        assert outcome(True) == ("Identity has not been verified yet. Verify the requester's identity first, "
+                                 "then approve.")
+    else:
+        assert outcome(False) == outcome(True)
+
+
 # ---- command parsing ----------------------------------------------------------------------------
 
 
