@@ -4,7 +4,7 @@ what is theirs (tests/*/helpers.py)."""
 
 from tests.helpers.db import ledger, ledger_entries, rows
 from tests.helpers.fixtures import FIXTURES, mautic_fixture
-from tests.helpers.jobs import job_finished, jobs_idle
+from tests.helpers.jobs import job_finished
 from tests.helpers.process import child_env
 from tests.helpers.slack import text_of
 from tests.helpers.tuning import test_tuning
@@ -13,7 +13,6 @@ __all__ = [
     "FIXTURES",
     "child_env",
     "job_finished",
-    "jobs_idle",
     "ledger",
     "ledger_entries",
     "mautic_fixture",

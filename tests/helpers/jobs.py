@@ -9,11 +9,6 @@ from storage.db import unit_of_work
 from storage.jobs import Job
 
 
-async def jobs_idle(box: Sandbox, timeout: float = 10.0) -> None:
-    """Wait until no job is queued or running."""
-    await box.jobs_idle(timeout)
-
-
 async def job_finished(box: Sandbox, kind: str, timeout: float = 10.0) -> Job:
     """The one job of ``kind``, once the runner has marked it done."""
     async with unit_of_work(box.services.sessions) as session:

@@ -22,7 +22,7 @@ from storage import intake as store
 from storage.db import unit_of_work
 from storage.erasures import record_erasure
 from storage.intake import AlertKind, AlertState
-from tests.helpers import jobs_idle, ledger, test_tuning
+from tests.helpers import ledger, test_tuning
 from tests.intake.helpers import alerts, inbox, records, withdrawals
 
 TS = "2024-10-24T15:54:35+00:00"
@@ -61,7 +61,7 @@ async def test_mark_do_not_contact_once_with_thread_update_and_ledger(box: Sandb
     await box.slack.wait_until(lambda: len(box.slack.thread(box.channel, message.ts)) == 1)  # type: ignore[attr-defined]
     (reply,) = box.slack.thread(box.channel, message.ts)  # type: ignore[attr-defined]
     assert "<@U0BOB>" in reply.text and "Mark Do-Not-Contact" in reply.text and "1 contact" in reply.text
-    await jobs_idle(box)
+    await box.jobs_idle()
     final = box.slack.message(box.channel, message.ts)  # type: ignore[attr-defined]
     assert not any(b["type"] == "actions" for b in final.blocks)
     assert "Do-Not-Contact" in json.dumps(final.blocks) and "<@U0BOB>" in json.dumps(final.blocks)
@@ -69,7 +69,7 @@ async def test_mark_do_not_contact_once_with_thread_update_and_ledger(box: Sandb
     again = await box.user.click(CAROL.id, stale, "consent_dnc")  # type: ignore[arg-type]
     assert again.status == 200
     await box.slack.wait_for_response(where=lambda r: "already decided by <@U0BOB>" in r.text)
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert len([c for c in box.mautic.calls if c.path.endswith("/dnc/email/add")]) == 1
     assert len(await ledger(box, "consent.decided")) == 1
     (applied,) = await ledger(box, "consent.decision_applied")
@@ -93,7 +93,7 @@ async def test_dismiss_asks_for_a_reason_and_changes_nothing_in_mautic(box: Sand
     await box.slack.wait_until(lambda: len(box.slack.thread(box.channel, message.ts)) == 1)  # type: ignore[attr-defined]
     (reply,) = box.slack.thread(box.channel, message.ts)  # type: ignore[attr-defined]
     assert "ticket 4411" in reply.text and "<@U0CAROL>" in reply.text
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert not [c for c in box.mautic.calls if "/dnc/" in c.path]
     (alert,) = await alerts(box)
     assert alert.state == AlertState.DECIDED and alert.decision == "dismiss"
@@ -112,14 +112,14 @@ async def test_reconsent_segment_and_burst_decision_apply_to_every_folded_contac
         batch = merge_payloads(*[gap(cid, f"p{n}@example.com", sub=50 + n) for n, cid in enumerate(ids)])
         assert (await box.webhook(batch))[0] == 200
         await box.slack.wait_for("chat.postMessage")
-        await jobs_idle(box)
+        await box.jobs_idle()
         message = box.slack.messages(box.channel)[0]
         await box.slack.wait_until(lambda: "3 more" in json.dumps(box.slack.message(box.channel, message.ts).blocks))
         message = box.slack.message(box.channel, message.ts)
         await box.user.click(BOB.id, message, "consent_reconsent")
         calls = await box.mautic.wait_for("POST", "/api/segments/5/contact/", count=4)
         assert sorted(int(c.path.split("/")[5]) for c in calls) == sorted(ids)
-        await jobs_idle(box)
+        await box.jobs_idle()
         assert {a.state for a in await alerts(box)} == {AlertState.DECIDED}
         (reply,) = box.slack.thread(box.channel, message.ts)
         assert "applies to 4 contacts" in reply.text and "4 contacts" in reply.text
@@ -129,7 +129,7 @@ async def test_unsubscribe_send_after_withdrawal_and_resubscription(box: Sandbox
     cid, email = 26, "jane@example.com"
     contact = webhook_contact_payload(cid, email)
     assert (await box.webhook(unsubscribe_event(cid, email, timestamp="2024-10-24T10:00:00-06:00")))[0] == 200
-    await jobs_idle(box)
+    await box.jobs_idle()
     (withdrawal,) = await withdrawals(box)
     assert withdrawal.new_status == "unsubscribed"
     assert withdrawal.withdrawn_at.isoformat() == "2024-10-24T16:00:00+00:00"  # the sender's -06:00 honoured
@@ -144,7 +144,7 @@ async def test_unsubscribe_send_after_withdrawal_and_resubscription(box: Sandbox
                                       timestamp="2024-10-26T08:00:00+00:00")
     assert (await box.webhook(back))[0] == 200
     await box.slack.wait_for("chat.postMessage", 2)
-    await jobs_idle(box)
+    await box.jobs_idle()
     kinds = sorted(a.kind for a in await alerts(box))
     assert kinds == sorted([AlertKind.SENT_AFTER_WITHDRAWAL, AlertKind.RESUBSCRIBED])
     (withdrawal,) = await withdrawals(box)
@@ -157,16 +157,16 @@ async def test_resubscription_after_new_consent_is_not_flagged_and_late_withdraw
     contact = webhook_contact_payload(30, "kim@example.com")
     # The send is delivered before the (earlier) unsubscribe: the withdrawal still finds it.
     assert (await box.webhook(email_send_event(contact=contact, timestamp="2024-10-25T08:00:00+00:00")))[0] == 200
-    await jobs_idle(box)
+    await box.jobs_idle()
     unsubscribed = unsubscribe_event(30, "kim@example.com", timestamp="2024-10-24T08:00:00+00:00")
     assert (await box.webhook(unsubscribed))[0] == 200
     await box.slack.wait_for("chat.postMessage")
     await box.webhook(gap(30, "kim@example.com", consent="1", timestamp="2024-10-26T08:00:00+00:00"))
-    await jobs_idle(box)
+    await box.jobs_idle()
     back = channel_subscription_event(contact, old_status="unsubscribed", new_status="contactable",
                                       timestamp="2024-10-27T08:00:00+00:00")
     await box.webhook(back)
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert [a.kind for a in await alerts(box)] == [AlertKind.SENT_AFTER_WITHDRAWAL]
     (resub,) = await ledger(box, "consent.resubscribed")
     assert resub.details["flagged"] is False
@@ -193,7 +193,7 @@ async def test_erased_subject_reentering_is_flagged(box: Sandbox) -> None:
 async def test_consent_command_shows_history_to_approvers_only(box: Sandbox) -> None:
     await box.webhook(gap(26, "jane@example.com", consent="Yes"))
     await box.webhook(unsubscribe_event(26, "jane@example.com"))
-    await jobs_idle(box)
+    await box.jobs_idle()
     answer = await box.command(BOB, "consent <mailto:Jane@Example.com|Jane@Example.com>")
     assert answer.status == 200
     shown = json.dumps(answer.json)
@@ -208,7 +208,7 @@ async def test_consent_command_shows_history_to_approvers_only(box: Sandbox) -> 
 async def test_purge_access_records_and_digest_counts(box: Sandbox) -> None:
     await box.webhook(merge_payloads(gap(1, "a@example.com"), gap(2, "b@example.com", sub=2, consent="1"),
                                      unsubscribe_event(1, "a@example.com")))
-    await jobs_idle(box)
+    await box.jobs_idle()
     subject = subject_hash(box.services.hash_key, "a@example.com")
     since = box.services.clock() - timedelta(days=3650)
     until = box.services.clock() + timedelta(days=1)
@@ -238,11 +238,11 @@ async def test_send_after_withdrawal_matches_the_subject_through_the_flat_send_c
     # can tie it to her withdrawal.
     assert (await box.webhook(unsubscribe_event(26, "jane@example.com", timestamp="2024-10-24T10:00:00+00:00")))[0] \
         == 200
-    await jobs_idle(box)
+    await box.jobs_idle()
     flat = {"id": "27", "email": "Jane@example.com", "firstname": "Jane"}
     assert (await box.webhook(email_send_event(contact=flat, timestamp="2024-10-25T08:00:00+00:00")))[0] == 200
     await box.slack.wait_for("chat.postMessage")
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert [a.kind for a in await alerts(box)] == [AlertKind.SENT_AFTER_WITHDRAWAL]
     (sent,) = await ledger(box, "consent.sent_after_withdrawal")
     assert sent.subject == f"subject:{subject_hash(box.services.hash_key, 'jane@example.com')[:16]}"

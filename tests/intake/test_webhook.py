@@ -23,7 +23,7 @@ from storage.db import unit_of_work
 from storage.intake import InboxState
 from storage.jobs import Job, JobState
 from storage.types import utcnow
-from tests.helpers import jobs_idle, ledger_entries, mautic_fixture, test_tuning
+from tests.helpers import ledger_entries, mautic_fixture, test_tuning
 from tests.intake.helpers import alerts, deliveries, inbox, processed, records
 
 TS = "2024-10-24T15:54:35+00:00"
@@ -80,11 +80,11 @@ async def test_one_alert_per_gap_none_for_consent_none_twice_for_redelivery(box:
     first = json.loads(text)
     assert first["ok"] is True and set(first) == {"ok", "delivery"}
     posts = await box.slack.wait_for("chat.postMessage", 2)
-    await jobs_idle(box)
+    await box.jobs_idle()
     # Redelivery of the same body (Mautic is at-least-once): a second delivery, its events processed once.
     status, text = await box.webhook(batch)
     assert status == 200 and json.loads(text)["delivery"] != first["delivery"]
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert len(await inbox(box)) == 10 and await deliveries(box) == []
     assert len(box.slack.calls_to("chat.postMessage")) == 2
     texts = sorted(p.params["text"] for p in posts)
@@ -105,7 +105,7 @@ async def test_reconstructed_body_with_its_signature_records_consent(box: Sandbo
     body = mautic_fixture("reconstructed_form_on_submit.body")
     status, _ = await box.webhook(body)
     assert status == 200
-    await jobs_idle(box)
+    await box.jobs_idle()
     (record,) = await records(box)
     assert record.given and record.email == "jörg@example.com" and record.values == {"consent": "Yes"}
     assert record.subject_hash == subject_hash(box.services.hash_key, "jörg@example.com")
@@ -125,7 +125,7 @@ async def test_send_test_payload_shape_and_unknown_types(box: Sandbox) -> None:
     assert status == 200
     (post,) = await box.slack.wait_for("chat.postMessage")
     assert "e***@formsubmit.com" in post.params["text"]  # the sample form has no consent field
-    await jobs_idle(box)
+    await box.jobs_idle()
     events = await inbox(box)
     assert {e.event_type for e in events} >= {"mautic.form_on_submit", "mautic.lead_post_delete",
                                               "mautic.page_on_hit", "plugin.something_new"}
@@ -153,7 +153,7 @@ async def test_inbox_resumes_after_restart(box: Sandbox) -> None:
     posts = await box.slack.wait_for("chat.postMessage", 2)
     assert sorted(p.params["text"] for p in posts) == ["Consent gap: form Newsletter: l***@example.com",
                                                        "Consent gap: form Webinar: l***@example.com"]
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert [e.state for e in await inbox(box)] == [InboxState.DONE] * 2 and await deliveries(box) == []
     assert len(await alerts(box)) == 2 and len(await records(box)) == 2
     assert len(box.slack.calls_to("chat.postMessage")) == 2  # each split and processed once
@@ -171,7 +171,7 @@ async def test_same_delivery_twice_before_the_split_gives_one_set_of_events(box:
     await processed(box)
     assert await deliveries(box) == []
     assert len(await inbox(box)) == 5 and len(await records(box)) == 5
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert len(box.slack.calls_to("chat.postMessage")) == 1 and len(await alerts(box)) == 1
 
 
@@ -200,7 +200,7 @@ async def test_erasure_reaches_a_delivery_not_split_yet(box: Sandbox) -> None:
     await box.restart_bot()
     (post,) = await box.slack.wait_for("chat.postMessage")
     assert "s***@example.com" in post.params["text"]
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert [r.email for r in await records(box)] == ["stays@example.com"]
 
 
@@ -214,7 +214,7 @@ async def test_burst_of_gaps_is_folded_into_one_alert(box: Sandbox) -> None:
         lambda: "14 more" in json.dumps(box.slack.messages(box.channel)[0].blocks), timeout=10,
         describe="the lead alert showing the folded count",
     )
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert len(box.slack.calls_to("chat.postMessage")) == 1
     stored = await alerts(box)
     assert len(stored) == 15 and sum(1 for a in stored if a.burst_of is None) == 1
@@ -228,7 +228,7 @@ async def test_dead_letter_is_kept_and_reported_once(box: Sandbox) -> None:
     await processed(box)
     (post,) = await box.slack.wait_for("chat.postMessage")
     assert "dead letter" in post.params["text"].lower()
-    await jobs_idle(box)
+    await box.jobs_idle()
     assert len(box.slack.calls_to("chat.postMessage")) == 1
     (row,) = await inbox(box)
     assert row.state == InboxState.DEAD and row.raw_body == body
@@ -239,7 +239,7 @@ async def test_slack_rate_limit_is_honoured_and_the_alert_still_posted_once(box:
     box.slack.fail("chat.postMessage", retry_after=0, times=5)
     assert (await box.webhook(gap(7, "r@example.com")))[0] == 200
     await box.slack.wait_for("chat.postMessage", 6, timeout=15)
-    await jobs_idle(box, timeout=15)
+    await box.jobs_idle(timeout=15)
     assert len(box.slack.messages(box.channel)) == 1
 
 
@@ -251,7 +251,7 @@ async def test_policy_file_exempts_forms_and_keeps_ip_when_allowed(db_url: str, 
         event = form_submission_event(contact_id=1, email="a@example.com", results={"email": "a@example.com"},
                                       ip="203.0.113.9", timestamp=TS)
         assert (await box.webhook(event))[0] == 200
-        await jobs_idle(box)
+        await box.jobs_idle()
         (record,) = await records(box)
         assert record.exempt and not record.given and record.source_ip == "203.0.113.9"
         assert box.slack.calls_to("chat.postMessage") == []
