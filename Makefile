@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/python -m sandbox
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 run: $(STAMP)
 	$(BIN)/python -m bot serve

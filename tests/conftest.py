@@ -17,7 +17,21 @@ pytest.register_assert_rewrite("tests.helpers")
 if TYPE_CHECKING:
     from sandbox.harness import Sandbox
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BASE_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _worker_database_url(base: str, worker: str | None) -> str:
+    """Under pytest-xdist every worker gets a database of its own (``test_gw0``…): tests drop and recreate the
+    ``public`` schema, so two workers sharing one database would wipe each other's tables mid-test."""
+    if not worker:
+        return base
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    return url.set(database=f"{url.database}_{worker}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _worker_database_url(BASE_POSTGRES_URL, os.environ.get("PYTEST_XDIST_WORKER"))
 _ENV_TO_CLEAR = (
     "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
     "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN",
@@ -41,12 +55,28 @@ async def _postgres_unavailable() -> str | None:
         import asyncpg
 
         try:
+            if POSTGRES_URL != BASE_POSTGRES_URL:
+                await _create_worker_database()
             conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
             await conn.close()
             _postgres_state["reason"] = None
         except Exception as exc:
             _postgres_state["reason"] = f"PostgreSQL at {POSTGRES_URL} unavailable ({type(exc).__name__})"
     return _postgres_state["reason"]
+
+
+async def _create_worker_database() -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(POSTGRES_URL).database
+    conn = await asyncpg.connect(BASE_POSTGRES_URL, timeout=3)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            # The name is built from our own base name and xdist's worker id, never from outside text.
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
 
 
 async def reset_postgres() -> None:
