@@ -244,7 +244,7 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
             await _complete(services, row, {"delivery": "slack", **counts}, session=session)
             await ledger.record(session, actor=BOT, action="export.uploaded", subject=info.ref,
                                 details={"size": result.size})
-        link, expires = None, None
+        link, expires = None, services.clock() + settings.export_link_ttl
     else:
         token = secrets.token_urlsafe(32)
         now = services.clock()
@@ -259,7 +259,8 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
         link = f"{settings.external_url}/exports/{token}"
     done = await notify.refresh_message(services, row.id or 0, best_effort=True)
     await notify.post_in_thread(services, done or info, blocks.access_done_reply(
-        info, link=link, expires=expires, counts=counts, uploaded=link is None), best_effort=True)
+        info, link=link, expires=expires, counts=counts, uploaded=link is None,
+        max_downloads=settings.export_max_downloads), best_effort=True)
 
 
 def token_hash(token: str) -> str:
