@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -176,6 +177,15 @@ class Settings(BaseSettings):
     def _channel_id(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
             raise ValueError("expected a channel ID such as C0123ABCD (not a #name)")
+        return value
+
+    @field_validator("own_retention_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a five-field cron expression ({exc})") from None
         return value
 
     @field_validator("deadline_timezone")

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BOT = "bot"  # the ledger actor for the bot's own steps
 LEFTOVER_TABLES = ("email_stats", "form_submissions")
+FILE_DELETED = "export.file_deleted"
 
 
 def seal_secret(services: Services) -> str:
@@ -555,6 +556,9 @@ async def expire_files(services: Services, now: datetime) -> int:
         links = await store.expired_links_with_files(session, now)
         for link in links:
             await store.forget_link_file(session, link.id or 0)
+            # One entry per file: the compliance digest counts them (the bot's own retention).
+            await ledger.record(session, actor=BOT, action=FILE_DELETED, subject=f"request:{link.request_id}",
+                                details={"link": link.id}, at=now)
     for link in links:
         _unlink(Path(link.path))
     return len(links)

@@ -72,7 +72,7 @@ async def delete_due_uploads(services: Services) -> dict[str, int]:
                 if await store.mark(session, upload.file_id, store.UploadState.REFUSED, error=exc.error[:64]):
                     await ledger.record(session, actor=BOT, action="export.slack_delete_refused",
                                         subject=f"request:{upload.request_id}",
-                                        details={"file": upload.file_id, "error": exc.error[:64]})
+                                        details={"file": upload.file_id, "error": exc.error[:64]}, at=now)
                     await services.messenger.post(
                         services.settings.privacy_channel or "", best_effort=True,
                         text=(f"Slack refused to delete the access package file of request #{upload.request_id} "
@@ -85,7 +85,8 @@ async def delete_due_uploads(services: Services) -> dict[str, int]:
         async with unit_of_work(services.sessions) as session:
             if await store.mark(session, upload.file_id, store.UploadState.DELETED, at=now):
                 await ledger.record(session, actor=BOT, action="export.slack_deleted",
-                                    subject=f"request:{upload.request_id}", details={"file": upload.file_id})
+                                    subject=f"request:{upload.request_id}", details={"file": upload.file_id},
+                                    at=now)
         counts["deleted"] += 1
     if counts["refused"]:
         log.warning("slack refused to delete %d access package file(s); remove them in Slack", counts["refused"])
