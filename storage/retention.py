@@ -28,8 +28,15 @@ CONTACT_DELETED = "mautic.lead_post_delete"  # the event type Mautic sends (bot.
 
 
 async def _delete_ids(session: AsyncSession, model: Any, condition: Any, limit: int) -> int:
-    """Delete up to ``limit`` rows matching ``condition`` (by id: portable LIMIT on both backends)."""
-    ids = sa_select(col(model.id)).where(condition).order_by(col(model.id)).limit(limit)
+    """Delete up to ``limit`` rows matching ``condition`` (by id: portable LIMIT on both backends).
+
+    The row with the highest id always stays: SQLite (these tables have no AUTOINCREMENT) hands out
+    max(id) + 1 next, so emptying a table would reuse old ids, and other rows name inbox rows and jobs
+    by id in their dedupe keys (``gap:<inbox id>``): a reused id would silently drop a new alert.
+    """
+    newest = sa_select(func.max(col(model.id))).scalar_subquery()
+    ids = (sa_select(col(model.id)).where(condition, col(model.id) < newest)
+           .order_by(col(model.id)).limit(limit))
     result = await session.exec(delete(model).where(col(model.id).in_(ids)))  # type: ignore[call-overload]
     return int(result.rowcount or 0)
 
