@@ -24,6 +24,7 @@ import logging
 import re
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -121,9 +122,12 @@ async def download_export(request: web.Request) -> web.StreamResponse:
     """The button's POST: count the download (if the link still allows one) and stream the package."""
     if request.content_length is not None and request.content_length > _FORM_MAX_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=_FORM_MAX_BYTES, actual_size=request.content_length)
-    form = await request.post()
-    token = form.get("token")
-    if not isinstance(token, str) or not _TOKEN.match(token):
+    # Read at most one token's worth, whatever the framing (a chunked body has no Content-Length).
+    body = await request.content.read(_FORM_MAX_BYTES + 1)
+    if len(body) > _FORM_MAX_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=_FORM_MAX_BYTES, actual_size=len(body))
+    token = (parse_qs(body.decode("ascii", "replace")).get("token") or [""])[0]
+    if not _TOKEN.match(token):
         return _page(_NOT_FOUND, "<p>Open the download link again and press the button.</p>", status=404)
     services = request.app[SERVICES]
     now = services.clock()

@@ -62,6 +62,8 @@ async def test_the_link_opens_a_page_and_only_its_button_downloads(box: Sandbox)
     async with box.http.post(f"{box.url}/exports/download", data={}) as bad:
         assert bad.status == 404
     assert (await press(box, "B" * 43))[0] == 404
+    async with box.http.post(f"{box.url}/exports/download", data={"token": token, "pad": "x" * 2000}) as big:
+        assert big.status == 413  # one token's worth is read, no more
 
     # Three downloads (EXPORT_MAX_DOWNLOADS), the last two racing for one remaining: exactly one wins.
     status, body = await press(box, token)

@@ -66,7 +66,8 @@ async def test_the_deletes_spare_pending_work_and_repeat_as_no_ops(db_url: str) 
             left = sorted(e.dedupe_key for e in (await session.exec(select(InboxEvent))).all())
             assert left == ["k4", "k5", "k6"]  # the pending one, the recent one, the recent delete event
             assert await store.delete_finished_jobs(session, before, limit=100) == 2
-            assert sorted(j.dedupe_key or "" for j in (await session.exec(select(Job))).all()) == ["j3", "j4", "j5", "j6"]
+            jobs_left = sorted(j.dedupe_key or "" for j in (await session.exec(select(Job))).all())
+            assert jobs_left == ["j3", "j4", "j5", "j6"]
             past = await store.consent_records_past(session, NOW - timedelta(days=1095), limit=10)
             assert [r.contact_id for r in past] == [41]
             # Figures for the digest: the runs' counts summed, plus one per package file deleted.
