@@ -84,10 +84,12 @@ def _client_hashes(request: web.Request, key: str) -> dict[str, str]:
 
 
 def _why_refused(link: store.ExportLink, now: datetime, max_downloads: int) -> str | None:
-    if link.revoked_at is not None or not link.path:
+    if link.revoked_at is not None:
         return "revoked"
     if link.expires_at <= now:
-        return "expired"
+        return "expired"  # also after the daily sweep removed the file (path emptied)
+    if not link.path:
+        return "revoked"
     if link.downloads >= max_downloads:
         return "used_up"
     return None

@@ -80,3 +80,13 @@ async def due(session: AsyncSession, now: datetime, *, limit: int = 200) -> list
 async def for_request(session: AsyncSession, request_id: int) -> list[SlackUpload]:
     query = select(SlackUpload).where(col(SlackUpload.request_id) == request_id).order_by(col(SlackUpload.id))
     return list((await session.exec(query)).all())
+
+
+async def expire_reserved(session: AsyncSession, request_id: int, now: datetime) -> int:
+    """A retried upload: ids granted to an earlier attempt that never finished (a crash, Slack down
+    mid-upload) become due now, so no half-made or duplicate package outlives the retry."""
+    result = await session.exec(  # type: ignore[call-overload]
+        update(SlackUpload).where(col(SlackUpload.request_id) == request_id,
+                                  col(SlackUpload.state) == UploadState.RESERVED)
+        .values(expires_at=now))
+    return int(result.rowcount or 0)

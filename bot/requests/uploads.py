@@ -40,6 +40,10 @@ async def deliver_by_upload(services: Services, *, request_id: int, channel: str
         async for chunk in read_sealed(path, secret):
             package += chunk
         now = services.clock()
+        async with unit_of_work(services.sessions) as session:
+            stale = await store.expire_reserved(session, request_id, now)
+        if stale:
+            await delete_due_uploads(services)
 
         async def remember(file_id: str) -> None:
             async with unit_of_work(services.sessions) as session:

@@ -20,13 +20,25 @@ from tests.requests.helpers import file_request, wait_state, wait_thread
 from tests.requests.test_erasure import approve
 
 
-@pytest.fixture
-async def slack_box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+async def _slack_box(url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
     from sandbox.harness import sandbox
     from tests.helpers import test_tuning
 
-    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports",
+    async with sandbox(url, tuning=test_tuning(), export_dir=tmp_path / "exports",
                        export_delivery="slack") as running:
+        yield running
+
+
+@pytest.fixture
+async def slack_box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    async for running in _slack_box(db_url, tmp_path):
+        yield running
+
+
+@pytest.fixture
+async def slack_box_sqlite(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """For what is about Slack's answers rather than storage: one backend is enough."""
+    async for running in _slack_box(sqlite_url, tmp_path):
         yield running
 
 
@@ -87,8 +99,8 @@ async def test_uploaded_packages_are_deleted_on_expiry_and_on_erasure(slack_box:
     assert "max@example.com" not in text_of(erase)
 
 
-async def test_a_refused_delete_is_recorded_and_reported_once(slack_box: Sandbox) -> None:
-    box = slack_box
+async def test_a_refused_delete_is_recorded_and_reported_once(slack_box_sqlite: Sandbox) -> None:
+    box = slack_box_sqlite
     box.mautic.add_contact(email="jane@example.com", firstname="Jane")
     file_id = await deliver(box, "jane@example.com")
     async with unit_of_work(box.services.sessions) as session:
@@ -113,3 +125,20 @@ async def test_a_refused_delete_is_recorded_and_reported_once(slack_box: Sandbox
         await box.services.messenger.delete_file("F0OTHER")
     assert refused.value.error == "cant_delete_file"
     assert await box.services.messenger.delete_file("F404") is True  # file_not_found: gone is gone
+
+
+async def test_an_upload_cut_short_is_deleted_by_the_retry(slack_box_sqlite: Sandbox) -> None:
+    box = slack_box_sqlite
+    box.services.messenger.backoff_base = 0.001  # the messenger's own retries, quickly
+    box.mautic.add_contact(email="jane@example.com", firstname="Jane")
+    box.slack.fail("upload", status=500, times=3)  # the bytes never arrive on the first attempt
+    message = await file_request(box, ALICE, "dsar jane@example.com")
+    await approve(box, message)
+    await wait_state(box, message, "done")
+    first, second = await uploads(box)
+    # The id granted to the failed attempt was on record before the upload, and the retry deleted it.
+    assert first.state == "deleted" and box.slack.deleted_files == {first.file_id}
+    assert second.state == "shared" and box.slack.file_exists(second.file_id)
+    shared = [f["id"] for m in box.slack.messages(PRIVACY_CHANNEL) for r in box.slack.thread(PRIVACY_CHANNEL, m.ts)
+              for f in r.files]
+    assert shared == [second.file_id]
