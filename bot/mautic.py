@@ -527,6 +527,11 @@ class MauticClient:
             return None
         return found
 
+    async def contact_or_survivor(self, contact_id: int) -> Contact | None:
+        """The contact this id leads to now: itself, the contact it was merged into (Mautic follows its
+        merge records on GET), or None when neither exists."""
+        return await self._fetch_contact(contact_id)
+
     async def _fetch_contact(self, contact_id: int) -> Contact | None:
         """``GET /api/contacts/{id}`` as Mautic answers it: None for a 404, else the contact it loads,
         which for a merged-away id is the contact it was merged into."""

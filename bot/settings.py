@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -117,6 +118,8 @@ class Settings(BaseSettings):
     export_link_ttl: timedelta = timedelta(days=7)
     export_dir: Path = Path("./exports")
     export_delivery: Literal["link", "slack"] = "link"
+    # Downloads one link allows (then 410); the page behind the link downloads only on a button press.
+    export_max_downloads: int = Field(default=3, ge=1, le=100)
     # Custom Mautic field aliases `/privacy rectify` may change, besides the stock contact fields.
     rectify_fields: CommaList = Field(default_factory=list)
     # Named in the access package's summary.html (Art. 15); the rest of its policy text comes from the
@@ -140,6 +143,14 @@ class Settings(BaseSettings):
     retention_cron: str | None = None
     compliance_cron: str | None = None
     retention_days: int = Field(default=1095, ge=1)
+
+    # The bot's own retention (its own tables, not Mautic's): raw inbox rows, dead letters and finished
+    # jobs older than OWN_RETENTION_DAYS are deleted; consent evidence is kept while its contact exists
+    # in Mautic and CONSENT_EVIDENCE_DAYS after it is gone (claims about consent must be answerable
+    # until they are time-barred: three years is the regular limitation period in Germany, §195 BGB).
+    own_retention_days: int = Field(default=400, ge=1)
+    consent_evidence_days: int = Field(default=1095, ge=1)
+    own_retention_cron: str = "30 3 * * *"
 
     @field_validator("privacy_approvers", "privacy_requesters", "consent_fields", mode="before")
     @classmethod
@@ -166,6 +177,15 @@ class Settings(BaseSettings):
     def _channel_id(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
             raise ValueError("expected a channel ID such as C0123ABCD (not a #name)")
+        return value
+
+    @field_validator("own_retention_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a five-field cron expression ({exc})") from None
         return value
 
     @field_validator("deadline_timezone")

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from handlers import digests_jobs, home_jobs, intake_jobs, requests_jobs
+from handlers import digests_jobs, home_jobs, intake_jobs, requests_jobs, retention_jobs
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bot.jobs import JobRunner
     from bot.services import Services
 
-_FEATURES = (intake_jobs, requests_jobs, digests_jobs)
+_FEATURES = (intake_jobs, requests_jobs, digests_jobs, retention_jobs)
 
 
 def register_jobs(runner: JobRunner, services: Services, writer: DeliveryWriter) -> None:
@@ -24,6 +24,7 @@ def register_jobs(runner: JobRunner, services: Services, writer: DeliveryWriter)
     requests_jobs.register(runner, services)
     digests_jobs.register(runner, services)
     home_jobs.register(runner, services)
+    retention_jobs.register(runner, services)
 
 
 def schedule_jobs(scheduler: AsyncIOScheduler, services: Services) -> ScheduledRuns:

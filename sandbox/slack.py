@@ -473,6 +473,7 @@ class FakeSlack(_ManifestApi):
         self._messages: dict[str, list[Message]] = {}
         self._pending_uploads: dict[str, _Upload] = {}
         self._files: dict[str, Json] = {}
+        self.deleted_files: set[str] = set()
         self._triggers: dict[str, tuple[str | None, float]] = {}
         self._response_targets: dict[str, _ResponseTarget] = {}
         self._faults: dict[str, deque[_Fault]] = {}
@@ -1011,6 +1012,7 @@ class FakeSlack(_ManifestApi):
             "users.info": self._users_info,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
+            "files.delete": self._files_delete,
             "views.open": self._views_open,
             "views.update": self._views_update,
             **self._manifest_handlers(),  # the app-configuration section (apps.manifest.*) below
@@ -1187,6 +1189,39 @@ class FakeSlack(_ManifestApi):
         }
         self._files[pending.id] = file
         return file
+
+    def add_foreign_file(self, file_id: str, user: str) -> None:
+        """A file someone else shared, which the bot's token may not delete (``cant_delete_file``)."""
+        self._files[file_id] = {"id": file_id, "name": "other.pdf", "title": "other.pdf", "size": 0, "user": user}
+
+    def file_exists(self, file_id: str) -> bool:
+        return file_id in self._files or file_id in self._pending_uploads
+
+    def _files_delete(self, params: Json) -> Json:
+        # docs.slack.dev/reference/methods/files.delete: bot scope files:write; errors file_not_found ("does
+        # not exist, or is not visible"), file_deleted ("already been deleted"), cant_delete_file ("does not
+        # have permission"): a bot token may delete the files the bot itself uploaded. A message that shared
+        # the file keeps it as a tombstone entry (`"mode": "tombstone"`, as conversations.history shows it).
+        # An upload whose URL was granted but never completed is deletable too: Slack already holds a file
+        # object for the id it granted.
+        self._need("files:write")
+        file_id = _required(params, "file")
+        if file_id in self.deleted_files:
+            raise _ApiError("file_deleted")
+        file = self._files.get(file_id)
+        if file is None and file_id not in self._pending_uploads:
+            raise _ApiError("file_not_found")
+        if file is not None and file.get("user") != self.bot_user_id:
+            raise _ApiError("cant_delete_file")
+        self._files.pop(file_id, None)
+        self._pending_uploads.pop(file_id, None)
+        self.uploads.pop(file_id, None)
+        self.deleted_files.add(file_id)
+        for messages in self._messages.values():
+            for message in messages:
+                message.files = [{"id": f["id"], "mode": "tombstone"} if f.get("id") == file_id else f
+                                 for f in message.files]
+        return {}
 
     def _parse_view(self, params: Json, method: str) -> Json:
         view = _json_param(params, "view", "invalid_arguments")

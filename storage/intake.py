@@ -124,6 +124,9 @@ class ConsentRecord(SQLModel, table=True):
     source_ip: str | None = Field(default=None, max_length=64)
     submitted_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     recorded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # When the bot learnt that the contact is gone from Mautic; CONSENT_EVIDENCE_DAYS count from here.
+    contact_deleted_at: datetime | None = Field(default=None,
+                                                sa_column=Column(UTCDateTime(), nullable=True, index=True))
 
 
 class ConsentAlert(SQLModel, table=True):

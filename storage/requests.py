@@ -195,11 +195,14 @@ async def export_link_by_hash(session: AsyncSession, token_hash: str) -> ExportL
     return (await session.exec(select(ExportLink).where(ExportLink.token_hash == token_hash))).first()
 
 
-async def count_download(session: AsyncSession, link_id: int, now: datetime) -> bool:
-    """Count one download if the link is still valid at ``now``; False when it expired or was revoked."""
+async def count_download(session: AsyncSession, link_id: int, now: datetime, *, max_downloads: int) -> bool:
+    """Count one download if the link is still valid at ``now`` and has downloads left; False when it
+    expired, was revoked or is used up (one guarded UPDATE: two concurrent downloads cannot both take the
+    last one)."""
     result = await session.exec(  # type: ignore[call-overload]
         update(ExportLink)
-        .where(col(ExportLink.id) == link_id, col(ExportLink.revoked_at).is_(None), col(ExportLink.expires_at) > now)
+        .where(col(ExportLink.id) == link_id, col(ExportLink.revoked_at).is_(None), col(ExportLink.expires_at) > now,
+               col(ExportLink.downloads) < max_downloads)
         .values(downloads=col(ExportLink.downloads) + 1, last_download_at=now)
     )
     return bool(result.rowcount)

@@ -177,6 +177,7 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         ("Bulk purges filed / finished", f"{_n(digest.purges.filed)} / {_n(digest.purges.completed)} "
                                          f"({_n(digest.purges.contacts_deleted)} contacts)"),
     ]))
+    blocks.append(section(_own_retention_line(digest.own_retention)))
     mark = "✅" if digest.ledger_ok else "🚨"
     blocks.append(section(f"{mark} *Audit ledger*: {digest.ledger_text}"))
     blocks.extend(_form_audit_section(digest.form_audit, digest.form_audit_error))
@@ -184,6 +185,16 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         blocks.append(context("Not tracked yet (shown as 0): " + ", ".join(digest.missing)))
     blocks.append(context(f"Digest #{run_id} · period since the previous compliance digest"))
     return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+OWN_RETENTION_KINDS = (("inbox_rows", "inbox rows"), ("dead_letters", "dead letters"),
+                       ("finished_jobs", "finished jobs"), ("consent_records", "consent records of deleted contacts"),
+                       ("export_files", "expired package files"), ("slack_uploads", "packages in Slack"))
+
+
+def _own_retention_line(deleted: dict[str, int]) -> str:
+    parts = ", ".join(f"{_n(deleted.get(kind, 0))} {label}" for kind, label in OWN_RETENTION_KINDS)
+    return f"*Bot's own retention*: deleted {parts}"
 
 
 def _finding_lines(audit: FormAudit) -> list[str]:

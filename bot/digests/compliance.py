@@ -81,6 +81,8 @@ class ComplianceDigest:
     weeks: list[WeekShare] = field(default_factory=list)
     form_audit: FormAudit | None = None
     form_audit_error: str | None = None
+    # What the bot's own retention deleted in the period, per kind (inbox_rows, dead_letters, …).
+    own_retention: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # parts not built yet: shown as zeros
 
     @property
@@ -107,6 +109,7 @@ class ComplianceDigest:
             "requests_opened": self.requests.opened, "requests_closed": self.requests.closed,
             "requests_overdue": self.requests.overdue, "ledger_ok": self.ledger_ok,
             "form_findings": len(self.form_audit.findings) if self.form_audit else None,
+            "own_retention": dict(self.own_retention),
             "missing": list(self.missing),
         }
 

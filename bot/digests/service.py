@@ -40,6 +40,7 @@ from bot.requests.deadlines import DUE_SOON_DAYS
 from bot.values import as_int
 from storage import digests as store
 from storage import ledger
+from storage import retention as retention_store
 from storage.db import SessionFactory, unit_of_work
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         requests = await store.request_figures(session, since, until, today=until.date(),
                                                due_soon_days=DUE_SOON_DAYS)
         purges = await store.purge_figures(session, since, until)
+        own_retention = await retention_store.figures(session, since, until)
         verdict = await ledger.verify(session)
     if requests is None:
         missing.append("data-subject requests")
@@ -147,7 +149,7 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         ),
         purges=PurgeFigures(**purges),
         ledger_ok=verdict.ok, ledger_text=verdict.describe(), weeks=weeks,
-        form_audit=audit, form_audit_error=audit_error, missing=missing,
+        form_audit=audit, form_audit_error=audit_error, own_retention=own_retention, missing=missing,
     )
 
 

@@ -284,7 +284,8 @@ ACCESS_SAFETY_LINE = "Send it to the requester over a channel you trust; do not 
 
 
 def access_done_reply(
-    info: RequestInfo, *, link: str | None, expires: datetime | None, counts: dict[str, Any], uploaded: bool
+    info: RequestInfo, *, link: str | None, expires: datetime | None, counts: dict[str, Any], uploaded: bool,
+    max_downloads: int | None = None,
 ) -> dict[str, Any]:
     contacts = counts.get("contacts", [])
     shown = contacts if len(contacts) <= ACCESS_CONTACT_LINES else contacts[:ACCESS_CONTACT_LINES - 1]
@@ -298,9 +299,12 @@ def access_done_reply(
     bot_items = counts.get("bot_items", {})
     held = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in bot_items.items()) or "nothing"
     if uploaded:
-        where = "The package is attached to this thread."
+        where = (f"The package is attached to this thread; it is deleted from Slack on {_day(expires)} "
+                 "(or when the person is erased).")
     else:
-        where = (f"Download (valid until {_day(expires)}, every download is audited):\n{link}")
+        cap = f", {max_downloads} download(s)" if max_downloads else ""
+        where = (f"Link for the requester (opens a page with a Download button; valid until {_day(expires)}"
+                 f"{cap}, every download is audited):\n{link}")
     return reply(
         f"📦 Access package for request #{info.id} is ready: `data.json` (complete, machine-readable) and "
         f"`summary.html` (purposes, categories, recipients, retention, source and rights).\n{where}",

@@ -7,7 +7,6 @@ of deleting, patching or posting twice.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -21,12 +20,11 @@ from bot.intake.split import split_all_pending
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticNotFound, MauticRefused, Where
 from bot.privacy import normalise_email
-from bot.requests import blocks, notify
+from bot.requests import blocks, notify, uploads
 from bot.requests.model import Action, RequestKind, RequestState, transition
 from bot.requests.package import build_access_package
-from bot.requests.sealed import read_sealed
-from bot.requests.view import RequestInfo, info_from_row
-from storage import erasures, intake, ledger
+from bot.requests.view import info_from_row
+from storage import erasures, intake, ledger, slack_files
 from storage import requests as store
 from storage.db import unit_of_work
 
@@ -38,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BOT = "bot"  # the ledger actor for the bot's own steps
 LEFTOVER_TABLES = ("email_stats", "form_submissions")
+FILE_DELETED = "export.file_deleted"
 
 
 def seal_secret(services: Services) -> str:
@@ -240,12 +239,13 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
               "timeline_events": result.timeline_events, "size": result.size}
     await progress(f"package sealed ({result.size:,} bytes); delivering", force=True)
     if settings.export_delivery == "slack":
-        await _deliver_by_upload(services, info, result.path)
+        await uploads.deliver_by_upload(services, request_id=row.id or 0, channel=info.channel,
+                                        thread_ts=info.message_ts, path=result.path, secret=seal_secret(services))
         async with unit_of_work(services.sessions) as session:
             await _complete(services, row, {"delivery": "slack", **counts}, session=session)
             await ledger.record(session, actor=BOT, action="export.uploaded", subject=info.ref,
                                 details={"size": result.size})
-        link, expires = None, None
+        link, expires = None, services.clock() + settings.export_link_ttl
     else:
         token = secrets.token_urlsafe(32)
         now = services.clock()
@@ -260,28 +260,12 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
         link = f"{settings.external_url}/exports/{token}"
     done = await notify.refresh_message(services, row.id or 0, best_effort=True)
     await notify.post_in_thread(services, done or info, blocks.access_done_reply(
-        info, link=link, expires=expires, counts=counts, uploaded=link is None), best_effort=True)
+        info, link=link, expires=expires, counts=counts, uploaded=link is None,
+        max_downloads=settings.export_max_downloads), best_effort=True)
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def _deliver_by_upload(services: Services, info: RequestInfo, path: Path) -> None:
-    """EXPORT_DELIVERY=slack: decrypt in memory, upload into the request's thread, delete the sealed file.
-
-    The Slack SDK holds a whole upload in memory whatever it is given, so the plain package never needs to
-    touch the disk. The sealed file goes whatever happens: a retried job builds a fresh package.
-    """
-    try:
-        package = bytearray()
-        async for chunk in read_sealed(path, seal_secret(services)):
-            package += chunk
-        await services.messenger.upload(
-            info.channel, thread_ts=info.message_ts, content=bytes(package),
-            filename=f"access-request-{info.id}.zip", title=f"Access package, request #{info.id}")
-    finally:
-        await asyncio.to_thread(_unlink, path)
 
 
 def _unlink(path: Path) -> None:
@@ -340,6 +324,9 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
             raise RetryableJobError(f"{len(still) + len(newcomers)} contact(s) still present after the delete")
         purged = await _purge_local(services, row, run)
         await _checkpoint(run, purged=purged, deleted=deleted, leftovers=leftovers)
+    # Packages uploaded to Slack about this subject: _purge_local made them due; delete them now (what Slack
+    # cannot delete at this moment stays due, and the daily sweep retries it).
+    await uploads.delete_due_uploads(services)
     deleted = [int(i) for i in run.progress.get("deleted", [])]
     leftovers = run.progress.get("leftovers", {})
     purged = run.progress.get("purged", {})
@@ -382,6 +369,7 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
                 files.append(link.path)
             await store.forget_link_file(session, link.id or 0, revoke_at=now)
         purged["access_packages"] = len(files)
+        purged["slack_uploads"] = await slack_files.expire_for_requests(session, ids, now)
         await erasures.record_erasure(session, subject_hash=row.subject_hash, request_id=row.id or 0,
                                       received_at=row.received_at, erased_at=now)
         await ledger.record(session, actor=BOT, action="request.local_purge", subject=f"request:{row.id}",
@@ -529,7 +517,8 @@ async def lift(services: Services, run: JobRun) -> None:
 
 
 async def daily(services: Services, run: JobRun) -> None:
-    """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files."""
+    """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files
+    and delete expired packages uploaded to Slack."""
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
         approved = await store.requests_in_state(session, RequestState.APPROVED.value)
@@ -538,6 +527,7 @@ async def daily(services: Services, run: JobRun) -> None:
             await lapse(services, row)
     await remind(services, now)
     await expire_files(services, now)
+    await uploads.delete_due_uploads(services)
 
 
 async def remind(services: Services, now: datetime) -> int:
@@ -566,6 +556,9 @@ async def expire_files(services: Services, now: datetime) -> int:
         links = await store.expired_links_with_files(session, now)
         for link in links:
             await store.forget_link_file(session, link.id or 0)
+            # One entry per file: the compliance digest counts them (the bot's own retention).
+            await ledger.record(session, actor=BOT, action=FILE_DELETED, subject=f"request:{link.request_id}",
+                                details={"link": link.id}, at=now)
     for link in links:
         _unlink(Path(link.path))
     return len(links)

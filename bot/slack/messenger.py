@@ -113,18 +113,52 @@ class SlackMessenger:
 
     async def upload(self, channel: str, *, filename: str, content: bytes, title: str,
                      initial_comment: str | None = None, thread_ts: str | None = None,
-                     best_effort: bool = False) -> str | None:
-        """Upload a file (files v2: getUploadURLExternal, the upload, completeUploadExternal); its file id."""
-        kwargs: dict[str, Any] = {"channel": channel, "filename": filename, "content": content, "title": title}
+                     before_upload: Callable[[str], Awaitable[None]] | None = None) -> str:
+        """Upload a file (files v2: getUploadURLExternal, the upload, completeUploadExternal); its file id.
+
+        The three steps are made here rather than through the SDK's ``files_upload_v2`` so that
+        ``before_upload`` learns the file id Slack grants before any byte leaves: a caller that must be
+        able to delete the file later records the id durably there, and a crash in the middle still
+        leaves the id behind. The content stays in memory throughout (no temporary file).
+        """
+        grant = await self.call("files.getUploadURLExternal", filename=filename, length=len(content))
+        assert grant is not None
+        file_id, upload_url = str(grant["file_id"]), str(grant["upload_url"])
+        if before_upload is not None:
+            await before_upload(file_id)
+
+        async def send_bytes(**kwargs: Any) -> Any:
+            # The SDK's own step 2 (a POST of the bytes to the granted URL), as files_upload_v2 makes it.
+            client = self.client
+            result = await client._upload_file(url=upload_url, data=content, logger=log, timeout=client.timeout,
+                                               proxy=client.proxy, ssl=client.ssl)
+            if result.status == 429 or result.status >= 500:
+                raise aiohttp.ClientError(f"the upload URL answered {result.status}")  # retried below
+            if result.status != 200:
+                raise SlackRefused("files.upload", str(result.status))
+            return result
+
+        await self._with_policy("files.upload", send_bytes, {}, False)
+        files = [{"id": file_id, "title": title}]
+        kwargs: dict[str, Any] = {"files": files, "channel_id": channel}
         if initial_comment is not None:
             kwargs["initial_comment"] = initial_comment
         if thread_ts is not None:
             kwargs["thread_ts"] = thread_ts
-        response = await self._with_policy("files.upload_v2", self.client.files_upload_v2, kwargs, best_effort)
-        if response is None:
-            return None
-        file = response.get("file") or (response.get("files") or [{}])[0]
-        return str(file.get("id")) if file.get("id") else None
+        await self.call("files.completeUploadExternal", **kwargs)
+        return file_id
+
+    async def delete_file(self, file_id: str) -> bool:
+        """``files.delete``; True when the file is gone, also when it was gone already (``file_not_found``,
+        ``file_deleted``: a second delete after a crash is no failure). ``cant_delete_file`` and other
+        refusals raise :class:`SlackRefused`."""
+        try:
+            await self.call("files.delete", file=file_id)
+        except SlackRefused as exc:
+            if exc.error in ("file_not_found", "file_deleted"):
+                return True
+            raise
+        return True
 
     async def call(self, method: str, *, best_effort: bool = False, **kwargs: Any) -> AsyncSlackResponse | None:
         """Any Web API method (``"views.open"``, ``"usergroups.users.list"``) under the same policy."""

@@ -123,8 +123,12 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     reply = next(r.text for r in box.slack.thread(box.channel, message.ts) if "Access package" in r.text)
     match = re.search(r"/exports/[A-Za-z0-9_-]+", reply)
     assert match is not None
-    say.say("The requester opens the link (here on the demo's own port)")
-    async with box.http.get(box.url + match.group(0)) as response:
+    say.say("The requester opens the link (here on the demo's own port) and presses Download")
+    async with box.http.get(box.url + match.group(0)) as page:
+        form = re.search(r"name=token value='([^']+)'", await page.text())
+        assert form is not None
+        say.private("the requester", f"HTTP {page.status}: a page with a Download button (link previews stop here)")
+    async with box.http.post(box.url + "/exports/download", data={"token": form.group(1)}) as response:
         body = await response.read()
         say.private("the requester", f"HTTP {response.status} {response.headers['Content-Type']}, {len(body):,} bytes")
     archive = zipfile.ZipFile(io.BytesIO(body))
