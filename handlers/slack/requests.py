@@ -135,6 +135,7 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
     bolt.action(RequestButton.RESPOND)(click(Action.RESPOND))
     bolt.action(RequestButton.LIFT)(click(Action.LIFT))
+    bolt.action(RequestButton.RELEASE)(click(Action.RELEASE))
     bolt.action(RequestButton.REJECT)(click(Action.REJECT,
                                             lambda info: blocks.reject_modal(info, service.today(services))))
     bolt.action(RequestButton.EXTEND)(click(
