@@ -293,7 +293,7 @@ nav ul{columns:2}small{font-weight:normal;color:#555}
 @media (max-width:36em){
  body{padding:.6em;font-size:16px}nav ul{columns:1}
  dl.profile{display:block}dt{padding-top:.5em}
- table,thead,tbody,tr,td{display:block;width:100%}thead{position:absolute;left:-9999px}
+ table,caption,thead,tbody,tr,td{display:block;width:100%}thead{position:absolute;left:-9999px}
  tr{border:1px solid #999;margin:0 0 .5em}td{border:0;border-bottom:1px solid #ddd}
  td::before{content:attr(data-label) ": ";font-weight:600}
 }

@@ -57,8 +57,8 @@ async def _status(call: CommandCall) -> None:
 
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand("dsar", USAGE[RequestKind.ACCESS].usage, USAGE[RequestKind.ACCESS].example,
-               "file an access request (Art. 15/20): a complete data package for the person; received= is the "
-               "day it reached you (default today), regime= gdpr or ccpa",
+               "file an access request (Art. 15/20): a data package an approver releases to the person; "
+               "received= is the day it reached you (default today), regime= gdpr or ccpa",
                _filer(RequestKind.ACCESS)),
     Subcommand("erase", USAGE[RequestKind.ERASURE].usage, USAGE[RequestKind.ERASURE].example,
                "file an erasure request (Art. 17): delete the person in Mautic and in the bot",
