@@ -118,9 +118,7 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     if info.kind is RequestKind.RECTIFICATION and info.changed_fields:
         pairs.append(("Fields to correct", ", ".join(f"`{f}`" for f in info.changed_fields)))
     if info.package_prepared:
-        pairs.append(("Package", f"released by {_who(info.released_by)} on {_day(info.released_at)}"
-                      if info.released_at else "prepared; an approver who did not file the request reviews it and "
-                      "presses *Release to requester*"))
+        pairs.append(("Package", _package_text(info)))
     blocks: list[Block] = [header(title), fields(pairs)]
     if info.note:
         blocks.append(context(f"Note: {truncate(info.note, 500)}"))
@@ -135,6 +133,14 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
     text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
+
+
+def _package_text(info: RequestInfo) -> str:
+    if info.released_at:
+        return f"released by {_who(info.released_by)} on {_day(info.released_at)}"
+    if info.erased:
+        return "deleted unreleased: the person was erased since"
+    return "prepared; an approver who did not file the request reviews it and presses *Release to requester*"
 
 
 def state_label(info: RequestInfo) -> str:

@@ -191,6 +191,8 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
         if info.released_at is not None:
             raise Conflict(f"The package of request #{info.id} was already released on {info.released_at:%Y-%m-%d} "
                            f"(by <@{info.released_by}>).")
+        if info.erased:
+            raise Conflict("The person was erased since; their prepared package was deleted with their data.")
         raise Conflict("Only a prepared access package can be released.")
     if action is Action.RESPOND and info.responded_at is not None:
         raise Conflict(f"The answer was already recorded as sent on {info.responded_at:%Y-%m-%d} "

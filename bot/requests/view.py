@@ -85,7 +85,8 @@ class RequestInfo:
 
     @property
     def awaiting_release(self) -> bool:
-        return self.package_prepared and self.released_at is None
+        """Prepared and not yet released; a subject erased since has no package left to release."""
+        return self.package_prepared and self.released_at is None and not self.erased
 
     @property
     def erased(self) -> bool:
