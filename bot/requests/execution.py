@@ -203,15 +203,30 @@ async def _checkpoint(run: JobRun, **values: Any) -> None:
 # ---- access ----------------------------------------------------------------------------------------
 
 
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")  # with a digit too (checked apart): U0123ABCD, not UTC
+_SLACK_MENTION = re.compile(r"<@[UW][A-Z0-9]{2,}>")  # linear: a literal, one class, a literal
 STAFF = "a member of our staff"
+
+
+def _is_slack_user(value: str) -> bool:
+    return bool(_SLACK_USER.match(value)) and any(ch.isdigit() for ch in value)
+
+
+def _without_staff(value: Any) -> Any:
+    """Ledger details with staff out: ``*_by`` keys dropped, Slack user ids and mentions replaced."""
+    if isinstance(value, dict):
+        return {k: _without_staff(v) for k, v in value.items() if not k.endswith("_by") and k != "actor"}
+    if isinstance(value, list):
+        return [_without_staff(v) for v in value]
+    if isinstance(value, str):
+        return STAFF if _is_slack_user(value) else _SLACK_MENTION.sub(STAFF, value)
+    return value
 
 
 def _ledger_json(entry: ledger.AuditEntry, *, include_staff: bool) -> dict[str, Any]:
     """One ledger entry for the subject's package; who on the staff acted stays out unless included."""
-    actor = entry.actor if include_staff or not _SLACK_USER.match(entry.actor) else STAFF
-    details = entry.details if include_staff else {
-        k: v for k, v in entry.details.items() if not k.endswith("_by") and k != "actor"}
+    actor = entry.actor if include_staff or not _is_slack_user(entry.actor) else STAFF
+    details = entry.details if include_staff else _without_staff(entry.details)
     return {"seq": entry.seq, "at": entry.at.isoformat(), "actor": actor, "action": entry.action,
             "subject": entry.subject, "details": details}
 

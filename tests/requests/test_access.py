@@ -145,6 +145,8 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
         assert needle in summary, needle
     assert [e["action"] for e in data["bot"]["ledger_entries"]][:2] == ["request.filed", "request.contacts_found"]
     assert {e["actor"] for e in data["bot"]["ledger_entries"]} <= {"a member of our staff", "bot"}
+    refused = [e for e in data["bot"]["ledger_entries"] if e["action"] == "request.refused"]
+    assert refused and "U0" not in __import__("json").dumps(data["bot"]["ledger_entries"])  # no staff ids
     assert [e.details["download"] for e in await ledger(box, "export.downloaded")] == [1]
 
     # After EXPORT_LINK_TTL the link answers 410 Gone, and the refused download is audited too.
