@@ -58,6 +58,8 @@ async def run_check(settings: Settings) -> int:
         report("environment", False,
                "SLACK_CLIENT_ID/SECRET are set: Bolt would switch to OAuth and drop the bot token")
 
+    _check_access_summary(settings, report)
+
     engine = make_engine(settings.database_url)
     try:
         from storage.db import ping
@@ -90,6 +92,25 @@ async def run_check(settings: Settings) -> int:
         else:
             await _check_segment(settings, mautic, report)
     return 0 if ok else 1
+
+
+def _check_access_summary(settings: Settings, report: Callable[[str, bool, str], None]) -> None:
+    """A warning, not a failure: the bot runs, but an access package would say "not configured" where the
+    law asks for purposes, recipients, retention and the rest (Art. 15(1))."""
+    from bot.policy import PolicyError, load_policy
+
+    try:
+        access = load_policy(settings.privacy_policy_file, settings.consent_fields).access
+    except PolicyError as exc:
+        report("policy file", False, str(exc))
+        return
+    if not access.configured:
+        print("[warn] access summary: PRIVACY_POLICY_FILE has no `access_summary` section, so an access package's "
+              "summary.html says \"not configured\" for purposes, categories, recipients, transfers, retention, "
+              "source and automated decisions")
+    elif missing := access.missing():
+        print(f"[warn] access summary: `access_summary` leaves out {', '.join(missing)}; summary.html says "
+              "\"not configured\" there")
 
 
 async def _check_segment(settings: Settings, mautic: MauticClient, report: Callable[[str, bool, str], None]) -> None:

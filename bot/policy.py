@@ -13,7 +13,7 @@ by them) and the ``access_summary`` texts that go into an access package's ``sum
         any_of: [einwilligung]                # at least one of these must be truthy
       - alias: contact-support
         exempt: true                          # no consent needed (e.g. answering a support request)
-    access_summary:                           # Art. 15(1) texts; what is left out keeps the default
+    access_summary:                           # Art. 15(1) texts; what is left out reads "not configured"
       controller: Acme GmbH
       purposes: [Sending the newsletter you asked for]
 
@@ -65,33 +65,34 @@ class ConsentPolicy:
         return FormRule(any_of=self.default_fields)
 
 
+NOT_CONFIGURED = "not configured"
+
+
 @dataclass(frozen=True)
 class AccessPolicy:
+    """The Art. 15(1)(a)-(h) texts of ``summary.html``. What the policy file leaves out is None, and the page
+    says "not configured" there: a built-in guess ("no transfers", "deleted after 3 years") stated to a data
+    subject as a fact would be a false statement about their data, and recipients must be named where they are
+    known, not reduced to categories (CJEU C-154/21)."""
+
     controller: str = "the organisation that runs this Mautic instance"
     contact: str = "the privacy team that sent you this package"
-    purposes: list[str] = field(default_factory=lambda: [
-        "Sending you the newsletters and marketing emails you signed up for",
-        "Measuring how our emails and web pages are used, to improve them",
-        "Keeping a record of your consent and of your unsubscribe choices",
-    ])
-    categories: list[str] = field(default_factory=lambda: [
-        "Identity and contact data (name, email address, phone, address, company) as entered in our forms",
-        "Marketing preferences: segments, campaigns, Do-Not-Contact records, consent records",
-        "Engagement data: emails sent, opened and clicked, pages visited, forms submitted, with dates",
-        "Technical data: IP addresses and devices recorded when you used our emails or web pages",
-    ])
-    recipients: list[str] = field(default_factory=lambda: [
-        "Our marketing-automation system (Mautic), hosted by us or our hosting provider",
-        "Our email delivery provider, which sends the emails on our behalf",
-    ])
-    retention: str = ("We keep contact records while you are subscribed or active; inactive contacts are "
-                      "deleted after 3 years (Mautic's 1095-day inactivity clean-up).")
-    source: str = ("You gave us this data through our web forms and by using our emails and web pages. "
-                   "Where a record came from elsewhere (for example an import), the timeline says so.")
-    automated_decisions: str = ("We do not make decisions with legal or similarly significant effects about you "
-                                "by automated means. Contacts may be scored (points) to tailor marketing.")
-    transfers: str = "No transfers to third countries beyond those named under recipients."
+    purposes: list[str] | None = None
+    categories: list[str] | None = None
+    recipients: list[str] | None = None
+    retention: str | None = None
+    source: str | None = None
+    automated_decisions: str | None = None
+    transfers: str | None = None
     authority: str = "the data-protection supervisory authority where you live or work"
+    configured: bool = False  # the policy file has a non-empty ``access_summary`` section
+
+    def missing(self) -> list[str]:
+        """The ``access_summary`` keys summary.html will show as "not configured"."""
+        return [name for name in _TEXT_FIELDS if getattr(self, name) is None]
+
+
+_TEXT_FIELDS = ("purposes", "categories", "recipients", "retention", "source", "automated_decisions", "transfers")
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def parse_access_summary(data: Any, *, controller: str | None = None, contact: s
     section = data.get("access_summary") if isinstance(data, dict) else None
     if section is not None and not isinstance(section, dict):
         raise PolicyError("access_summary must be a mapping")
-    known = {f.name for f in fields(AccessPolicy)}
+    known = {f.name for f in fields(AccessPolicy)} - {"configured"}
     for key, value in (section or {}).items():
         if key not in known:
             raise PolicyError(f"access_summary: unknown key {key!r}; expected {sorted(known)}")
@@ -214,4 +215,4 @@ def parse_access_summary(data: Any, *, controller: str | None = None, contact: s
         values["controller"] = controller
     if contact:
         values["contact"] = contact
-    return AccessPolicy(**values)
+    return AccessPolicy(**values, configured=bool(section))

@@ -123,9 +123,12 @@ class Settings(BaseSettings):
     # Custom Mautic field aliases `/privacy rectify` may change, besides the stock contact fields.
     rectify_fields: CommaList = Field(default_factory=list)
     # Named in the access package's summary.html (Art. 15); the rest of its policy text comes from the
-    # `access_summary` section of PRIVACY_POLICY_FILE, else built-in defaults.
+    # `access_summary` section of PRIVACY_POLICY_FILE (what it leaves out reads "not configured").
     privacy_controller: str | None = None
     privacy_contact: str | None = None
+    # Staff identities (contact owner, created/modified by, who decided in the ledger) stay out of an access
+    # package unless this is true: they are other people's data (Art. 15(4)).
+    access_include_staff: bool = False
     # When due-soon and overdue requests are re-announced in their threads (cron, DIGEST_TIMEZONE).
     requests_reminder_cron: str = "0 8 * * *"
 

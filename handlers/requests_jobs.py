@@ -2,7 +2,8 @@
 
 ``requests.announce`` posts a filed request and looks up its Mautic contacts; ``requests.execute`` runs
 an approved request (access package, erasure, rectification), retried with backoff while Mautic answers
-5xx/429 or times out, and marked failed with a Retry button after JOB_MAX_ATTEMPTS; ``requests.daily``
+5xx/429 or times out, and marked failed with a Retry button after JOB_MAX_ATTEMPTS; ``requests.release``
+delivers an access package an approver released (the link, or the upload); ``requests.daily``
 lapses stale approvals, re-announces due-soon/overdue requests and removes expired package files.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.requests import execution
-from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB, LIFT_JOB, enqueue_daily
+from bot.requests.service import ANNOUNCE_JOB, DAILY_JOB, EXECUTE_JOB, LIFT_JOB, RELEASE_JOB, enqueue_daily
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -33,6 +34,8 @@ def register(runner: JobRunner, services: Services) -> None:
                     on_failed=partial(execution.execute_failed, services))
     runner.register(DAILY_JOB, partial(execution.daily, services))
     runner.register(LIFT_JOB, partial(execution.lift, services))
+    runner.register(RELEASE_JOB, partial(execution.release, services),
+                    on_failed=partial(execution.release_failed, services))
 
 
 def schedule(scheduler: AsyncIOScheduler, services: Services) -> None:

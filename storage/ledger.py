@@ -146,3 +146,17 @@ async def verify(session: AsyncSession, *, batch: int = 1000) -> VerifyResult:
             expected_seq += 1
             count += 1
             after = row.seq
+
+
+async def entries_about(session: AsyncSession, subjects: list[str], *, limit: int = 10_000) -> list[AuditEntry]:
+    """The entries naming any of ``subjects`` (``request:12``, ``subject:<hash prefix>``, ``alert:3``,
+    ``contact:42``), oldest first: what an access package reports of the ledger about one person."""
+    if not subjects:
+        return []
+    found: list[AuditEntry] = []
+    for start in range(0, len(subjects), 500):  # bounded IN lists
+        found.extend((await session.exec(
+            select(AuditEntry).where(AuditEntry.subject.in_(subjects[start:start + 500]))  # type: ignore[union-attr]
+            .order_by(AuditEntry.seq.desc()).limit(limit))).all())  # type: ignore[attr-defined]
+    found.sort(key=lambda entry: entry.seq)
+    return found[-limit:]

@@ -74,6 +74,9 @@ class PrivacyRequest(SQLModel, table=True):
     responded_by: str | None = Field(default=None, max_length=32)
     lifted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))  # restriction
     lifted_by: str | None = Field(default=None, max_length=32)
+    # An access package goes out only after an approver released it.
+    released_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    released_by: str | None = Field(default=None, max_length=32)
     last_reminded_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
@@ -240,3 +243,10 @@ async def purge_subject_requests(session: AsyncSession, subject_hash: str) -> li
             .values(subject_email=None, subject_masked="(erased subject)", note=None, changes={})
         )
     return ids
+
+
+async def unposted_links(session: AsyncSession, request_id: int) -> list[ExportLink]:
+    """Links of a request never downloaded nor revoked: a release attempt that stopped before posting one."""
+    return list((await session.exec(select(ExportLink).where(
+        col(ExportLink.request_id) == request_id, col(ExportLink.revoked_at).is_(None),
+        col(ExportLink.downloads) == 0))).all())

@@ -85,7 +85,7 @@ access_summary:
     )
     assert policy.access == AccessPolicy(controller="Acme GmbH, Hauptstraße 1, Berlin",
                                          purposes=["Sending the newsletter you asked for"],
-                                         categories=["Email address"], retention="3")
+                                         categories=["Email address"], retention="3", configured=True)
 
 
 # ---- which rule a form gets --------------------------------------------------------------------------------
@@ -203,13 +203,14 @@ def test_the_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path, monkeypatc
 def test_blank_access_summary_values_keep_the_default() -> None:
     access = parse_access_summary({"access_summary": {"controller": "", "contact": None, "purposes": [],
                                                       "authority": "the Berlin DPA"}})
-    assert access == AccessPolicy(authority="the Berlin DPA")
+    assert access == AccessPolicy(authority="the Berlin DPA", configured=True)
 
 
 def test_access_summary_values_become_text() -> None:
     access = parse_access_summary({"access_summary": {"recipients": "Our mail provider", "categories": [1, "two"],
                                                       "transfers": 0}})
-    assert access == AccessPolicy(recipients=["Our mail provider"], categories=["1", "two"], transfers="0")
+    assert access == AccessPolicy(recipients=["Our mail provider"], categories=["1", "two"], transfers="0",
+                                  configured=True)
 
 
 @pytest.mark.parametrize("data", [None, [], "text", {}, {"access_summary": None}, {"access_summary": {}}])
@@ -220,7 +221,7 @@ def test_no_access_summary_is_the_defaults(data: Any) -> None:
 def test_settings_controller_and_contact_override_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "access_summary: {controller: From the file, contact: file@example.com}\n")
     assert load_policy(path, SETTINGS_FIELDS).access == AccessPolicy(controller="From the file",
-                                                                      contact="file@example.com")
+                                                                      contact="file@example.com", configured=True)
     both = load_policy(path, SETTINGS_FIELDS, controller="Settings GmbH", contact="dpo@example.com").access
     assert (both.controller, both.contact) == ("Settings GmbH", "dpo@example.com")
     only_contact = load_policy(path, SETTINGS_FIELDS, controller="", contact="dpo@example.com").access

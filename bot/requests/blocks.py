@@ -117,6 +117,8 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     ]
     if info.kind is RequestKind.RECTIFICATION and info.changed_fields:
         pairs.append(("Fields to correct", ", ".join(f"`{f}`" for f in info.changed_fields)))
+    if info.package_prepared:
+        pairs.append(("Package", _package_text(info)))
     blocks: list[Block] = [header(title), fields(pairs)]
     if info.note:
         blocks.append(context(f"Note: {truncate(info.note, 500)}"))
@@ -127,10 +129,18 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     if buttons:
         # A new block_id per state so clients redraw the buttons after each update (slack.md §2.6).
         marks = "".join("x" if done else "o" for done in (info.extended_at, info.acknowledged_at, info.responded_at,
-                                                           info.lifted_at))
+                                                           info.lifted_at, info.released_at))
         blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
     text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
+
+
+def _package_text(info: RequestInfo) -> str:
+    if info.released_at:
+        return f"released by {_who(info.released_by)} on {_day(info.released_at)}"
+    if info.erased:
+        return "deleted unreleased: the person was erased since"
+    return "prepared; an approver who did not file the request reviews it and presses *Release to requester*"
 
 
 def state_label(info: RequestInfo) -> str:
@@ -205,7 +215,9 @@ def _buttons(info: RequestInfo) -> list[Block]:
         out.append(button("Receipt confirmed to requester", RequestButton.ACKNOWLEDGE, value))
     if info.restriction_in_force:
         out.append(button("Lift restriction", RequestButton.LIFT, value))
-    if state in (RequestState.DONE, RequestState.REJECTED) and info.responded_at is None:
+    if info.awaiting_release:
+        out.append(button("Release to requester", RequestButton.RELEASE, value, style="primary"))
+    elif state in (RequestState.DONE, RequestState.REJECTED) and info.responded_at is None:
         out.append(button("Answer sent to requester", RequestButton.RESPOND, value, style="primary"))
     return out
 
@@ -249,6 +261,8 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
         return reply(f"🔓 {who} lifted restriction #{info.id}; removing Do-Not-Contact and the tag in Mautic.")
     if action == "acknowledge":
         return reply(f"📨 {who} recorded that receipt of request #{info.id} was confirmed to the requester.")
+    if action == "release":
+        return reply(f"📤 {who} released the access package of request #{info.id}; the delivery follows here.")
     if action == "respond":
         return reply(f"📬 {who} recorded that the answer to request #{info.id} went out to the requester. "
                      "The request is closed.")
@@ -283,34 +297,66 @@ ACCESS_CONTACT_LINES = 8
 ACCESS_SAFETY_LINE = "Send it to the requester over a channel you trust; do not forward it in Slack."
 
 
-def access_done_reply(
-    info: RequestInfo, *, link: str | None, expires: datetime | None, counts: dict[str, Any], uploaded: bool,
-    max_downloads: int | None = None,
-) -> dict[str, Any]:
+def _contact_lines(counts: dict[str, Any]) -> list[str]:
     contacts = counts.get("contacts", [])
     shown = contacts if len(contacts) <= ACCESS_CONTACT_LINES else contacts[:ACCESS_CONTACT_LINES - 1]
     lines = [f"contact #{c['id']}: " + (
         "no longer in Mautic" if not c.get("found", True) else
         f"{c['fields']} fields, {c['dnc']} DNC, {c['segments']} segments, {c['campaigns']} campaigns, "
-        f"{c['companies']} companies, {c['notes']} notes, {c['timeline']:,} timeline events")
+        f"{c['companies']} companies, {c['notes']} notes for review, {c['timeline']:,} timeline events")
         for c in shown]
     if len(shown) < len(contacts):
         lines.append(f"…and {len(contacts) - len(shown)} more contacts, all in the package")
+    return lines or ["no Mautic contact matched"]
+
+
+NOTE_LINES = 10
+
+
+def access_prepared_reply(info: RequestInfo, *, counts: dict[str, Any], notes: Sequence[dict[str, Any]],
+                          mautic_url: str | None) -> dict[str, Any]:
+    """The package is built and sealed; nothing has gone out. An approver reviews and releases it."""
     bot_items = counts.get("bot_items", {})
     held = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in bot_items.items()) or "nothing"
-    if uploaded:
+    text = (f"📦 Access package for request #{info.id} is prepared (not yet sent): `data.json` and `summary.html` "
+            "(the data itself, purposes, recipients, retention, what it cannot contain, and rights). Staff "
+            "identities are left out. An approver who did not file the request presses *Release to requester*; "
+            "only then is a link made.")
+    if notes:
+        base = (mautic_url or "").rstrip("/")
+        listed = []
+        for note in notes[:NOTE_LINES]:
+            where = f"<{base}/s/contacts/view/{int(note['contact_id'])}|contact #{int(note['contact_id'])}>" \
+                if base else f"contact #{int(note['contact_id'])}"
+            listed.append(f"• note {escape(str(note.get('id')))} ({escape(str(note.get('type')))}, "
+                          f"{escape(str(note.get('date'))[:10])}) on {where}")
+        more = f"\n…and {len(notes) - NOTE_LINES} more" if len(notes) > NOTE_LINES else ""
+        text += (f"\n*{len(notes)} staff note(s) are listed for review, not included* (Art. 15(4): they may name "
+                 "other people). Read them in Mautic and send what may go with the answer:\n" + "\n".join(listed)
+                 + more)
+    blocks: list[Block] = [section(truncate(text, SECTION_TEXT_LIMIT)),
+                           context(*_contact_lines(counts), f"Held by the bot: {held}")]
+    blocks.append(actions(f"release-{info.id}", button("Release to requester", RequestButton.RELEASE,
+                                                       ref_value(info.id), style="primary")))
+    return {"text": truncate(text, 3000), "blocks": blocks}
+
+
+def access_released_reply(info: RequestInfo, *, link: str | None, expires: datetime | None,
+                          max_downloads: int | None = None) -> dict[str, Any]:
+    if link is None:
         where = (f"The package is attached to this thread; it is deleted from Slack on {_day(expires)} "
                  "(or when the person is erased).")
     else:
         cap = f", {max_downloads} download(s)" if max_downloads else ""
-        where = (f"Link for the requester (opens a page with a Download button; valid until {_day(expires)}"
-                 f"{cap}, every download is audited):\n{link}")
-    return reply(
-        f"📦 Access package for request #{info.id} is ready: `data.json` (complete, machine-readable) and "
-        f"`summary.html` (purposes, categories, recipients, retention, source and rights).\n{where}",
-        more=[*(lines or ["no Mautic contact matched"]), f"Held by the bot: {held}",
-              ACCESS_SAFETY_LINE],
-    )
+        where = (f"Link for the requester (opens a page with a Download button; valid until {_day(expires)}{cap}, "
+                 f"every download is audited):\n{link}")
+    return reply(f"📬 Access package for request #{info.id}, released by {_who(info.released_by)}.\n{where}",
+                 more=[ACCESS_SAFETY_LINE, "Press *Answer sent to requester* once it went out."])
+
+
+def release_failed_reply(info: RequestInfo, message: str) -> dict[str, Any]:
+    return reply(f"❗ The access package of request #{info.id} could not be delivered: "
+                 f"{escape(truncate(message, 500))}")
 
 
 def erasure_done_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dict[str, Any],

@@ -7,8 +7,10 @@ of deleting, patching or posting twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import re
 import secrets
 from dataclasses import asdict
 from datetime import datetime
@@ -201,12 +203,47 @@ async def _checkpoint(run: JobRun, **values: Any) -> None:
 # ---- access ----------------------------------------------------------------------------------------
 
 
-async def _bot_holdings(services: Services, row: store.PrivacyRequest) -> dict[str, Any]:
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")  # with a digit too (checked apart): U0123ABCD, not UTC
+_SLACK_MENTION = re.compile(r"<@[UW][A-Z0-9]{2,}>")  # linear: a literal, one class, a literal
+STAFF = "a member of our staff"
+
+
+def _is_slack_user(value: str) -> bool:
+    return bool(_SLACK_USER.match(value)) and any(ch.isdigit() for ch in value)
+
+
+def _without_staff(value: Any) -> Any:
+    """Ledger details with staff out: ``*_by`` keys dropped, Slack user ids and mentions replaced."""
+    if isinstance(value, dict):
+        return {k: _without_staff(v) for k, v in value.items() if not k.endswith("_by") and k != "actor"}
+    if isinstance(value, list):
+        return [_without_staff(v) for v in value]
+    if isinstance(value, str):
+        return STAFF if _is_slack_user(value) else _SLACK_MENTION.sub(STAFF, value)
+    return value
+
+
+def _ledger_json(entry: ledger.AuditEntry, *, include_staff: bool) -> dict[str, Any]:
+    """One ledger entry for the subject's package; who on the staff acted stays out unless included."""
+    actor = entry.actor if include_staff or not _is_slack_user(entry.actor) else STAFF
+    details = entry.details if include_staff else _without_staff(entry.details)
+    return {"seq": entry.seq, "at": entry.at.isoformat(), "actor": actor, "action": entry.action,
+            "subject": entry.subject, "details": details}
+
+
+async def _bot_holdings(services: Services, row: store.PrivacyRequest, contact_ids: list[int]) -> dict[str, Any]:
     holdings: dict[str, Any] = {}
+    include_staff = services.settings.access_include_staff
     async with unit_of_work(services.sessions) as session:
         holdings.update(await intake.subject_records(session, row.subject_hash))
         requests = await store.requests_for_subject(session, row.subject_hash)
         decisions = {r.id: await store.decisions_for(session, r.id or 0) for r in requests}
+        # The ledger names people by keyed-hash prefix, their requests, alerts and Mautic contacts.
+        about = [f"subject:{row.subject_hash[:16]}", *(f"request:{r.id}" for r in requests),
+                 *(f"alert:{a['id']}" for a in holdings.get("alerts", []) if a.get("id") is not None),
+                 *(f"contact:{cid}" for cid in contact_ids)]
+        entries = await ledger.entries_about(session, about)
+    holdings["ledger_entries"] = [_ledger_json(e, include_staff=include_staff) for e in entries]
     holdings["requests"] = [
         {"id": r.id, "type": r.kind, "state": r.state, "received_at": r.received_at.isoformat(),
          "due_date": r.due_date.isoformat(), "completed_at": r.completed_at.isoformat() if r.completed_at else None,
@@ -231,37 +268,81 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
         request={"id": row.id, "type": "access", "regime": row.regime, "received_at": row.received_at.isoformat(),
                  "received_on": row.received_on.isoformat() if row.received_on else None,
                  "due_date": row.due_date.isoformat()},
-        email=row.subject_email, contact_ids=contact_ids, bot_holdings=await _bot_holdings(services, row),
-        policy=services.policy.access,
-        generated_at=services.clock(), progress=progress,
+        email=row.subject_email, contact_ids=contact_ids,
+        bot_holdings=await _bot_holdings(services, row, contact_ids), policy=services.policy.access,
+        generated_at=services.clock(), progress=progress, include_staff=settings.access_include_staff,
     )
     counts = {"contacts": [asdict(c) for c in result.contacts], "bot_items": result.bot_items,
               "timeline_events": result.timeline_events, "size": result.size}
-    await progress(f"package sealed ({result.size:,} bytes); delivering", force=True)
-    if settings.export_delivery == "slack":
-        await uploads.deliver_by_upload(services, request_id=row.id or 0, channel=info.channel,
-                                        thread_ts=info.message_ts, path=result.path, secret=seal_secret(services))
+    notes = [note.as_json() | {"contact_id": note.contact_id} for note in result.notes_for_review]
+    # Prepared, not delivered: the link (or upload) goes out only when an approver presses Release.
+    async with unit_of_work(services.sessions) as session:
+        won = await _complete(services, row, {
+            "delivery": settings.export_delivery, "release": "pending",
+            "package": {"path": str(result.path), "size": result.size}, "notes_for_review": len(notes),
+            **counts}, session=session)
+        await ledger.record(session, actor=BOT, action="export.prepared", subject=info.ref,
+                            details={"size": result.size, "notes_for_review": len(notes)})
+    if not won:
+        await asyncio.to_thread(_unlink, result.path)
+        return
+    await progress(f"package sealed ({result.size:,} bytes); waiting for an approver to release it", force=True)
+    done = await notify.refresh_message(services, row.id or 0, best_effort=True)
+    await notify.post_in_thread(services, done or info, blocks.access_prepared_reply(
+        done or info, counts=counts, notes=notes, mautic_url=settings.mautic_base_url), best_effort=True)
+
+
+async def release(services: Services, run: JobRun) -> None:
+    """Deliver a package an approver released: a fresh expiring link, or the upload into the thread.
+
+    A retried attempt revokes the links an earlier attempt made but never posted, so only a link someone
+    was shown can work; the request records the delivery as done only after it went out."""
+    request_id = int(run.payload["request_id"])
+    row = await _row(services, request_id)
+    info = info_from_row(row)
+    result = dict(row.result or {})
+    if info.released_at is None or result.get("release") != "pending":
+        return
+    package = result.get("package") or {}
+    path = Path(str(package.get("path", "")))
+    settings = services.settings
+    link: str | None = None
+    expires: datetime | None = None
+    if not await asyncio.to_thread(path.is_file):
+        raise PermanentJobError("the prepared package file is gone (erased or removed); file a new request")
+    if result.get("delivery") == "slack":
+        await uploads.deliver_by_upload(services, request_id=request_id, channel=info.channel,
+                                        thread_ts=info.message_ts, path=path, secret=seal_secret(services))
         async with unit_of_work(services.sessions) as session:
-            await _complete(services, row, {"delivery": "slack", **counts}, session=session)
             await ledger.record(session, actor=BOT, action="export.uploaded", subject=info.ref,
-                                details={"size": result.size})
-        link, expires = None, services.clock() + settings.export_link_ttl
+                                details={"size": package.get("size")})
+        expires = services.clock() + settings.export_link_ttl
     else:
         token = secrets.token_urlsafe(32)
         now = services.clock()
         expires = now + settings.export_link_ttl
         async with unit_of_work(services.sessions) as session:
+            for stale in await store.unposted_links(session, request_id):
+                await store.forget_link_file(session, stale.id or 0, revoke_at=now)
             link_row = await store.add_export_link(session, store.ExportLink(
-                request_id=row.id or 0, token_hash=token_hash(token), path=str(result.path), size=result.size,
+                request_id=request_id, token_hash=token_hash(token), path=str(path), size=int(package.get("size", 0)),
                 created_at=now, expires_at=expires))
             await ledger.record(session, actor=BOT, action="export.created", subject=info.ref,
-                                details={"link": link_row.id, "expires_at": expires.isoformat(), "size": result.size})
-            await _complete(services, row, {"delivery": "link", "link_id": link_row.id, **counts}, session=session)
+                                details={"link": link_row.id, "expires_at": expires.isoformat(),
+                                         "size": package.get("size")})
         link = f"{settings.external_url}/exports/{token}"
-    done = await notify.refresh_message(services, row.id or 0, best_effort=True)
-    await notify.post_in_thread(services, done or info, blocks.access_done_reply(
-        info, link=link, expires=expires, counts=counts, uploaded=link is None,
-        max_downloads=settings.export_max_downloads), best_effort=True)
+    await notify.post_in_thread(services, info, blocks.access_released_reply(
+        info, link=link, expires=expires, max_downloads=settings.export_max_downloads))
+    async with unit_of_work(services.sessions) as session:
+        await store.set_fields(session, request_id, {"result": {**result, "release": "done"}})
+    await notify.refresh_message(services, request_id, best_effort=True)
+
+
+async def release_failed(services: Services, run: JobRun, error: str) -> None:
+    info = await notify.refresh_message(services, int(run.payload["request_id"]), best_effort=True)
+    if info is not None:
+        await notify.post_in_thread(services, info, blocks.release_failed_reply(info, _public_error(error)),
+                                    best_effort=True)
 
 
 def token_hash(token: str) -> str:
@@ -356,6 +437,9 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
         messages.extend([channel, ts] for channel, ts in await intake.subject_messages(session, row.subject_hash))
         requests = await store.requests_for_subject(session, row.subject_hash)
         for other in requests:
+            prepared = (other.result or {}).get("package") or {}
+            if prepared.get("path") and (other.result or {}).get("release") == "pending":
+                files.append(str(prepared["path"]))  # prepared but never released: no link names it
             if other.message_ts:
                 messages.append([other.channel, other.message_ts, f"request:{other.id}"])
             messages.extend([other.channel, ts] for ts in other.pii_messages or [])

@@ -21,6 +21,7 @@ class RequestButton(StrEnum):
     ACKNOWLEDGE = "request_acknowledge"
     RESPOND = "request_respond"
     LIFT = "request_lift"
+    RELEASE = "request_release"
 
 
 class RequestModal(StrEnum):

@@ -111,6 +111,7 @@ class Action(StrEnum):
     ACKNOWLEDGE = "acknowledge"  # the confirmation of receipt went out to the requester
     RESPOND = "respond"  # the answer went out to the requester: only now is the request closed
     LIFT = "lift"  # an approver lifts a restriction (Art. 18(3): the subject is told before)
+    RELEASE = "release"  # an approver releases a prepared access package to the requester
 
 
 S, A = RequestState, Action
@@ -137,13 +138,15 @@ TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     **{(state, A.ACKNOWLEDGE): state for state in (S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED)},
     (S.DONE, A.RESPOND): S.DONE,
     (S.DONE, A.LIFT): S.DONE,  # a carried-out restriction; the lift itself runs as a job
+    (S.DONE, A.RELEASE): S.DONE,  # a prepared access package; the delivery itself runs as a job
     (S.REJECTED, A.RESPOND): S.REJECTED,
 }
 
 # Actions a person takes by clicking; the rest are taken by the bot's own jobs.
-HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.ACKNOWLEDGE, A.RESPOND, A.LIFT})
+HUMAN_ACTIONS = frozenset({A.VERIFY, A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.ACKNOWLEDGE, A.RESPOND, A.LIFT,
+                           A.RELEASE})
 # Actions that need a privacy approver who did not file the request (four eyes).
-APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.LIFT})
+APPROVER_ACTIONS = frozenset({A.APPROVE, A.REJECT, A.EXTEND, A.RETRY, A.LIFT, A.RELEASE})
 # Records of what the requester was told: any filer (requesters and approvers) may make them.
 RECORD_ACTIONS = frozenset({A.ACKNOWLEDGE, A.RESPOND})
 # Decided or carried out, the request stays open until the answer went out.

@@ -53,6 +53,7 @@ ANNOUNCE_JOB = "requests.announce"
 EXECUTE_JOB = "requests.execute"
 DAILY_JOB = "requests.daily"
 LIFT_JOB = "requests.lift"
+RELEASE_JOB = "requests.release"
 
 MAY_NOT_FILE = "Only privacy requesters and approvers may file data-subject requests."
 MAY_NOT_RECORD = "Only privacy requesters and approvers may record what the requester was told."
@@ -186,6 +187,13 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
                        f"(recorded by <@{info.acknowledged_by}>).")
     if action is Action.LIFT and not info.restriction_in_force:
         raise Conflict("Only a restriction in force can be lifted.")
+    if action is Action.RELEASE and not info.awaiting_release:
+        if info.released_at is not None:
+            raise Conflict(f"The package of request #{info.id} was already released on {info.released_at:%Y-%m-%d} "
+                           f"(by <@{info.released_by}>).")
+        if info.erased:
+            raise Conflict("The person was erased since; their prepared package was deleted with their data.")
+        raise Conflict("Only a prepared access package can be released.")
     if action is Action.RESPOND and info.responded_at is not None:
         raise Conflict(f"The answer was already recorded as sent on {info.responded_at:%Y-%m-%d} "
                        f"(by <@{info.responded_by}>).")
@@ -255,6 +263,7 @@ async def decide(
     extra_guard = None
     enqueue_run = False
     lift_job = False
+    release_job = False
     if action is Action.VERIFY:
         assert identity is not None
         values.update(verified_by=actor, verified_at=now, verification_method=identity.method.value,
@@ -279,6 +288,11 @@ async def decide(
         values.update(lifted_at=now, lifted_by=actor)
         extra_guard = store.PrivacyRequest.lifted_at.is_(None)  # type: ignore[union-attr]
         lift_job = True
+    elif action is Action.RELEASE:
+        # The guard makes a double click (or two approvers at once) release once: the loser is told who won.
+        values.update(released_at=now, released_by=actor)
+        extra_guard = store.PrivacyRequest.released_at.is_(None)  # type: ignore[union-attr]
+        release_job = True
     elif action is Action.RESPOND:
         values.update(responded_at=now, responded_by=actor)
         extra_guard = store.PrivacyRequest.responded_at.is_(None)  # type: ignore[union-attr]
@@ -309,6 +323,10 @@ async def decide(
                 await queue.enqueue(session, LIFT_JOB, {"request_id": request_id},
                                     dedupe_key=f"request:{request_id}:lift",
                                     max_attempts=services.settings.job_max_attempts)
+            if release_job:  # the link (or upload) goes out after the ack, as a durable job
+                await queue.enqueue(session, RELEASE_JOB, {"request_id": request_id},
+                                    dedupe_key=f"request:{request_id}:release",
+                                    max_attempts=services.settings.job_max_attempts)
             if enqueue_run:
                 # The dedupe key names the run, so a replayed click can never queue a second execution.
                 await queue.enqueue(session, EXECUTE_JOB, {"request_id": request_id},
@@ -331,9 +349,11 @@ async def decide(
                     why = "Receipt was already confirmed to the requester."
                 elif action is Action.RESPOND and current.responded_at is not None:
                     why = "The answer was already recorded as sent."
+                elif action is Action.RELEASE and current.released_at is not None:
+                    why = f"The package of request #{current.id} was already released (by <@{current.released_by}>)."
         await record_refusal(services, request_id, actor, action, why)
         return Outcome(False, why, current)
-    if enqueue_run or lift_job:
+    if enqueue_run or lift_job or release_job:
         services.jobs.notify()
     return Outcome(True, _accepted_text(action, new_info), new_info)
 
@@ -352,4 +372,5 @@ def _accepted_text(action: Action, info: RequestInfo) -> str:
         Action.ACKNOWLEDGE: f"Recorded: receipt of request #{info.id} was confirmed to the requester.",
         Action.LIFT: f"Restriction #{info.id} lifted; Mautic is being updated.",
         Action.RESPOND: f"Recorded: the answer to request #{info.id} went out; the request is closed.",
+        Action.RELEASE: f"Package of request #{info.id} released; the delivery follows in its thread.",
     }.get(action, "Done.")

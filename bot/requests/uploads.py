@@ -33,32 +33,32 @@ async def deliver_by_upload(services: Services, *, request_id: int, channel: str
                             path: Path, secret: str) -> str:
     """Upload the sealed package at ``path``, decrypted in memory, into the thread; its Slack file id.
 
-    The sealed file goes whatever happens: a retried job builds a fresh package.
+    The sealed (encrypted) file is removed once the upload is shared, and kept when it fails, so that the
+    release job's retry uploads the same package again (the id granted to the failed attempt is deleted
+    first, below).
     """
-    try:
-        package = bytearray()
-        async for chunk in read_sealed(path, secret):
-            package += chunk
-        now = services.clock()
-        async with unit_of_work(services.sessions) as session:
-            stale = await store.expire_reserved(session, request_id, now)
-        if stale:
-            await delete_due_uploads(services)
+    package = bytearray()
+    async for chunk in read_sealed(path, secret):
+        package += chunk
+    now = services.clock()
+    async with unit_of_work(services.sessions) as session:
+        stale = await store.expire_reserved(session, request_id, now)
+    if stale:
+        await delete_due_uploads(services)
 
-        async def remember(file_id: str) -> None:
-            async with unit_of_work(services.sessions) as session:
-                await store.reserve(session, request_id=request_id, file_id=file_id, now=now,
-                                    expires_at=now + services.settings.export_link_ttl)
-
-        file_id = await services.messenger.upload(
-            channel, thread_ts=thread_ts, content=bytes(package), filename=f"access-request-{request_id}.zip",
-            title=f"Access package, request #{request_id}", before_upload=remember)
-        del package
+    async def remember(file_id: str) -> None:
         async with unit_of_work(services.sessions) as session:
-            await store.mark(session, file_id, store.UploadState.SHARED)
-        return file_id
-    finally:
-        await asyncio.to_thread(path.unlink, True)
+            await store.reserve(session, request_id=request_id, file_id=file_id, now=now,
+                                expires_at=now + services.settings.export_link_ttl)
+
+    file_id = await services.messenger.upload(
+        channel, thread_ts=thread_ts, content=bytes(package), filename=f"access-request-{request_id}.zip",
+        title=f"Access package, request #{request_id}", before_upload=remember)
+    del package
+    async with unit_of_work(services.sessions) as session:
+        await store.mark(session, file_id, store.UploadState.SHARED)
+    await asyncio.to_thread(path.unlink, True)
+    return file_id
 
 
 async def delete_due_uploads(services: Services) -> dict[str, int]:

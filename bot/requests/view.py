@@ -45,6 +45,8 @@ class RequestInfo:
     responded_by: str | None = None
     lifted_at: datetime | None = None
     lifted_by: str | None = None
+    released_at: datetime | None = None
+    released_by: str | None = None
     failure: str | None = None
     completed_at: datetime | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +76,17 @@ class RequestInfo:
     @property
     def restriction_in_force(self) -> bool:
         return self.kind is RequestKind.RESTRICTION and self.state is RequestState.DONE and self.lifted_at is None
+
+    @property
+    def package_prepared(self) -> bool:
+        """An access package built to be released by an approver (requests answered before the release step
+        existed delivered theirs at once and have none)."""
+        return self.kind is RequestKind.ACCESS and self.state is RequestState.DONE and "release" in self.result
+
+    @property
+    def awaiting_release(self) -> bool:
+        """Prepared and not yet released; a subject erased since has no package left to release."""
+        return self.package_prepared and self.released_at is None and not self.erased
 
     @property
     def erased(self) -> bool:
@@ -117,6 +130,8 @@ def info_from_row(row: Any) -> RequestInfo:
         responded_by=row.responded_by,
         lifted_at=row.lifted_at,
         lifted_by=row.lifted_by,
+        released_at=row.released_at,
+        released_by=row.released_by,
         failure=row.failure,
         completed_at=row.completed_at,
         result=dict(row.result or {}),

@@ -57,8 +57,8 @@ async def _status(call: CommandCall) -> None:
 
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand("dsar", USAGE[RequestKind.ACCESS].usage, USAGE[RequestKind.ACCESS].example,
-               "file an access request (Art. 15/20): a complete data package for the person; received= is the "
-               "day it reached you (default today), regime= gdpr or ccpa",
+               "file an access request (Art. 15/20): a data package an approver releases to the person; "
+               "received= is the day it reached you (default today), regime= gdpr or ccpa",
                _filer(RequestKind.ACCESS)),
     Subcommand("erase", USAGE[RequestKind.ERASURE].usage, USAGE[RequestKind.ERASURE].example,
                "file an erasure request (Art. 17): delete the person in Mautic and in the bot",
@@ -135,6 +135,7 @@ def register(bolt: AsyncApp, services: Services) -> None:
     bolt.action(RequestButton.ACKNOWLEDGE)(click(Action.ACKNOWLEDGE))
     bolt.action(RequestButton.RESPOND)(click(Action.RESPOND))
     bolt.action(RequestButton.LIFT)(click(Action.LIFT))
+    bolt.action(RequestButton.RELEASE)(click(Action.RELEASE))
     bolt.action(RequestButton.REJECT)(click(Action.REJECT,
                                             lambda info: blocks.reject_modal(info, service.today(services))))
     bolt.action(RequestButton.EXTEND)(click(

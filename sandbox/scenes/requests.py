@@ -116,11 +116,17 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     await box.user.click(CAROL.id, message, RequestButton.APPROVE)
     await box.slack.wait_until(lambda: _state_is(message, "Done"), timeout=TIMEOUT, describe="done")
     await box.slack.wait_until(
-        lambda: any("Access package" in r.text for r in box.slack.thread(box.channel, message.ts)),
-        timeout=TIMEOUT, describe="the package reply")
+        lambda: any("is prepared" in r.text for r in box.slack.thread(box.channel, message.ts)),
+        timeout=TIMEOUT, describe="the prepared package")
+    say.show_channel()
+    say.say("Nothing has gone out yet: Bob reviews the package's notes list and clicks “Release to requester”")
+    await box.user.click(BOB.id, message, RequestButton.RELEASE)
+    await box.slack.wait_until(
+        lambda: any("released by" in r.text for r in box.slack.thread(box.channel, message.ts)),
+        timeout=TIMEOUT, describe="the released package")
     say.show_channel()
 
-    reply = next(r.text for r in box.slack.thread(box.channel, message.ts) if "Access package" in r.text)
+    reply = next(r.text for r in box.slack.thread(box.channel, message.ts) if "released by" in r.text)
     match = re.search(r"/exports/[A-Za-z0-9_-]+", reply)
     assert match is not None
     say.say("The requester opens the link (here on the demo's own port) and presses Download")
@@ -137,7 +143,8 @@ async def access_request(box: Sandbox, say: Narrator) -> None:
     segments = [s["name"] for s in contact["segments"]]
     say.private("the requester", f"zip: {', '.join(archive.namelist())}; data.json has contact #{contact['id']} "
                 f"with {len(contact['timeline']):,} timeline events, segments {segments}, "
-                f"notes {len(contact['notes'])}; summary.html lists purposes, recipients, retention and rights")
+                f"{len(contact['notes_for_review'])} note(s) listed for review; summary.html shows the data itself, "
+                "purposes, recipients, retention, what it cannot contain and rights")
     say.say("Alice sends Lena the link and clicks “Answer sent to requester”: only now is the request closed")
     edits = len(message.history)
     await box.user.click(ALICE.id, message, RequestButton.RESPOND)

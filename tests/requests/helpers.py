@@ -128,3 +128,10 @@ async def wait_thread(box: Sandbox, message: Message, needle: str, timeout: floa
 
 def unzip(data: bytes) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(data))
+
+
+async def release(box: Sandbox, message: Message, person: Person) -> str:
+    """Release a prepared access package (an approver who did not file it); the reply that delivers it."""
+    await wait_thread(box, message, "is prepared")
+    await click(box, person, message, RequestButton.RELEASE)
+    return await wait_thread(box, message, "released by")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -93,7 +94,7 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     await click(box, MALLORY, message, RequestButton.APPROVE)
     await refusal(box, "Only privacy approvers")
     refused = await ledger(box, "request.refused")
-    assert [e.details["attempted"] for e in refused] == ["approve", "verify", "verify", "approve", "approve"]
+    assert [e.details["attempted"] for e in refused][:5] == ["approve", "verify", "verify", "approve", "approve"]
     assert {e.actor for e in refused} == {CAROL.id, BOB.id, ALICE.id, MALLORY.id}
     assert (await load_row(box, request_id)).state == "verified"  # type: ignore[union-attr]
 
@@ -103,8 +104,25 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     assert row.subject_email is None  # the clear address was needed only until the package was built
     assert "Approved by <@U0CAROL>" in text_of(message) and "Identity verified by <@U0CAROL>" in text_of(message)
     assert "(Reply from the address on record)" in text_of(message)
-    reply = await wait_thread(box, message, "Access package for request #1 is ready")
-    assert "450 timeline events" in reply
+    prepared = await wait_thread(box, message, "Access package for request #1 is prepared")
+    assert "450 timeline events" in prepared and "1 staff note(s) are listed for review" in prepared
+    async with unit_of_work(box.services.sessions) as session:  # nothing goes out before the release
+        assert (await session.exec(select(store.ExportLink))).all() == []
+    # Release: an approver who did not file it; the filer and a requester are refused.
+    await click(box, BOB, message, RequestButton.RELEASE)
+    await refusal(box, "you filed request #1, so someone else must release it")
+    await click(box, ALICE, message, RequestButton.RELEASE)
+    await refusal(box, "Only privacy approvers may release")
+    # The prepared reply keeps its button: a double (triple) click on it releases once.
+    prepared_reply = next(m for m in box.slack.thread(PRIVACY_CHANNEL, message.ts) if "is prepared" in text_of(m))
+    clicks = await asyncio.gather(*(box.user.click(CAROL.id, prepared_reply, RequestButton.RELEASE)
+                                    for _ in range(3)))
+    assert all(c.status == 200 for c in clicks)
+    reply = await wait_thread(box, message, "released by <@U0CAROL>")
+    await refusal(box, "was already released")
+    assert [e.actor for e in await ledger(box, "request.release")] == [CAROL.id]
+    await box.jobs_idle()
+    assert sum("released by" in t for t in map(text_of, box.slack.thread(PRIVACY_CHANNEL, message.ts))) == 1
 
     # At rest the package is sealed: no zip header, no address in the clear.
     async with unit_of_work(box.services.sessions) as session:
@@ -121,7 +139,9 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     assert contact["profile"]["fields"]["core"]["email"]["value"] == "jane@example.com"  # groups, not only `all`
     assert [s["name"] for s in contact["segments"]] == ["Newsletter"]
     assert [c["name"] for c in contact["campaigns"]] == ["Onboarding"]
-    assert contact["companies"][0]["companyname"] == "Acme" and contact["notes"][0]["text"] == "Asked about pricing"
+    assert contact["companies"][0]["companyname"] == "Acme" and "notes" not in contact
+    assert [n["type"] for n in contact["notes_for_review"]] == ["general"]  # listed, its text withheld
+    assert "Asked about pricing" not in archive.read("data.json").decode()
     assert contact["do_not_contact"][0]["reason"] == 1
     assert contact["timeline_total"] == 450 and len({e["eventId"] for e in contact["timeline"]}) == 450
     assert data["subject"] == {"email": "jane@example.com"}
@@ -129,8 +149,13 @@ async def test_access_request_from_filing_to_expired_link(box: Sandbox) -> None:
     assert "consent_records" in data["bot"]  # what the intake feature holds about the subject
     summary = archive.read("summary.html").decode()
     for needle in ("Why we process it", "Categories of data", "Who receives it", "How long we keep it",
-                   "Where it came from", "Your rights", "450"):
-        assert needle in summary
+                   "Where it came from", "Your rights", "450", "Newsletter", "Onboarding", "Acme",
+                   "What this package cannot contain", "request.filed"):
+        assert needle in summary, needle
+    assert [e["action"] for e in data["bot"]["ledger_entries"]][:2] == ["request.filed", "request.contacts_found"]
+    assert {e["actor"] for e in data["bot"]["ledger_entries"]} <= {"a member of our staff", "bot"}
+    refused = [e for e in data["bot"]["ledger_entries"] if e["action"] == "request.refused"]
+    assert refused and "U0" not in __import__("json").dumps(data["bot"]["ledger_entries"])  # no staff ids
     assert [e.details["download"] for e in await ledger(box, "export.downloaded")] == [1]
 
     # After EXPORT_LINK_TTL the link answers 410 Gone, and the refused download is audited too.
@@ -168,7 +193,9 @@ async def test_no_contact_found_is_stated_and_the_package_still_comes(box: Sandb
     await verify_identity(box, CAROL, message)
     await click(box, BOB, message, RequestButton.APPROVE)
     await wait_state(box, message, "done")
-    reply = await wait_thread(box, message, "Access package")
+    await wait_thread(box, message, "is prepared")
+    await click(box, CAROL, message, RequestButton.RELEASE)
+    reply = await wait_thread(box, message, "released by")
     status, body, _ = await download(box, reply)
     assert status == 200
     data = __import__("json").loads(unzip(body).read("data.json"))

@@ -9,11 +9,11 @@ import re
 
 from sqlmodel import select
 
-from sandbox.harness import ALICE, Sandbox
+from sandbox.harness import ALICE, CAROL, Sandbox
 from storage import requests as store
 from storage.db import unit_of_work
 from tests.helpers import ledger
-from tests.requests.helpers import file_request, wait_state, wait_thread
+from tests.requests.helpers import file_request, release, wait_state
 from tests.requests.test_erasure import approve
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
@@ -36,7 +36,7 @@ async def test_the_link_opens_a_page_and_only_its_button_downloads(box: Sandbox)
     message = await file_request(box, ALICE, "dsar jane@example.com")
     await approve(box, message)
     await wait_state(box, message, "done")
-    reply = await wait_thread(box, message, "Access package")
+    reply = await release(box, message, CAROL)
     token = re.search(r"/exports/([A-Za-z0-9_-]+)", reply).group(1)  # type: ignore[union-attr]
     url = f"{box.url}/exports/{token}"
 

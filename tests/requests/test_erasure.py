@@ -21,6 +21,7 @@ from tests.requests.helpers import (
     click,
     file_request,
     load_row,
+    release,
     request_id_of,
     verify_identity,
     wait_state,
@@ -52,7 +53,7 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
     dsar = await file_request(box, ALICE, "dsar jane@example.com")
     await approve(box, dsar)
     await wait_state(box, dsar, "done")
-    package_reply = await wait_thread(box, dsar, "Access package")
+    package_reply = await release(box, dsar, CAROL)
     async with unit_of_work(box.services.sessions) as session:
         package_path = Path((await session.exec(select(store.ExportLink))).one().path)
     assert package_path.exists()  # noqa: ASYNC240 - a test reading a small local file
@@ -143,6 +144,8 @@ async def test_slack_delivery_uploads_the_package_into_the_thread(tmp_path: Path
         message = await file_request(box, ALICE, "dsar jane@example.com")
         await approve(box, message)
         await wait_state(box, message, "done")
+        assert not box.slack.uploads  # prepared, not sent: the upload waits for the release
+        await release(box, message, CAROL)
         await wait_thread(box, message, "attached to this thread")
         (complete,) = await box.slack.wait_for("files.completeUploadExternal")
         assert complete.params["thread_ts"] == message.ts

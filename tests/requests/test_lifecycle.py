@@ -24,6 +24,7 @@ from tests.requests.helpers import (
     file_request,
     load_row,
     open_modal,
+    release,
     request_id_of,
     submit_extension,
     verify_identity,
@@ -90,6 +91,9 @@ async def test_receipt_and_answer_are_recorded_and_close_the_request(box: Sandbo
     await click(box, BOB, message, RequestButton.APPROVE)
     await wait_state(box, message, "done")
     await wait_thread(box, message, "Access package")
+    assert RequestButton.RESPOND not in str(message.blocks)  # nothing to answer with before the release
+    await release(box, message, CAROL)
+    await box.slack.wait_until(lambda: "released by" in text_of(message), describe="the redrawn message")
     # Done, but not closed: the answer has not gone out yet.
     assert "answer not yet recorded as sent" in text_of(message)
     assert "1 open request(s)" in (await box.command(BOB, "requests")).json["text"]

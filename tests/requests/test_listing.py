@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from bot.requests.blocks import access_done_reply, requests_list
+from bot.requests.blocks import access_prepared_reply, requests_list
 from bot.requests.model import RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from sandbox.blockkit import MAX_TEXT_LENGTH, MESSAGE_BLOCK_LIMIT, validate_message
@@ -87,14 +87,12 @@ def access_counts(contacts: int) -> dict[str, object]:
     }  # fmt: skip
 
 
-def test_the_access_reply_keeps_its_safety_line_whatever_the_number_of_contacts() -> None:
+def test_the_access_reply_keeps_what_the_bot_holds_whatever_the_number_of_contacts() -> None:
     for contacts in (1, 8, 9, 12, 60):
-        message = access_done_reply(info(7, 3), link=None, expires=None, counts=access_counts(contacts),
-                                    uploaded=True)
-        texts = [e["text"] for e in message["blocks"][-1]["elements"]]
+        message = access_prepared_reply(info(7, 3), counts=access_counts(contacts), notes=[], mautic_url=None)
+        texts = [e["text"] for e in message["blocks"][1]["elements"]]
         assert validate_message(message) == [], contacts
-        assert texts[-1] == "Send it to the requester over a channel you trust; do not forward it in Slack."
-        assert texts[-2] == "Held by the bot: form records: 2"
+        assert texts[-1] == "Held by the bot: form records: 2"
         listed = [t for t in texts if t.startswith("contact #")]
         if contacts <= 8:
             assert len(listed) == contacts

@@ -143,6 +143,7 @@ def test_each_action_is_allowed_from_exactly_its_table_states() -> None:
         A.ACKNOWLEDGE: {S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED},
         A.RESPOND: {S.DONE, S.REJECTED},
         A.LIFT: {S.DONE},
+        A.RELEASE: {S.DONE},
     }
 
 
@@ -287,13 +288,14 @@ async def test_package_is_complete_json_and_a_summary(tmp_path: Path) -> None:
     data = json.loads(archive.read("data.json"))
     first, gone = data["mautic"]["contacts"]
     assert first["timeline_total"] == 2500 and [e["n"] for e in first["timeline"]] == list(range(2500))
-    assert first["segments"][0]["name"] == "Newsletter" and first["notes"] == [{"text": "called"}]
+    assert first["segments"][0]["name"] == "Newsletter" and [n["type"] for n in first["notes_for_review"]] == ["note"]
+    assert b"called" not in archive.read("data.json")  # a staff note is listed for review, not copied
     assert first["do_not_contact"][0]["reason"] == 1 and first["profile"]["fields"]["all"]["id"] == 5
     assert gone == {"id": 99, "status": "no longer in Mautic"}
     assert data["bot"] == {"consent_records": [{"form_id": 1}]} and data["subject"]["email"] == "jane@example.com"
     summary = archive.read("summary.html").decode()
     for needle in ("Acme GmbH", "purposes", "Who receives it", "How long we keep it", "Where it came from",
-                   "supervisory authority", "2,500"):
+                   "supervisory authority", "2,500", "Newsletter", "Not configured"):
         assert needle in summary
     assert result.timeline_events == 2500
 

@@ -12,11 +12,11 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from bot.requests.uploads import delete_due_uploads
-from sandbox.harness import ALICE, PRIVACY_CHANNEL, Sandbox
+from sandbox.harness import ALICE, CAROL, PRIVACY_CHANNEL, Sandbox
 from storage import slack_files
 from storage.db import unit_of_work
 from tests.helpers import ledger, text_of
-from tests.requests.helpers import file_request, wait_state, wait_thread
+from tests.requests.helpers import file_request, release, wait_state, wait_thread
 from tests.requests.test_erasure import approve
 
 
@@ -52,6 +52,7 @@ async def deliver(box: Sandbox, email: str) -> str:
     message = await file_request(box, ALICE, f"dsar {email}")
     await approve(box, message)
     await wait_state(box, message, "done")
+    await release(box, message, CAROL)
     await wait_thread(box, message, "attached to this thread")
     file_id = (await uploads(box))[-1].file_id
     assert box.slack.file_exists(file_id)
@@ -135,6 +136,8 @@ async def test_an_upload_cut_short_is_deleted_by_the_retry(slack_box_sqlite: San
     message = await file_request(box, ALICE, "dsar jane@example.com")
     await approve(box, message)
     await wait_state(box, message, "done")
+    await release(box, message, CAROL)
+    await wait_thread(box, message, "attached to this thread")
     first, second = await uploads(box)
     # The id granted to the failed attempt was on record before the upload, and the retry deleted it.
     assert first.state == "deleted" and box.slack.deleted_files == {first.file_id}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ from bot.policy import load_policy
 from bot.requests import law
 from bot.requests.blocks import decision_reply, reject_modal, reminder_reply
 from bot.requests.model import RequestKind, RequestState
-from bot.requests.package import PackageResult, render_summary
+from bot.requests.summary import ContactSummary, render_summary
 from bot.requests.view import RequestInfo
 
 FILED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -74,7 +73,7 @@ def test_extension_and_reminder_texts_follow_the_regime(regime: str, needle: str
 
 def test_summary_html_lists_the_rights_of_the_requests_regime() -> None:
     policy = load_policy(None, [], controller="Acme Inc.").access
-    result = PackageResult(path=Path("unused"), size=0)
+    result: list[ContactSummary] = []
     at = datetime(2026, 3, 5, tzinfo=UTC)
     gdpr = render_summary(result, request={"id": 1, "regime": "gdpr", "received_on": "2026-03-02",
                                            "received_at": "2026-03-04T10:00:00+00:00"}, policy=policy, generated_at=at)
