@@ -195,7 +195,7 @@ def _form_audit_section(audit: FormAudit | None, error: str | None) -> list[Bloc
         return [section(f"*Form audit*: could not read Mautic forms ({error or 'unknown error'}).")]
     if audit.ok:
         return [section(f"*Form audit*: ✅ {audit.collecting_email} of {audit.forms_checked} forms collect an "
-                        "email; all ask for consent with a required, unticked box.")]
+                        "email; all ask for consent with an unticked box, and none makes it a condition.")]
     head = (f"*Form audit*: ⚠️ {len(audit.findings)} of {audit.collecting_email} forms collecting an email "
             "need attention\n")
     return [section(head + cut_lines(_finding_lines(audit), max_items=MAX_FINDING_LINES, what="forms",

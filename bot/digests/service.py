@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from bot.digests.compliance import (
     period_since,
     week_starts,
 )
-from bot.digests.forms import FormAudit, FormRule, audit_forms, consent_aliases
+from bot.digests.forms import FormAudit, FormPolicy, FormRule, audit_forms, consent_aliases
 from bot.digests.retention import (
     SAMPLE_SIZE,
     SEGMENT_LOOKUP_CAP,
@@ -109,9 +108,9 @@ async def form_audit(services: Services) -> FormAudit:
 def _policy_rules(policy: ConsentPolicy) -> FormRule:
     """The per-form consent rules of the policy file, as the form audit asks for them."""
 
-    def rule_for(form_id: int | None, alias: str | None) -> tuple[Sequence[str], bool]:
+    def rule_for(form_id: int | None, alias: str | None) -> FormPolicy:
         rule = policy.rule_for(form_id, alias)
-        return rule.fields, rule.exempt
+        return FormPolicy(rule.fields, rule.exempt, rule.purpose)
 
     return rule_for
 

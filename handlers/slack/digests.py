@@ -56,7 +56,7 @@ SUBCOMMANDS: list[Subcommand] = [
         name="forms",
         usage="forms",
         example="/privacy forms",
-        summary="audit Mautic forms: email collected without a required, unticked consent box",
+        summary="audit Mautic forms: no consent box, a pre-ticked one, or consent made a condition",
         run=forms_command,
     ),
 ]
