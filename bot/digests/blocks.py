@@ -22,6 +22,7 @@ from bot.slack.blocks import (
     cap_blocks,
     confirm_dialog,
     context,
+    escape,
     fields,
     header,
     section,
@@ -159,7 +160,7 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         f"*Consent at intake*: {_n(digest.submissions)} submissions, {_pct(digest.consent_share)} with consent{trend}"
     ))
     if digest.forms:
-        lines = [f"• {f.name}: {_n(f.submissions)} submissions, {_pct(f.consent_share)} with consent"
+        lines = [f"• {escape(f.name)}: {_n(f.submissions)} submissions, {_pct(f.consent_share)} with consent"
                  for f in digest.forms]
         blocks.append(section(cut_lines(lines, max_items=MAX_FORM_LINES, what="forms")))
     blocks.append(fields([
@@ -167,6 +168,8 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         ("Unsubscribes / all withdrawals", f"{_n(digest.unsubscribes)} / {_n(digest.withdrawals)}"),
         ("Sends after withdrawal", _n(digest.sends_after_withdrawal)),
         ("Erased subjects re-entered", _n(digest.erased_reentries)),
+        ("Consent invalidated (pre-ticked box)",
+         f"{_n(digest.consent_invalidated)} ({_n(digest.consent_invalid_total)} records in all)"),
     ]))
     r = digest.requests
     median = "–" if r.median_days_to_close is None else f"{r.median_days_to_close:.1f} days"
@@ -187,7 +190,7 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
 
 
 def _finding_lines(audit: FormAudit) -> list[str]:
-    return [f"• *{f.name}* (form #{f.form_id}): {f.describe()}" for f in audit.findings]
+    return [f"• *{escape(f.name)}* (form #{f.form_id}): {f.describe()}" for f in audit.findings]
 
 
 def _form_audit_section(audit: FormAudit | None, error: str | None) -> list[Block]:
@@ -214,6 +217,9 @@ def form_audit(audit: FormAudit) -> Message:
                               f"*{len(audit.findings)}* need attention:"))
         # Header, intro, the "more" line and the footer leave 46 blocks for the list.
         blocks.extend(packed_sections(_finding_lines(audit), what="forms", max_sections=46))
+    if audit.invalidated:
+        blocks.append(section(f"🚫 *{_n(audit.invalidated)}* consent record(s) were collected while a consent box "
+                              "above was pre-ticked: they are marked invalid and no longer count as consent."))
     blocks.append(context("GDPR Recital 32: silence, pre-ticked boxes or inactivity are not consent. Consent fields "
                           "are the CONSENT_FIELDS aliases (form field alias or the contact field it maps to)."))
     return {"text": text, "blocks": cap_blocks(blocks, what="parts")}

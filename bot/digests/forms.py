@@ -171,6 +171,7 @@ class FormAudit:
     forms_checked: int
     collecting_email: int
     findings: list[FormFinding]
+    invalidated: int = 0  # consent records collected under the pre-ticked boxes found, marked invalid
 
     @property
     def ok(self) -> bool:

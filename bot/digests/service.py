@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.digests import blocks
+from bot.digests import blocks, evidence
 from bot.digests.compliance import (
     ComplianceDigest,
     PurgeFigures,
@@ -38,6 +38,7 @@ from bot.privacy import mask_email
 from bot.requests.deadlines import DUE_SOON_DAYS
 from bot.values import as_int
 from storage import digests as store
+from storage import forms as form_store
 from storage import ledger
 from storage.db import SessionFactory, unit_of_work
 
@@ -101,8 +102,9 @@ async def form_audit(services: Services) -> FormAudit:
             form = await services.mautic.get_form(int(form["id"])) or form
         full.append(form)
     settings = services.settings
-    return audit_forms(full, consent_aliases(settings.consent_fields),
-                       rule_for=_policy_rules(services.policy.consent))
+    audit = audit_forms(full, consent_aliases(settings.consent_fields), rule_for=_policy_rules(services.policy.consent))
+    # Every revision read is stored; consent given under one with a pre-ticked box is marked invalid.
+    return replace(audit, invalidated=await evidence.judge_revisions(services, full))
 
 
 def _policy_rules(policy: ConsentPolicy) -> FormRule:
@@ -132,6 +134,8 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         audit = await form_audit(services)
     except MauticError as exc:
         audit_error = "Mautic unavailable" if isinstance(exc, MauticUnavailable) else f"Mautic said {exc}"
+    async with unit_of_work(services.sessions) as session:  # after the audit: it may have just invalidated some
+        invalidated, invalid_total = await form_store.invalidated_counts(session, since)
     r = requests or {}
     return ComplianceDigest(
         since=since, until=until, forms=forms_from_counts(counts),
@@ -139,6 +143,7 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         unsubscribes=as_int(counts.get("unsubscribes"), 0), withdrawals=as_int(counts.get("withdrawals"), 0),
         sends_after_withdrawal=as_int(counts.get("sends_after_withdrawal"), 0),
         erased_reentries=as_int(counts.get("erased_subjects_reentered", counts.get("erased_reentries")), 0),
+        consent_invalidated=invalidated, consent_invalid_total=invalid_total,
         requests=RequestFigures(
             opened=as_int(r.get("opened"), 0), closed=as_int(r.get("closed"), 0),
             due_soon=as_int(r.get("due_soon"), 0),
