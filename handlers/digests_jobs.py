@@ -27,6 +27,7 @@ SWEEP_INTERVAL = timedelta(minutes=10)
 def register(runner: JobRunner, services: Services) -> None:
     runner.register(jobs.POST_KIND, partial(jobs.post_job, services))
     runner.register(jobs.FORMS_KIND, partial(jobs.forms_job, services))
+    runner.register(jobs.ROPA_KIND, partial(jobs.ropa_job, services))
     runner.register(evidence.EVIDENCE_KIND, partial(evidence.attach_form_evidence, services))
     runner.register(jobs.PURGE_KIND, partial(jobs.purge_job, services),
                     on_failed=partial(jobs.purge_failed, services))

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.intake import ConsentRecord, queued_job
+from storage.intake import ConsentRecord, InboxEvent, queued_job
 from storage.jobs import enqueue
 from storage.types import JSONType, UTCDateTime
 
@@ -170,3 +170,16 @@ async def invalidated_counts(session: AsyncSession, since: datetime) -> tuple[in
     in_period = select(func.count()).select_from(ConsentRecord).where(col(ConsentRecord.invalid_at) >= since)
     total = select(func.count()).select_from(ConsentRecord).where(col(ConsentRecord.invalid_at).is_not(None))
     return int((await session.exec(in_period)).one()), int((await session.exec(total)).one())
+
+
+async def submissions_per_form(session: AsyncSession) -> dict[int, int]:
+    """Consent records (one per submission) kept per form id."""
+    query = select(ConsentRecord.form_id, func.count()).where(
+        col(ConsentRecord.form_id).is_not(None)).group_by(col(ConsentRecord.form_id))
+    return {int(form_id): int(n) for form_id, n in (await session.exec(query)).all() if form_id is not None}
+
+
+async def event_types_seen(session: AsyncSession) -> dict[str, int]:
+    """How many webhook events of each type the inbox holds (what Mautic tells the bot it tracks)."""
+    query = select(InboxEvent.event_type, func.count()).group_by(col(InboxEvent.event_type))
+    return {str(kind): int(n) for kind, n in (await session.exec(query)).all()}

@@ -14,6 +14,7 @@ from typing import Any
 from bot.digests.compliance import ComplianceDigest, sparkline
 from bot.digests.forms import FormAudit
 from bot.digests.retention import RetentionSnapshot
+from bot.digests.ropa import Ropa
 from bot.requests.deadlines import DUE_SOON_DAYS
 from bot.slack.blocks import (
     Block,
@@ -223,6 +224,37 @@ def form_audit(audit: FormAudit) -> Message:
     blocks.append(context("GDPR Recital 32: silence, pre-ticked boxes or inactivity are not consent. Consent fields "
                           "are the CONSENT_FIELDS aliases (form field alias or the contact field it maps to)."))
     return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+# ---- record of processing ---------------------------------------------------------------------------
+
+
+def ropa_summary(ropa: Ropa) -> Message:
+    """The message the Markdown and CSV files are attached to: counts, the gaps and the DPIA screening.
+    The register itself goes out as files: however many forms there are, no message limit applies."""
+    forms = ropa.forms
+    text = (f"Record of processing: {len(ropa.purposes)} purpose(s), {len(forms)} form(s), "
+            f"{len(ropa.gaps)} gap(s) for the DPO")
+    blocks: list[Block] = [header("Record of processing (Art. 30)")]
+    lines = [f"• *{escape(purpose)}*: " + ", ".join(f"{escape(f.name)} (form #{f.form_id}, {len(f.fields)} fields)"
+                                                    for f in entries)
+             for purpose, entries in ropa.purposes.items()]
+    blocks.append(section(cut_lines(lines, max_items=MAX_FORM_LINES, what="purposes") if lines
+                          else "No forms seen yet, in Mautic or in webhooks."))
+    if ropa.gaps:
+        head = f"*Gaps for the DPO* ({len(ropa.gaps)}):\n"
+        blocks.append(section(head + cut_lines([f"• {escape(g)}" for g in ropa.gaps], max_items=MAX_FINDING_LINES,
+                                               what="gaps", budget=TEXT_BUDGET - len(head))))
+    else:
+        blocks.append(section("*Gaps for the DPO*: none found."))
+    blocks.append(section(f"*DPIA screening* (Art. 35(1), WP248 criteria): {escape(ropa.dpia_verdict)}"))
+    blocks.append(context("The full record (per purpose: forms and fields, categories, recipients, transfers, "
+                          "retention, security measures) and the screening follow as Markdown and CSV files."))
+    return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+def ropa_queued() -> str:
+    return "Building the record of processing; it will appear in this channel in a moment."
 
 
 # ---- purge ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.digests import blocks, evidence
+from bot.digests import blocks, evidence, ropa
 from bot.digests.compliance import (
     ComplianceDigest,
     PurgeFigures,
@@ -248,6 +248,53 @@ async def post_form_audit(services: Services) -> None:
     assert channel is not None
     message = blocks.form_audit(await form_audit(services))
     await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
+
+
+ROPA_FILES = (("record-of-processing.md", "Record of processing (Markdown)", ropa.to_markdown),
+              ("record-of-processing.csv", "Record of processing (CSV)", ropa.to_csv))
+
+
+async def post_ropa(services: Services, *, job_id: int, requested_by: str | None) -> int:
+    """`/privacy ropa`: the summary message, then the register as Markdown and CSV files in its thread.
+
+    A digest run row (kind ``ropa``) remembers what went out, so a retried job neither posts the message nor
+    uploads a file twice."""
+    channel = services.settings.privacy_channel
+    assert channel is not None
+    now = services.clock()
+    async with unit_of_work(services.sessions) as session:
+        run = await store.run_for_job(session, job_id)
+        if run is None:
+            run = store.DigestRun(kind="ropa", period_start=now, period_end=now, requested_by=requested_by,
+                                  job_id=job_id, channel=channel, created_at=now)
+            session.add(run)
+            await session.flush()
+        run_id, ts, done = run.id, run.message_ts, list(run.summary.get("uploaded") or [])
+    assert run_id is not None
+    record = ropa.build(await ropa.gather(services.mautic, services.sessions, services.settings, services.policy, now))
+    if ts is None:
+        message = blocks.ropa_summary(record)
+        posted = await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
+        assert posted is not None
+        ts = posted.ts
+        async with unit_of_work(services.sessions) as session:
+            await store.update_run(session, run_id, message_ts=ts, posted_at=services.clock(),
+                                   summary={"forms": len(record.forms), "gaps": len(record.gaps), "uploaded": done})
+    for filename, title, write in ROPA_FILES:
+        if filename in done:
+            continue
+        await services.messenger.upload(channel, filename=filename, title=title, content=write(record).encode(),
+                                        thread_ts=ts)
+        done.append(filename)
+        async with unit_of_work(services.sessions) as session:
+            await store.update_run(session, run_id, summary={"forms": len(record.forms), "gaps": len(record.gaps),
+                                                             "uploaded": done})
+    async with unit_of_work(services.sessions) as session:
+        await ledger.record(session, actor=requested_by or "scheduler", action="ropa.posted",
+                            subject=f"digest:{run_id}",
+                            details={"forms": len(record.forms), "purposes": len(record.purposes),
+                                     "gaps": len(record.gaps), "dpia_criteria_met": record.criteria_met})
+    return run_id
 
 
 async def runs_posted(sessions: SessionFactory, kind: str | None = None) -> list[store.DigestRun]:
