@@ -92,10 +92,14 @@ async def request_evidence(session: AsyncSession) -> bool:
     return True
 
 
-async def forms_awaiting_evidence(session: AsyncSession, limit: int = 50) -> list[int]:
+async def forms_awaiting_evidence(session: AsyncSession, limit: int = 50,
+                                  older_than: datetime | None = None) -> list[int]:
+    """Forms with consent records still waiting for their revision (recorded before ``older_than``)."""
     query = (select(ConsentRecord.form_id)
              .where(col(ConsentRecord.evidence_at).is_(None), col(ConsentRecord.form_id).is_not(None))
              .distinct().limit(limit))
+    if older_than is not None:
+        query = query.where(col(ConsentRecord.recorded_at) < older_than)
     return [int(form_id) for form_id in (await session.exec(query)).all() if form_id is not None]
 
 

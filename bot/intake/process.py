@@ -88,7 +88,10 @@ async def sweep_inbox(services: Services, run: JobRun) -> None:
                    and await store.queued_job(session, IntakeJob.PROCESS) is None)
         if unsplit:
             await job_queue.enqueue(session, IntakeJob.PROCESS, {}, max_attempts=process_max_attempts(services))
-    if ids or unsplit:
+        # Consent records whose evidence job failed for good (Mautic down for long) get another one.
+        evidence = bool(await form_store.forms_awaiting_evidence(session, limit=1, older_than=stale)) and \
+            await form_store.request_evidence(session)
+    if ids or unsplit or evidence:
         services.jobs.notify()
 
 

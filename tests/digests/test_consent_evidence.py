@@ -10,12 +10,14 @@ from sqlmodel import col, select
 
 from bot.digests.evidence import consent_labels, definition_hash, definition_of, label_for
 from bot.intake.events import page_url
+from bot.intake.process import enqueue_sweep
 from sandbox.harness import ALICE, CAROL, Sandbox, sandbox
 from sandbox.mautic import form_submission_event
 from storage.db import unit_of_work
 from storage.forms import FormFieldSeen, FormRevision
 from storage.intake import ConsentRecord
 from storage.ledger import AuditEntry
+from tests.digests.helpers import Clock
 from tests.helpers import test_tuning
 from tests.intake.helpers import rows
 
@@ -139,3 +141,22 @@ def test_the_page_url_keeps_scheme_host_and_path_only() -> None:
     assert page_url("http://u:p@example.com:8080/") == "http://example.com:8080/"
     assert page_url("javascript:alert(1)") is None and page_url("") is None and page_url(None) is None
     assert page_url("/relative/path") is None and page_url("http://[::1") is None
+
+
+async def test_the_intake_sweep_retries_evidence_whose_job_failed_for_good(sqlite_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    async with sandbox(sqlite_url, tuning=test_tuning(clock), export_dir=tmp_path / "x") as box:
+        _seed(box)
+        box.mautic.fail("/api/forms", status=400, times=None)  # refused on every attempt of the job
+        await _submit(box, 1)
+        [record] = await rows(box, ConsentRecord)
+        assert record.evidence_at is None and record.given  # intake itself never waits for Mautic
+        box.mautic.clear_faults()
+        await enqueue_sweep(box.services)
+        await box.jobs_idle()
+        assert (await rows(box, ConsentRecord))[0].evidence_at is None  # not stale yet: its job may still run
+        clock.advance(minutes=11)
+        await enqueue_sweep(box.services)
+        await box.jobs_idle()
+        [record] = await rows(box, ConsentRecord)
+        assert record.evidence_at is not None and record.label_text == "Newsletter: Yes, send me the <b>newsletter</b>"
