@@ -132,7 +132,8 @@ class ConsentRecord(SQLModel, table=True):
     form_revision_id: int | None = Field(default=None, index=True)
     form_hash: str | None = Field(default=None, max_length=64)
     label_text: str | None = Field(default=None, max_length=2000)
-    evidence_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    # Indexed: the evidence job looks for the few records still without it among all kept.
+    evidence_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True))
     # Set when the consent turns out not to be consent (a pre-ticked box: Recital 32); never cleared.
     invalid_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     invalid_reason: str | None = Field(default=None, max_length=64)

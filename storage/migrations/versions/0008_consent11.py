@@ -35,6 +35,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("invalid_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("invalid_reason", sa.String(64), nullable=True))
         batch.create_index("ix_consent_records_form_revision_id", ["form_revision_id"])
+        batch.create_index("ix_consent_records_evidence_at", ["evidence_at"])
     op.get_bind().execute(sa.update(records).values(evidence_at=records.c.recorded_at))
     op.create_table(
         "form_revisions",
@@ -68,6 +69,7 @@ def downgrade() -> None:
     op.drop_index("ix_form_revisions_form_id", table_name="form_revisions")
     op.drop_table("form_revisions")
     with op.batch_alter_table("consent_records") as batch:
+        batch.drop_index("ix_consent_records_evidence_at")
         batch.drop_index("ix_consent_records_form_revision_id")
         for column in ("invalid_reason", "invalid_at", "evidence_at", "label_text", "form_hash",
                        "form_revision_id", "page_url", "policy_version"):
