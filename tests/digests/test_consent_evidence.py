@@ -113,6 +113,10 @@ async def test_a_pre_ticked_box_found_by_the_audit_invalidates_earlier_consent(d
         assert [r.invalid_reason for r in records] == ["prechecked", "prechecked"]
         [entry] = await _invalidations(box)
         assert entry.details["records"] == 2 and entry.details["found_by"] == "form audit"
+        history = (await box.command(CAROL, "consent fan1@example.com")).json["text"]
+        assert "~consent~ *invalid*: the box was pre-ticked" in history
+        # The label is what the record was judged by when it was collected: the consent box of policy v1.
+        assert history.endswith("box read “Newsletter: Yes, send me the &lt;b&gt;newsletter&lt;/b&gt;”")
 
         # A second audit changes nothing more, and the compliance digest counts them.
         await box.command(CAROL, "digest compliance")
