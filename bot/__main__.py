@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot [serve|migrate|audit verify|check|setup …]`` (the demo is ``python -m sandbox``)."""
+"""Command line: ``python -m bot [serve|migrate|audit verify|check|ropa|setup …]`` (demo: ``python -m sandbox``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="check the hash chain and name the first bad entry")
     commands.add_parser("check", help="validate settings and reach Slack and Mautic")
+    ropa_parser = commands.add_parser(
+        "ropa", help="write the record of processing (Art. 30) and a DPIA screening as Markdown and CSV")
+    ropa_parser.add_argument("--out", required=True,
+                             help="file to write: FILE.md and FILE.csv (a .md or .csv suffix is replaced)")
     setup = commands.add_parser("setup", help="one-command set-up of Mautic, Slack or a first .env")
     setup_commands = setup.add_subparsers(dest="setup_command", required=True)
     setup_mautic = setup_commands.add_parser(
@@ -58,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             from bot.cli import run_check
 
             return asyncio.run(run_check(settings))
+        if args.command == "ropa":
+            from bot.cli import run_ropa
+
+            return run_ropa(settings, args.out)
         if args.command == "setup":
             from bot.setup import run_setup
 

@@ -1,13 +1,20 @@
-"""Sub-commands other than ``serve``: migrate, audit verify, check."""
+"""Sub-commands other than ``serve``: migrate, audit verify, check, ropa."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
+from bot.digests import ropa
+from bot.digests.ropa import Ropa
 from bot.mautic import MauticAuthError, MauticClient, explain_auth_error
+from bot.policy import load_policy
 from bot.settings import ConfigError, Settings
 from storage.db import make_engine, make_session_factory, unit_of_work
 from storage.ledger import verify
@@ -34,6 +41,45 @@ async def run_audit_verify(settings: Settings) -> int:
         await engine.dispose()
     print(result.describe())
     return 0 if result.ok else 1
+
+
+def ropa_paths(out: str) -> tuple[Path, Path]:
+    """``--out ropa`` or ``--out ropa.md`` → ropa.md and ropa.csv (``--out ropa.csv`` likewise)."""
+    path = Path(out)
+    base = path.with_suffix("") if path.suffix.lower() in (".md", ".csv") else path
+    return base.with_name(base.name + ".md"), base.with_name(base.name + ".csv")
+
+
+async def build_ropa(settings: Settings) -> Ropa:
+    """The record of processing from Mautic, the database and the policy file (no Slack needed)."""
+    from bot.app import build_mautic_client
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            mautic = build_mautic_client(settings, http)
+            policy = load_policy(settings.privacy_policy_file, settings.consent_fields,
+                                 controller=settings.privacy_controller, contact=settings.privacy_contact)
+            inputs = await ropa.gather(mautic, make_session_factory(engine), settings, policy, datetime.now(UTC))
+    finally:
+        await engine.dispose()
+    return ropa.build(inputs)
+
+
+def run_ropa(settings: Settings, out: str) -> int:
+    """`python -m bot ropa --out FILE`: write the record as Markdown and CSV; one line per file and the gaps."""
+    if settings.mautic_base_url is None:
+        print("configuration error: MAUTIC_BASE_URL is required to read the forms", file=sys.stderr)
+        return 2
+    record = asyncio.run(build_ropa(settings))
+    markdown, table = ropa_paths(out)
+    markdown.write_text(ropa.to_markdown(record), encoding="utf-8")
+    table.write_text(ropa.to_csv(record), encoding="utf-8", newline="")
+    print(f"wrote {markdown} and {table}: {len(record.purposes)} purpose(s), {len(record.forms)} form(s)")
+    for gap in record.gaps:
+        print(f"[gap] {gap}")
+    print(f"DPIA screening: {record.dpia_verdict}")
+    return 0
 
 
 async def run_check(settings: Settings) -> int:

@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -159,6 +159,16 @@ def exact(col: str, value: str | int) -> Where:
     compares with ``o&#39;brien@example.com`` and finds nothing. The `in` expression decodes entities
     first, and with one value Mautic turns it into `eq` itself: the same query on 5.x, 6.x and 7.x."""
     return Where(col, "in", [value])
+
+
+def form_revision(form: Mapping[str, Any]) -> str:
+    """A form's revision key: ``dateModified``, or ``dateAdded`` while it was never edited (see
+    :meth:`MauticClient.form_revisions`)."""
+    for key in ("dateModified", "dateAdded"):
+        value = form.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:64]
+    return "unknown"
 
 
 def where_params(conditions: Iterable[Where], prefix: str = "where") -> list[tuple[str, str]]:
@@ -779,6 +789,29 @@ class MauticClient:
         body = await self._request("GET", f"/api/forms/{int(form_id)}", none_on_404=True)
         form = body.get("form") if isinstance(body, dict) else None
         return form if isinstance(form, dict) else None
+
+    async def form_revisions(self, form_ids: Sequence[int]) -> dict[int, str]:
+        """{form id: its revision} for these forms, in one cheap call, so a form's full definition is fetched
+        once per revision (the consent evidence caches it by revision).
+
+        The revision is ``dateModified``, or ``dateAdded`` for a form never edited: Mautic sets
+        ``dateModified`` on every save with changes but leaves it null on creation
+        (CoreBundle/Model/FormModel.php, setTimestamps), and a change to a field is a change to its form
+        (FormBundle/Entity/Form.php, isChanged). ``minimal`` swaps the ``formDetails`` serializer group for
+        ``formList`` (ApiBundle/Controller/FetchCommonApiController.php, getEntitiesAction): id, name, alias,
+        category and the publish dates, without fields or cached HTML. A form missing from the answer is gone.
+        """
+        wanted = sorted({int(i) for i in form_ids})
+        if not wanted:
+            return {}
+        params = [*where_params([Where("id", "in", wanted)]), ("minimal", "1"), ("limit", str(len(wanted)))]
+        body = await self._request("GET", "/api/forms", params=params)
+        out: dict[int, str] = {}
+        for form in _as_items(body.get("forms")):
+            form_id = _to_int(form.get("id"), 0) if isinstance(form, dict) else 0
+            if form_id in wanted:
+                out[form_id] = form_revision(form)
+        return out
 
     async def get_form_submissions(self, form_id: int, contact_id: int) -> list[dict[str, Any]]:
         body = await self._request(

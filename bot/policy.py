@@ -3,12 +3,15 @@
 It holds the consent rules per form (the intake feature and the form audit judge submissions and forms
 by them) and the ``access_summary`` texts that go into an access package's ``summary.html``::
 
+    policy_version: "2026-03"                 # stored with every consent record (what notice was in force)
     consent_fields: [consent, gdpr_consent]   # replaces CONSENT_FIELDS (optional)
     truthy_values: ["I agree"]                # extra values that count as consent (optional)
     store_source_ip: false                    # keep the submitter's IP in the consent record
     forms:
       - id: 4                                 # or: alias: newsletter
         required: [consent, terms]            # every one of these must be truthy
+        purpose: marketing                    # what the form is for (form audit, record of processing)
+        legal_basis: consent                  # Art. 6(1) basis, named in the record of processing
       - alias: newsletter-de
         any_of: [einwilligung]                # at least one of these must be truthy
       - alias: contact-support
@@ -43,6 +46,8 @@ class FormRule:
     any_of: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     exempt: bool = False
+    purpose: str | None = None  # what the form is for; "marketing" lets a consent box be required
+    legal_basis: str | None = None  # the Art. 6(1) basis, for the record of processing
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -101,6 +106,7 @@ class PolicyFile:
 
     consent: ConsentPolicy
     access: AccessPolicy
+    version: str | None = None  # `policy_version:`, stored with each consent record
 
 
 def load_policy(path: Path | None, consent_fields: Iterable[str], *, controller: str | None = None,
@@ -117,7 +123,8 @@ def load_policy(path: Path | None, consent_fields: Iterable[str], *, controller:
             raise PolicyError(f"PRIVACY_POLICY_FILE {path}: not valid YAML ({exc})") from None
     try:
         return PolicyFile(consent=parse_policy(data, consent_fields),
-                          access=parse_access_summary(data, controller=controller, contact=contact))
+                          access=parse_access_summary(data, controller=controller, contact=contact),
+                          version=parse_version(data))
     except PolicyError as exc:
         raise PolicyError(f"PRIVACY_POLICY_FILE {path}: {exc}") from None
 
@@ -126,8 +133,27 @@ def default_policy(consent_fields: Iterable[str]) -> ConsentPolicy:
     return ConsentPolicy(default_fields=tuple(consent_fields))
 
 
-_TOP_KEYS = {"consent_fields", "truthy_values", "store_source_ip", "forms", "access_summary"}
-_FORM_KEYS = {"id", "alias", "required", "any_of", "exempt"}
+_TOP_KEYS = {"policy_version", "consent_fields", "truthy_values", "store_source_ip", "forms", "access_summary"}
+_FORM_KEYS = {"id", "alias", "required", "any_of", "exempt", "purpose", "legal_basis"}
+
+
+def parse_version(data: Any) -> str | None:
+    """``policy_version:`` as text (a YAML date or number is taken as written), or None."""
+    value = data.get("policy_version") if isinstance(data, dict) else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict | list | bool):
+        raise PolicyError("policy_version must be a text such as \"2026-03\"")
+    return str(value).strip()[:64] or None
+
+
+def _text(entry: dict[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(f"{where}.{key} must be a text")
+    return value.strip()
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -142,6 +168,7 @@ def parse_policy(data: Any, consent_fields: Iterable[str]) -> ConsentPolicy:
     """The consent rules of a parsed policy document."""
     if not isinstance(data, dict):
         raise PolicyError("the top level must be a mapping")
+    parse_version(data)  # a malformed version is refused wherever the document is parsed
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise PolicyError(f"unknown key(s) {sorted(unknown)}; expected {sorted(_TOP_KEYS)}")
@@ -179,7 +206,8 @@ def parse_policy(data: Any, consent_fields: Iterable[str]) -> ConsentPolicy:
             raise PolicyError(f"{where}.exempt must be true or false")
         required = _names(entry["required"], f"{where}.required") if "required" in entry else ()
         any_of = _names(entry["any_of"], f"{where}.any_of") if "any_of" in entry else (() if required else default)
-        rule = FormRule(any_of=any_of, required=required, exempt=exempt)
+        rule = FormRule(any_of=any_of, required=required, exempt=exempt, purpose=_text(entry, "purpose", where),
+                        legal_basis=_text(entry, "legal_basis", where))
         if "id" in entry:
             ident = entry["id"]
             # true/false are refused too: they read as words, not digits.

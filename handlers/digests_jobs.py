@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.digests import jobs, slots
+from bot.digests import evidence, jobs, slots
 from bot.digests.service import KINDS
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ SWEEP_INTERVAL = timedelta(minutes=10)
 def register(runner: JobRunner, services: Services) -> None:
     runner.register(jobs.POST_KIND, partial(jobs.post_job, services))
     runner.register(jobs.FORMS_KIND, partial(jobs.forms_job, services))
+    runner.register(jobs.ROPA_KIND, partial(jobs.ropa_job, services))
+    runner.register(evidence.EVIDENCE_KIND, partial(evidence.attach_form_evidence, services))
     runner.register(jobs.PURGE_KIND, partial(jobs.purge_job, services),
                     on_failed=partial(jobs.purge_failed, services))
 

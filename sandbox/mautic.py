@@ -729,8 +729,23 @@ class FakeMautic(_HooksApi):
         self._forms[id] = {
             "id": id, "name": name, "alias": alias or re.sub(r"\W+", "", name.lower())[:10],
             "description": None, "isPublished": True, "category": None, "formType": "standalone",
-            "dateAdded": _iso(_utcnow()), "fields": form_fields, "actions": [],
+            # dateModified stays null until the form is edited (CoreBundle/Model/FormModel.php, setTimestamps).
+            "dateAdded": _iso(_utcnow()), "dateModified": None, "createdBy": 1, "createdByUser": "Admin User",
+            "modifiedBy": None, "modifiedByUser": None, "fields": form_fields, "actions": [],
         }
+
+    def edit_form_field(self, form_id: int, alias: str, **changes: Any) -> None:
+        """Edit one field as the form builder does: the form is saved with changes, so its dateModified moves
+        on (FormBundle/Entity/Form.php isChanged records field changes; FormModel::setTimestamps stamps it)."""
+        form = self._forms[form_id]
+        field = next(f for f in form["fields"] if f["alias"] == alias)
+        field.update(changes)
+        stamp = _utcnow()
+        previous = form["dateModified"] or form["dateAdded"]
+        if previous and _iso(stamp) <= previous:  # a second edit within the same second still moves it on
+            stamp = datetime.fromisoformat(previous) + timedelta(seconds=1)
+        form["dateModified"] = _iso(stamp)
+        form["modifiedBy"], form["modifiedByUser"] = 1, "Admin User"
 
     def add_submission(
         self,
@@ -1685,8 +1700,24 @@ class FakeMautic(_HooksApi):
         return _json({"success": 1})
 
     async def _h_forms(self, request: web.Request) -> web.Response:
+        """GET /api/forms: `where` on id (`in`/`eq`), paging, and `minimal` (the `formList` serializer group:
+        id, name, alias, category and the publish dates; FetchCommonApiController::getEntitiesAction)."""
+        query = parse_php_query(request.query.items())
         forms = list(self._forms.values())
-        return _json({"total": len(forms), "forms": forms})
+        for cond in self._parse_conds(query.get("where")) if "where" in query else []:
+            if cond.col != "id" or cond.expr not in ("in", "eq"):
+                raise _ApiError(400, f"the stand-in filters forms by id only, not {cond.col} {cond.expr}")
+            values = cond.val if isinstance(cond.val, list) else str(cond.val).split(",")
+            wanted = {_php_int(v, -1) for v in values}
+            forms = [f for f in forms if f["id"] in wanted]
+        total = len(forms)
+        start = max(0, _php_int(query.get("start"), 0))
+        forms = forms[start:start + _php_int(query.get("limit"), 30)]
+        if str(query.get("minimal", "")).lower() in ("1", "true"):
+            keep = ("id", "name", "alias", "category", "isPublished", "dateAdded", "dateModified", "createdBy",
+                    "createdByUser", "modifiedBy", "modifiedByUser")
+            forms = [{k: f[k] for k in keep if k in f} for f in forms]
+        return _json({"total": total, "forms": forms})
 
     async def _h_form(self, request: web.Request) -> web.Response:
         form = self._forms.get(int(request.match_info["fid"]))

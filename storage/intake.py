@@ -127,6 +127,19 @@ class ConsentRecord(SQLModel, table=True):
     # When the bot learnt that the contact is gone from Mautic; CONSENT_EVIDENCE_DAYS count from here.
     contact_deleted_at: datetime | None = Field(default=None,
                                                 sa_column=Column(UTCDateTime(), nullable=True, index=True))
+    # What the person was told (Art. 7(1)): the policy version in force and the page the form was on, both
+    # known when the submission is processed; the form revision (storage.forms), its definition hash and
+    # the consent box's label text, attached by a job moments later (it asks Mautic, never the webhook).
+    policy_version: str | None = Field(default=None, max_length=64)
+    page_url: str | None = Field(default=None, max_length=2000)
+    form_revision_id: int | None = Field(default=None, index=True)
+    form_hash: str | None = Field(default=None, max_length=64)
+    label_text: str | None = Field(default=None, max_length=2000)
+    # Indexed: the evidence job looks for the few records still without it among all kept.
+    evidence_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True))
+    # Set when the consent turns out not to be consent (a pre-ticked box: Recital 32); never cleared.
+    invalid_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    invalid_reason: str | None = Field(default=None, max_length=64)
 
 
 class ConsentAlert(SQLModel, table=True):
@@ -435,7 +448,8 @@ async def consent_given_since(
     session: AsyncSession, *, subject: str | None, contact_id: int | None, since: datetime | None
 ) -> ConsentRecord | None:
     query = select(ConsentRecord).where(
-        _subject_or_contact(ConsentRecord, subject, contact_id), col(ConsentRecord.given).is_(True)
+        _subject_or_contact(ConsentRecord, subject, contact_id), col(ConsentRecord.given).is_(True),
+        col(ConsentRecord.invalid_at).is_(None),  # a pre-ticked box was never consent (Recital 32)
     )
     if since is not None:
         query = query.where(col(ConsentRecord.submitted_at) > since)

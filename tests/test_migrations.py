@@ -38,7 +38,8 @@ def three_head_scripts(into: Path) -> Path:
 
 
 # 0006: Socket Mode's taken deliveries and the App Home viewers.
-TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers", "slack_export_files"}
+TABLES_ADDED_AFTER_THE_MERGE = {
+    "slack_deliveries", "app_home_viewers", "slack_export_files", "form_revisions", "form_fields_seen"}
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

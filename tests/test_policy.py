@@ -23,8 +23,8 @@ from bot.policy import (
 )
 
 SETTINGS_FIELDS = ["consent", "gdpr_consent"]
-TOP_KEYS = "['access_summary', 'consent_fields', 'forms', 'store_source_ip', 'truthy_values']"
-FORM_KEYS = "['alias', 'any_of', 'exempt', 'id', 'required']"
+TOP_KEYS = "['access_summary', 'consent_fields', 'forms', 'policy_version', 'store_source_ip', 'truthy_values']"
+FORM_KEYS = "['alias', 'any_of', 'exempt', 'id', 'legal_basis', 'purpose', 'required']"
 SUMMARY_KEYS = ("['authority', 'automated_decisions', 'categories', 'contact', 'controller', 'purposes', "
                 "'recipients', 'retention', 'source', 'transfers']")
 
@@ -160,6 +160,9 @@ def test_form_ids_are_numbers_or_digit_strings(ident: object) -> None:
     ("forms: [{id: -4}]\n", "forms[0].id must be a form id (a number)"),
     ("forms: [{id: 4.0}]\n", "forms[0].id must be a form id (a number)"),
     ("forms: [{id: [4]}]\n", "forms[0].id must be a form id (a number)"),
+    ("forms: [{id: 4, purpose: ['a']}]\n", "forms[0].purpose must be a text"),
+    ("forms: [{id: 4, legal_basis: '  '}]\n", "forms[0].legal_basis must be a text"),
+    ("policy_version: [1]\n", 'policy_version must be a text such as "2026-03"'),
     ("access_summary: [a]\n", "access_summary must be a mapping"),
     ("access_summary: {owner: me}\n", f"access_summary: unknown key 'owner'; expected {SUMMARY_KEYS}"),
 ])
@@ -228,3 +231,21 @@ def test_settings_controller_and_contact_override_the_file(tmp_path: Path) -> No
     assert (only_contact.controller, only_contact.contact) == ("From the file", "dpo@example.com")
     assert load_policy(None, SETTINGS_FIELDS, controller="Settings GmbH").access == AccessPolicy(
         controller="Settings GmbH")
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ("policy_version: '2026-03'\n", "2026-03"),
+    ("policy_version: 2026-03-01\n", "2026-03-01"),  # a YAML date, taken as written
+    ("policy_version: 3\n", "3"),
+    ("policy_version: ''\n", None),
+    ("store_source_ip: false\n", None),
+])
+def test_the_policy_version_is_kept_as_text(tmp_path: Path, text: str, version: str | None) -> None:
+    assert load_policy(_write(tmp_path, text), SETTINGS_FIELDS).version == version
+
+
+def test_a_form_rule_names_its_purpose_and_legal_basis(tmp_path: Path) -> None:
+    text = "forms:\n  - id: 7\n    purpose: ' support '\n    legal_basis: contract\n"
+    rule = load_policy(_write(tmp_path, text), SETTINGS_FIELDS).consent.rule_for(7, None)
+    assert (rule.purpose, rule.legal_basis) == ("support", "contract")
+    assert load_policy(None, SETTINGS_FIELDS).consent.rule_for(7, None).purpose is None

@@ -14,6 +14,7 @@ from typing import Any
 from bot.digests.compliance import ComplianceDigest, sparkline
 from bot.digests.forms import FormAudit
 from bot.digests.retention import RetentionSnapshot
+from bot.digests.ropa import Ropa
 from bot.requests.deadlines import DUE_SOON_DAYS
 from bot.slack.blocks import (
     Block,
@@ -22,6 +23,7 @@ from bot.slack.blocks import (
     cap_blocks,
     confirm_dialog,
     context,
+    escape,
     fields,
     header,
     section,
@@ -159,7 +161,7 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         f"*Consent at intake*: {_n(digest.submissions)} submissions, {_pct(digest.consent_share)} with consent{trend}"
     ))
     if digest.forms:
-        lines = [f"• {f.name}: {_n(f.submissions)} submissions, {_pct(f.consent_share)} with consent"
+        lines = [f"• {escape(f.name)}: {_n(f.submissions)} submissions, {_pct(f.consent_share)} with consent"
                  for f in digest.forms]
         blocks.append(section(cut_lines(lines, max_items=MAX_FORM_LINES, what="forms")))
     blocks.append(fields([
@@ -167,6 +169,8 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         ("Unsubscribes / all withdrawals", f"{_n(digest.unsubscribes)} / {_n(digest.withdrawals)}"),
         ("Sends after withdrawal", _n(digest.sends_after_withdrawal)),
         ("Erased subjects re-entered", _n(digest.erased_reentries)),
+        ("Consent invalidated (pre-ticked box)",
+         f"{_n(digest.consent_invalidated)} ({_n(digest.consent_invalid_total)} records in all)"),
     ]))
     r = digest.requests
     median = "–" if r.median_days_to_close is None else f"{r.median_days_to_close:.1f} days"
@@ -198,7 +202,7 @@ def _own_retention_line(deleted: dict[str, int]) -> str:
 
 
 def _finding_lines(audit: FormAudit) -> list[str]:
-    return [f"• *{f.name}* (form #{f.form_id}): {f.describe()}" for f in audit.findings]
+    return [f"• *{escape(f.name)}* (form #{f.form_id}): {f.describe()}" for f in audit.findings]
 
 
 def _form_audit_section(audit: FormAudit | None, error: str | None) -> list[Block]:
@@ -206,7 +210,7 @@ def _form_audit_section(audit: FormAudit | None, error: str | None) -> list[Bloc
         return [section(f"*Form audit*: could not read Mautic forms ({error or 'unknown error'}).")]
     if audit.ok:
         return [section(f"*Form audit*: ✅ {audit.collecting_email} of {audit.forms_checked} forms collect an "
-                        "email; all ask for consent with a required, unticked box.")]
+                        "email; all ask for consent with an unticked box, and none makes it a condition.")]
     head = (f"*Form audit*: ⚠️ {len(audit.findings)} of {audit.collecting_email} forms collecting an email "
             "need attention\n")
     return [section(head + cut_lines(_finding_lines(audit), max_items=MAX_FINDING_LINES, what="forms",
@@ -225,9 +229,43 @@ def form_audit(audit: FormAudit) -> Message:
                               f"*{len(audit.findings)}* need attention:"))
         # Header, intro, the "more" line and the footer leave 46 blocks for the list.
         blocks.extend(packed_sections(_finding_lines(audit), what="forms", max_sections=46))
+    if audit.invalidated:
+        blocks.append(section(f"🚫 *{_n(audit.invalidated)}* consent record(s) were collected while a consent box "
+                              "above was pre-ticked: they are marked invalid and no longer count as consent."))
     blocks.append(context("GDPR Recital 32: silence, pre-ticked boxes or inactivity are not consent. Consent fields "
                           "are the CONSENT_FIELDS aliases (form field alias or the contact field it maps to)."))
     return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+# ---- record of processing ---------------------------------------------------------------------------
+
+
+def ropa_summary(ropa: Ropa) -> Message:
+    """The message the Markdown and CSV files are attached to: counts, the gaps and the DPIA screening.
+    The register itself goes out as files: however many forms there are, no message limit applies."""
+    forms = ropa.forms
+    text = (f"Record of processing: {len(ropa.purposes)} purpose(s), {len(forms)} form(s), "
+            f"{len(ropa.gaps)} gap(s) for the DPO")
+    blocks: list[Block] = [header("Record of processing (Art. 30)")]
+    lines = [f"• *{escape(purpose)}*: " + ", ".join(f"{escape(f.name)} (form #{f.form_id}, {len(f.fields)} fields)"
+                                                    for f in entries)
+             for purpose, entries in ropa.purposes.items()]
+    blocks.append(section(cut_lines(lines, max_items=MAX_FORM_LINES, what="purposes") if lines
+                          else "No forms seen yet, in Mautic or in webhooks."))
+    if ropa.gaps:
+        head = f"*Gaps for the DPO* ({len(ropa.gaps)}):\n"
+        blocks.append(section(head + cut_lines([f"• {escape(g)}" for g in ropa.gaps], max_items=MAX_FINDING_LINES,
+                                               what="gaps", budget=TEXT_BUDGET - len(head))))
+    else:
+        blocks.append(section("*Gaps for the DPO*: none found."))
+    blocks.append(section(f"*DPIA screening* (Art. 35(1), WP248 criteria): {escape(ropa.dpia_verdict)}"))
+    blocks.append(context("The full record (per purpose: forms and fields, categories, recipients, transfers, "
+                          "retention, security measures) and the screening follow as Markdown and CSV files."))
+    return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
+
+
+def ropa_queued() -> str:
+    return "Building the record of processing; it will appear in this channel in a moment."
 
 
 # ---- purge ------------------------------------------------------------------------------------------

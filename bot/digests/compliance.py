@@ -74,6 +74,8 @@ class ComplianceDigest:
     withdrawals: int = 0
     sends_after_withdrawal: int = 0
     erased_reentries: int = 0
+    consent_invalidated: int = 0  # consent records found collected under a pre-ticked box, in the period
+    consent_invalid_total: int = 0  # … and all such records kept
     requests: RequestFigures = field(default_factory=RequestFigures)
     purges: PurgeFigures = field(default_factory=PurgeFigures)
     ledger_ok: bool = True
@@ -106,6 +108,7 @@ class ComplianceDigest:
             "gaps_open": self.gaps_open, "gaps_resolved": self.gaps_resolved,
             "unsubscribes": self.unsubscribes, "withdrawals": self.withdrawals,
             "sends_after_withdrawal": self.sends_after_withdrawal, "erased_reentries": self.erased_reentries,
+            "consent_invalidated": self.consent_invalidated,
             "requests_opened": self.requests.opened, "requests_closed": self.requests.closed,
             "requests_overdue": self.requests.overdue, "ledger_ok": self.ledger_ok,
             "form_findings": len(self.form_audit.findings) if self.form_audit else None,

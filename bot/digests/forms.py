@@ -3,9 +3,14 @@
 GDPR Recital 32: "Silence, pre-ticked boxes or inactivity should not … constitute consent." So the
 consent box of a form is checked rather than assumed. A form is flagged when it collects an email and
 
-* has no consent field at all (``missing``),
-* its consent field is pre-checked / pre-filled by default (``prechecked``), or
-* its consent field is optional, so the form can be sent without an answer (``optional``).
+* has no consent field at all (``missing``; a form the policy exempts is not judged),
+* its consent box is pre-ticked / pre-filled by default (``prechecked``), or
+* its consent box is required on a form whose policy ``purpose:`` is not ``marketing`` (``conditional``):
+  the visitor cannot get what the form offers (a download, a reply) without agreeing to marketing, and
+  consent made a condition of a service it is not needed for is not freely given (Art. 7(4), Recital 43).
+
+An optional consent box is no defect: it is what freely given consent looks like. A submission without
+the tick is simply not consent, which the intake already judges submission by submission.
 
 A consent field is a form field whose alias, or the contact field it maps to (``leadField`` in the API,
 ``mappedField`` in Mautic 5.1+), is one of the configured consent field aliases.
@@ -22,17 +27,30 @@ _NOT_SET = {"", "0", "no", "false", "off", "n"}
 _CHOICE_TYPES = {"checkboxgrp", "radiogrp", "select", "boolean", "yesno", "checkbox"}
 
 
+MARKETING = "marketing"
+
+
 class Problem(StrEnum):
     MISSING = "missing"
     PRECHECKED = "prechecked"
-    OPTIONAL = "optional"
+    CONDITIONAL = "conditional"
 
 
 PROBLEM_TEXT = {
     Problem.MISSING: "collects an email but has no consent field",
     Problem.PRECHECKED: "consent box is pre-checked by default (Recital 32: not consent)",
-    Problem.OPTIONAL: "consent field is optional",
+    Problem.CONDITIONAL: "consent box is required on a form whose purpose is not marketing "
+                         "(Art. 7(4): consent made a condition is not freely given)",
 }
+
+
+@dataclass(frozen=True)
+class FormPolicy:
+    """What the policy file says about one form, as the audit needs it."""
+
+    consent_fields: Sequence[str] = ()
+    exempt: bool = False
+    purpose: str | None = None  # the form's purpose (`purpose:`); None when the policy names none
 
 
 @dataclass(frozen=True)
@@ -109,11 +127,22 @@ def is_prechecked(field: Mapping[str, Any]) -> bool:
     return text != "" and text in _option_values(field.get("properties"))
 
 
-def audit_form(form: Mapping[str, Any], consent_aliases: Iterable[str]) -> FormFinding | None:
+def form_fields(form: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A form's fields, as a list whether Mautic keyed them by id or not."""
+    fields = form.get("fields") or []
+    values = fields.values() if isinstance(fields, Mapping) else fields
+    return [f for f in values if isinstance(f, Mapping)] if isinstance(values, Iterable) else []
+
+
+def consent_fields_of(form: Mapping[str, Any], consent_aliases: Iterable[str]) -> list[Mapping[str, Any]]:
+    aliases = list(consent_aliases)
+    return [f for f in form_fields(form) if is_consent_field(f, aliases)]
+
+
+def audit_form(form: Mapping[str, Any], consent_aliases: Iterable[str], *,
+               purpose: str | None = None) -> FormFinding | None:
     """The form's problems, or None when it is fine or does not collect an email."""
-    fields = [f for f in form.get("fields") or [] if isinstance(f, Mapping)]
-    if isinstance(form.get("fields"), Mapping):  # Mautic may key fields by id
-        fields = [f for f in form["fields"].values() if isinstance(f, Mapping)]
+    fields = form_fields(form)
     if not collects_email(fields):
         return None
     aliases = list(consent_aliases)
@@ -125,11 +154,16 @@ def audit_form(form: Mapping[str, Any], consent_aliases: Iterable[str]) -> FormF
     problems: list[Problem] = []
     if any(is_prechecked(f) for f in consent):
         problems.append(Problem.PRECHECKED)
-    if not any(bool(f.get("isRequired")) for f in consent):
-        problems.append(Problem.OPTIONAL)
+    if purpose and purpose.strip().lower() != MARKETING and any(_required(f) for f in consent):
+        problems.append(Problem.CONDITIONAL)
     if not problems:
         return None
     return FormFinding(form_id, name, tuple(problems), str(consent[0].get("alias") or ""))
+
+
+def _required(field: Mapping[str, Any]) -> bool:
+    value = field.get("isRequired")
+    return value is True or str(value).strip().lower() in {"1", "true"}
 
 
 @dataclass(frozen=True)
@@ -137,14 +171,15 @@ class FormAudit:
     forms_checked: int
     collecting_email: int
     findings: list[FormFinding]
+    invalidated: int = 0  # consent records collected under the pre-ticked boxes found, marked invalid
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
 
-FormRule = Callable[[int | None, str | None], tuple[Sequence[str], bool]]
-"""The consent policy's rule for a form (id, alias) → (its consent field aliases, exempt?)."""
+FormRule = Callable[[int | None, str | None], FormPolicy]
+"""The policy's rule for a form (id, alias) → its consent field aliases, exemption and purpose."""
 
 
 def audit_forms(
@@ -158,18 +193,18 @@ def audit_forms(
     findings: list[FormFinding] = []
     for form in forms:
         checked += 1
-        fields = form.get("fields") or []
-        field_list = list(fields.values()) if isinstance(fields, Mapping) else list(fields)
-        if collects_email([f for f in field_list if isinstance(f, Mapping)]):
+        if collects_email(form_fields(form)):
             with_email += 1
         form_aliases = aliases
+        purpose: str | None = None
         if rule_for is not None:
             raw_id = form.get("id")
-            own, exempt = rule_for(int(raw_id) if raw_id is not None else None, form.get("alias"))
-            if exempt:
+            rule = rule_for(int(raw_id) if raw_id is not None else None, form.get("alias"))
+            if rule.exempt:
                 continue
-            form_aliases = list(own) or aliases
-        finding = audit_form(form, form_aliases)
+            form_aliases = list(rule.consent_fields) or aliases
+            purpose = rule.purpose
+        finding = audit_form(form, form_aliases, purpose=purpose)
         if finding is not None:
             findings.append(finding)
     findings.sort(key=lambda f: (Problem.MISSING not in f.problems, Problem.PRECHECKED not in f.problems, f.name))

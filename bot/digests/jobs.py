@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.digests import purge as purges
 from bot.digests import schedule
-from bot.digests.service import post_digest, post_form_audit
+from bot.digests.service import post_digest, post_form_audit, post_ropa
 from bot.jobs import JobRun, PermanentJobError
 from bot.mautic import MauticAuthError, MauticRefused
 from storage import jobs as queue
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 POST_KIND = "digest.post"
 FORMS_KIND = "digest.forms"
+ROPA_KIND = "digest.ropa"
 PURGE_KIND = purges.JOB_KIND
 
 
@@ -38,6 +39,17 @@ async def enqueue_form_audit(services: Services, *, requested_by: str) -> None:
     async with unit_of_work(services.sessions) as session:
         await queue.enqueue(session, FORMS_KIND, {"requested_by": requested_by}, max_attempts=3)
     services.jobs.notify()
+
+
+async def enqueue_ropa(services: Services, *, requested_by: str) -> None:
+    """`/privacy ropa`: build and post the record of processing, after the command has been answered."""
+    async with unit_of_work(services.sessions) as session:
+        await queue.enqueue(session, ROPA_KIND, {"requested_by": requested_by}, max_attempts=3)
+    services.jobs.notify()
+
+
+async def ropa_job(services: Services, run: JobRun) -> None:
+    await post_ropa(services, job_id=run.id, requested_by=run.payload.get("requested_by"))
 
 
 async def post_job(services: Services, run: JobRun) -> None:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.digests import blocks
+from bot.digests import blocks, evidence, ropa
 from bot.digests.compliance import (
     ComplianceDigest,
     PurgeFigures,
@@ -23,7 +22,7 @@ from bot.digests.compliance import (
     period_since,
     week_starts,
 )
-from bot.digests.forms import FormAudit, FormRule, audit_forms, consent_aliases
+from bot.digests.forms import FormAudit, FormPolicy, FormRule, audit_forms, consent_aliases
 from bot.digests.retention import (
     SAMPLE_SIZE,
     SEGMENT_LOOKUP_CAP,
@@ -39,6 +38,7 @@ from bot.privacy import mask_email
 from bot.requests.deadlines import DUE_SOON_DAYS
 from bot.values import as_int
 from storage import digests as store
+from storage import forms as form_store
 from storage import ledger
 from storage import retention as retention_store
 from storage.db import SessionFactory, unit_of_work
@@ -103,16 +103,17 @@ async def form_audit(services: Services) -> FormAudit:
             form = await services.mautic.get_form(int(form["id"])) or form
         full.append(form)
     settings = services.settings
-    return audit_forms(full, consent_aliases(settings.consent_fields),
-                       rule_for=_policy_rules(services.policy.consent))
+    audit = audit_forms(full, consent_aliases(settings.consent_fields), rule_for=_policy_rules(services.policy.consent))
+    # Every revision read is stored; consent given under one with a pre-ticked box is marked invalid.
+    return replace(audit, invalidated=await evidence.judge_revisions(services, full))
 
 
 def _policy_rules(policy: ConsentPolicy) -> FormRule:
     """The per-form consent rules of the policy file, as the form audit asks for them."""
 
-    def rule_for(form_id: int | None, alias: str | None) -> tuple[Sequence[str], bool]:
+    def rule_for(form_id: int | None, alias: str | None) -> FormPolicy:
         rule = policy.rule_for(form_id, alias)
-        return rule.fields, rule.exempt
+        return FormPolicy(rule.fields, rule.exempt, rule.purpose)
 
     return rule_for
 
@@ -135,6 +136,8 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         audit = await form_audit(services)
     except MauticError as exc:
         audit_error = "Mautic unavailable" if isinstance(exc, MauticUnavailable) else f"Mautic said {exc}"
+    async with unit_of_work(services.sessions) as session:  # after the audit: it may have just invalidated some
+        invalidated, invalid_total = await form_store.invalidated_counts(session, since)
     r = requests or {}
     return ComplianceDigest(
         since=since, until=until, forms=forms_from_counts(counts),
@@ -142,6 +145,7 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         unsubscribes=as_int(counts.get("unsubscribes"), 0), withdrawals=as_int(counts.get("withdrawals"), 0),
         sends_after_withdrawal=as_int(counts.get("sends_after_withdrawal"), 0),
         erased_reentries=as_int(counts.get("erased_subjects_reentered", counts.get("erased_reentries")), 0),
+        consent_invalidated=invalidated, consent_invalid_total=invalid_total,
         requests=RequestFigures(
             opened=as_int(r.get("opened"), 0), closed=as_int(r.get("closed"), 0),
             due_soon=as_int(r.get("due_soon"), 0),
@@ -246,6 +250,53 @@ async def post_form_audit(services: Services) -> None:
     assert channel is not None
     message = blocks.form_audit(await form_audit(services))
     await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
+
+
+ROPA_FILES = (("record-of-processing.md", "Record of processing (Markdown)", ropa.to_markdown),
+              ("record-of-processing.csv", "Record of processing (CSV)", ropa.to_csv))
+
+
+async def post_ropa(services: Services, *, job_id: int, requested_by: str | None) -> int:
+    """`/privacy ropa`: the summary message, then the register as Markdown and CSV files in its thread.
+
+    A digest run row (kind ``ropa``) remembers what went out, so a retried job neither posts the message nor
+    uploads a file twice."""
+    channel = services.settings.privacy_channel
+    assert channel is not None
+    now = services.clock()
+    async with unit_of_work(services.sessions) as session:
+        run = await store.run_for_job(session, job_id)
+        if run is None:
+            run = store.DigestRun(kind="ropa", period_start=now, period_end=now, requested_by=requested_by,
+                                  job_id=job_id, channel=channel, created_at=now)
+            session.add(run)
+            await session.flush()
+        run_id, ts, done = run.id, run.message_ts, list(run.summary.get("uploaded") or [])
+    assert run_id is not None
+    record = ropa.build(await ropa.gather(services.mautic, services.sessions, services.settings, services.policy, now))
+    if ts is None:
+        message = blocks.ropa_summary(record)
+        posted = await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
+        assert posted is not None
+        ts = posted.ts
+        async with unit_of_work(services.sessions) as session:
+            await store.update_run(session, run_id, message_ts=ts, posted_at=services.clock(),
+                                   summary={"forms": len(record.forms), "gaps": len(record.gaps), "uploaded": done})
+    for filename, title, write in ROPA_FILES:
+        if filename in done:
+            continue
+        await services.messenger.upload(channel, filename=filename, title=title, content=write(record).encode(),
+                                        thread_ts=ts)
+        done.append(filename)
+        async with unit_of_work(services.sessions) as session:
+            await store.update_run(session, run_id, summary={"forms": len(record.forms), "gaps": len(record.gaps),
+                                                             "uploaded": done})
+    async with unit_of_work(services.sessions) as session:
+        await ledger.record(session, actor=requested_by or "scheduler", action="ropa.posted",
+                            subject=f"digest:{run_id}",
+                            details={"forms": len(record.forms), "purposes": len(record.purposes),
+                                     "gaps": len(record.gaps), "dpia_criteria_met": record.criteria_met})
+    return run_id
 
 
 async def runs_posted(sessions: SessionFactory, kind: str | None = None) -> list[store.DigestRun]:

@@ -9,7 +9,18 @@ from typing import Any
 
 from bot.intake.ids import AlertAction, Decision, DismissModal, alert_actions_block
 from bot.slack import blocks as kit
-from bot.slack.blocks import Block, actions, button, cap_blocks, confirm_dialog, context, fields, section, truncate
+from bot.slack.blocks import (
+    Block,
+    actions,
+    button,
+    cap_blocks,
+    confirm_dialog,
+    context,
+    escape,
+    fields,
+    section,
+    truncate,
+)
 from bot.slack.buttons import ref_value
 
 # What the dismiss modal accepts as a reason (the listener checks the same bounds on submit).
@@ -216,6 +227,8 @@ class HistoryRecord:
     given: bool
     exempt: bool
     values: dict[str, Any]
+    label: str | None = None  # the consent box's text on the form revision it was collected under
+    invalid: bool = False  # collected while the consent box was pre-ticked
 
 
 @dataclass(frozen=True)
@@ -249,8 +262,11 @@ def consent_history_message(
         lines = []
         for r in records:
             mark = "exempt form" if r.exempt else ("consent ✓" if r.given else "*no consent* ✗")
+            if r.invalid:
+                mark = "~consent~ *invalid*: the box was pre-ticked"
             shown = ", ".join(f"`{k}`={truncate(str(v), 40)}" for k, v in r.values.items()) or "no consent field"
-            lines.append(f"• {when(r.at)} · form *{r.form}* · {mark} ({shown})")
+            label = f" · box read “{escape(truncate(r.label, 120))}”" if r.label else ""
+            lines.append(f"• {when(r.at)} · form *{r.form}* · {mark} ({shown}){label}")
         blocks.append(section("*Form submissions*\n" + "\n".join(lines)))
         plain += ["Form submissions:", *lines]
     if withdrawals:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.privacy import EMAIL_IN_TEXT, normalise_email, subject_hash
 from bot.values import as_int
@@ -276,6 +277,23 @@ class FormSubmission:
     results: dict[str, Any]
     submitted_at: datetime | None
     source_ip: str | None
+    page_url: str | None = None
+
+
+def page_url(referer: Any) -> str | None:
+    """The page a form was submitted from: the submission's ``referer`` (the form's ``return`` field or the
+    HTTP Referer, FormBundle/Model/SubmissionModel.php saveSubmission), scheme, host and path only. The query
+    and fragment are dropped: they can carry the visitor's own data (``?email=…``, tracking ids)."""
+    if not isinstance(referer, str) or not referer.strip():
+        return None
+    try:
+        parts = urlsplit(referer.strip())
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep user:password@
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))[:2000]
 
 
 def form_submission(payload: Mapping[str, Any], fallback_at: datetime | None = None) -> FormSubmission:
@@ -295,6 +313,7 @@ def form_submission(payload: Mapping[str, Any], fallback_at: datetime | None = N
         results=results,
         submitted_at=parse_timestamp(submission.get("dateSubmitted")) or fallback_at,
         source_ip=str(ip_text) if isinstance(ip_text, str) and ip_text else None,
+        page_url=page_url(submission.get("referer")),
     )
 
 

@@ -42,7 +42,8 @@ async def consent_history(services: Services, user_id: str, args: str) -> dict[s
                             details={"records": len(history["records"]), "alerts": len(history["alerts"])})
     return consent_history_message(
         mask_email(normalise_email(email)),
-        [HistoryRecord(r.submitted_at, r.form_name, r.given, r.exempt, dict(r.values)) for r in history["records"]],
+        [HistoryRecord(r.submitted_at, r.form_name, r.given, r.exempt, dict(r.values), r.label_text,
+                       r.invalid_at is not None) for r in history["records"]],
         [HistoryWithdrawal(w.withdrawn_at, w.channel, w.new_status, w.restored_at) for w in history["withdrawals"]],
         [HistoryAlert(a.id or 0, a.kind, a.state, a.created_at, a.decision) for a in history["alerts"]],
     )

@@ -22,6 +22,7 @@ from bot.intake.inbox import InboxRow
 from bot.intake.rules import evaluate
 from bot.intake.split import SPLIT_CHUNK, split_deliveries
 from bot.intake.writer import process_max_attempts
+from storage import forms as form_store
 from storage import intake as store
 from storage import jobs as job_queue
 from storage import ledger
@@ -87,7 +88,10 @@ async def sweep_inbox(services: Services, run: JobRun) -> None:
                    and await store.queued_job(session, IntakeJob.PROCESS) is None)
         if unsplit:
             await job_queue.enqueue(session, IntakeJob.PROCESS, {}, max_attempts=process_max_attempts(services))
-    if ids or unsplit:
+        # Consent records whose evidence job failed for good (Mautic down for long) get another one.
+        evidence = bool(await form_store.forms_awaiting_evidence(session, limit=1, older_than=stale)) and \
+            await form_store.request_evidence(session)
+    if ids or unsplit or evidence:
         services.jobs.notify()
 
 
@@ -97,10 +101,18 @@ class _Chunk:
 
     erased: set[str]
     records: list[dict[str, Any]] = field(default_factory=list)
+    fields_seen: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    evidence_wanted: bool = False  # a record of a known form waits for its form revision
 
     async def flush(self, session: AsyncSession) -> None:
         await store.insert_consent_records(session, self.records)
         self.records = []
+        await form_store.note_fields_seen(session, list(self.fields_seen.values()))
+        self.fields_seen = {}
+        if self.evidence_wanted:
+            # The revision is fetched from Mautic by a job, never here: processing stays a database-only step.
+            await form_store.request_evidence(session)
+            self.evidence_wanted = False
 
 
 async def _process_chunk(services: Services, ids: list[int] | None, limit: int = PROCESS_CHUNK) -> int:
@@ -197,7 +209,16 @@ async def _form_submitted(session: AsyncSession, services: Services, row: InboxR
         "given": verdict.given, "exempt": verdict.exempt,
         "source_ip": sub.source_ip if policy.store_source_ip else None,
         "submitted_at": sub.submitted_at or now, "recorded_at": now,
+        "policy_version": services.policy.version, "page_url": sub.page_url,
+        # A submission without a form id has no revision to fetch: its evidence is complete as it is.
+        "evidence_at": None if sub.form_id is not None else now,
     }
+    if sub.form_id is not None:
+        chunk.evidence_wanted = True
+        for alias in sub.results:  # the aliases only, never the values (record of processing, Art. 30)
+            chunk.fields_seen.setdefault((sub.form_id, str(alias)[:191]), {
+                "form_id": sub.form_id, "form_name": sub.form_name[:255], "field_alias": str(alias)[:191],
+                "first_seen_at": now})
     record_id: int | None = None
     if verdict.gap:
         record_id = await store.insert_consent_record(session, record)  # the alert refers to it

@@ -226,7 +226,7 @@ def _int(value: Any) -> int:
 
 
 def _wording(record: dict[str, Any]) -> str:
-    for key in ("consent_label", "label", "wording", "labels"):
+    for key in ("label_text", "consent_label", "label", "wording", "labels"):
         if record.get(key):
             return _text(record[key])
     return "not recorded"
@@ -242,7 +242,8 @@ def _bot_section(bot: dict[str, Any]) -> str:
                         "ticked", "Consent"],
                         [(_date(r.get("submitted_at")), r.get("form_name") or f"form {r.get('form_id')}",
                           _wording(r), _text(r.get("values") or {}) or "nothing",
-                          "given" if r.get("consent_given") else "not given")
+                          "not valid (the box was pre-ticked)" if r.get("invalid_at")
+                          else "given" if r.get("consent_given") else "not given")
                          for r in consents[:CONSENT_ROWS]])
                  or "<p class='none'>none</p>")
     withdrawals = [w for w in bot.get("withdrawals") or [] if isinstance(w, dict)]

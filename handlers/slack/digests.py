@@ -43,6 +43,13 @@ async def forms_command(call: CommandCall) -> None:
     await call.ack(blocks.forms_queued())
 
 
+async def ropa_command(call: CommandCall) -> None:
+    if call.args.strip():
+        raise BadCommand("`/privacy ropa` takes no arguments.")
+    await jobs.enqueue_ropa(call.services, requested_by=call.user_id)
+    await call.ack(blocks.ropa_queued())
+
+
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand(
         name="digest",
@@ -56,8 +63,16 @@ SUBCOMMANDS: list[Subcommand] = [
         name="forms",
         usage="forms",
         example="/privacy forms",
-        summary="audit Mautic forms: email collected without a required, unticked consent box",
+        summary="audit Mautic forms: no consent box, a pre-ticked one, or consent made a condition",
         run=forms_command,
+    ),
+    Subcommand(
+        name="ropa",
+        usage="ropa",
+        example="/privacy ropa",
+        summary="post the record of processing (Art. 30) and a DPIA screening, as Markdown and CSV files",
+        run=ropa_command,
+        approvers_only=True,
     ),
 ]
 

@@ -11,6 +11,7 @@ from bot.digests.compliance import ComplianceDigest, FormSubmissions, WeekShare,
 from bot.digests.forms import (
     FormAudit,
     FormFinding,
+    FormPolicy,
     Problem,
     audit_form,
     audit_forms,
@@ -218,14 +219,43 @@ def _form(*fields: dict[str, object]) -> dict[str, object]:
         ({"alias": "consent", "type": "checkboxgrp", "isRequired": True,
           "properties": {"optionlist": {"list": [{"label": "Yes", "value": "1", "default": True}]}}}, None),
         ({"alias": "consent", "type": "hidden", "isRequired": False, "defaultValue": "yes"},
-         (Problem.PRECHECKED, Problem.OPTIONAL)),
-        ({"alias": "Marketing_Consent", "type": "yesno"}, (Problem.OPTIONAL,)),
+         (Problem.PRECHECKED,)),
+        # Issue 11: an optional consent box is what freely given consent looks like, not a defect.
+        ({"alias": "Marketing_Consent", "type": "yesno"}, None),
+        ({"alias": "consent", "type": "checkboxgrp", "isRequired": False}, None),
         ({"alias": "newsletter", "type": "checkboxgrp", "isRequired": True}, (Problem.MISSING,)),
     ],
 )
 def test_form_audit_rules(consent_field: dict[str, object], problems: tuple[Problem, ...] | None) -> None:
     finding = audit_form(_form(consent_field), ALIASES)
     assert (finding.problems if finding else None) == problems
+    # With the policy saying the form is for marketing, a required box is allowed there too.
+    finding = audit_form(_form(consent_field), ALIASES, purpose="Marketing")
+    assert (finding.problems if finding else None) == problems
+
+
+@pytest.mark.parametrize(
+    ("required", "purpose", "problems"),
+    [
+        (True, "support", (Problem.CONDITIONAL,)),  # Art. 7(4): the download/reply hinges on the tick
+        (True, "ebook download", (Problem.CONDITIONAL,)),
+        ("1", "support", (Problem.CONDITIONAL,)),  # Mautic 4 serialised booleans as strings
+        (True, " marketing ", None),
+        (True, None, None),  # no purpose in the policy: nothing to judge it by (the RoPA lists that gap)
+        (False, "support", None),
+        ("0", "support", None),
+        (None, "support", None),
+    ],
+)
+def test_a_required_consent_box_is_conditional_consent_unless_the_purpose_is_marketing(
+    required: object, purpose: str | None, problems: tuple[Problem, ...] | None
+) -> None:
+    box = {"alias": "consent", "type": "checkboxgrp", "isRequired": required}
+    finding = audit_form(_form(box), ALIASES, purpose=purpose)
+    assert (finding.problems if finding else None) == problems
+    prechecked = {**box, "defaultValue": "1"}
+    finding = audit_form(_form(prechecked), ALIASES, purpose=purpose)
+    assert finding is not None and finding.problems == (Problem.PRECHECKED, *(problems or ()))
 
 
 def test_forms_without_an_email_are_not_judged() -> None:
@@ -309,27 +339,31 @@ def test_what_counts_as_prechecked(field: dict[str, object], prechecked: bool) -
 def test_a_finding_names_the_form_and_its_consent_field() -> None:
     prechecked_optional: dict[str, object] = {"alias": "gdpr_consent", "type": "checkboxgrp", "defaultValue": "1"}
     assert audit_form(_form(prechecked_optional), ALIASES) == FormFinding(
-        9, "Signup", (Problem.PRECHECKED, Problem.OPTIONAL), "gdpr_consent")
-    mapped_without_alias = {"mappedField": "consent", "type": "checkboxgrp"}
-    assert audit_form({"fields": [EMAIL, mapped_without_alias]}, ALIASES) == FormFinding(
-        0, "form 0", (Problem.OPTIONAL,), "")
+        9, "Signup", (Problem.PRECHECKED,), "gdpr_consent")
+    mapped_without_alias = {"mappedField": "consent", "type": "checkboxgrp", "isRequired": True}
+    assert audit_form({"fields": [EMAIL, mapped_without_alias]}, ALIASES, purpose="support") == FormFinding(
+        0, "form 0", (Problem.CONDITIONAL,), "")
     assert audit_form({"id": "12", "fields": [EMAIL]}, ALIASES) == FormFinding(12, "form 12", (Problem.MISSING,))
-    finding = FormFinding(1, "x", (Problem.PRECHECKED, Problem.OPTIONAL))
+    finding = FormFinding(1, "x", (Problem.PRECHECKED, Problem.CONDITIONAL))
     assert finding.describe() == (
-        "consent box is pre-checked by default (Recital 32: not consent); consent field is optional")
+        "consent box is pre-checked by default (Recital 32: not consent); consent box is required on a form whose "
+        "purpose is not marketing (Art. 7(4): consent made a condition is not freely given)")
 
 
 def test_exempt_forms_are_skipped_and_the_rest_still_judged() -> None:
-    def rule_for(form_id: int | None, alias: str | None) -> tuple[tuple[str, ...], bool]:
-        return (("Einwilligung",), False) if form_id == 7 else ((), alias == "support")
+    def rule_for(form_id: int | None, alias: str | None) -> FormPolicy:
+        if form_id == 7:
+            return FormPolicy(("Einwilligung",), purpose="event registration")
+        return FormPolicy((), exempt=alias == "support")
 
     support = {"alias": "support", "name": "Support", "fields": [EMAIL]}  # no id at all
-    german = {"id": 7, "name": "Anmeldung", "fields": [EMAIL, {"alias": "einwilligung", "type": "checkboxgrp"}]}
+    german = {"id": 7, "name": "Anmeldung", "fields": [EMAIL, {"alias": "einwilligung", "type": "checkboxgrp",
+                                                               "isRequired": True}]}
     other = {"id": "8", "name": "Other", "fields": [EMAIL]}
     audit = audit_forms([support, german, other], ALIASES, rule_for=rule_for)
     assert (audit.forms_checked, audit.collecting_email) == (3, 3)
     assert [(f.name, f.problems) for f in audit.findings] == [("Other", (Problem.MISSING,)),
-                                                              ("Anmeldung", (Problem.OPTIONAL,))]
+                                                              ("Anmeldung", (Problem.CONDITIONAL,))]
 
 
 def test_configured_consent_aliases_are_trimmed_and_lower_case() -> None:
@@ -349,7 +383,7 @@ def _texts(message: dict[str, object]) -> list[str]:
 
 
 def test_long_lists_are_cut_with_a_count_and_stay_within_slack_limits() -> None:
-    findings = [FormFinding(i, f"Form with a rather long name number {i}" * 3, (Problem.MISSING, Problem.OPTIONAL))
+    findings = [FormFinding(i, f"Form with a rather long name number {i}" * 3, (Problem.MISSING, Problem.CONDITIONAL))
                 for i in range(2000)]
     digest = ComplianceDigest(
         since=NOW - timedelta(days=7), until=NOW,
@@ -377,7 +411,7 @@ def test_long_lists_are_cut_with_a_count_and_stay_within_slack_limits() -> None:
     audit = blocks.form_audit(FormAudit(400, 350, findings))
     assert validate_blocks(audit["blocks"]) == [] and len(audit["blocks"]) <= 50
     shown = sum(text.count("\n• ") + text.startswith("• ") for text in _texts(audit))
-    assert 500 < shown < 2000 and f"…and {2000 - shown:,} more forms not shown." in str(audit["blocks"])
+    assert 300 < shown < 2000 and f"…and {2000 - shown:,} more forms not shown." in str(audit["blocks"])
 
 
 def test_the_consent_policy_names_a_forms_consent_fields_and_exemptions() -> None:
@@ -386,9 +420,9 @@ def test_the_consent_policy_names_a_forms_consent_fields_and_exemptions() -> Non
     policy = parse_policy({"forms": [{"id": 7, "required": ["einwilligung"]}, {"alias": "support", "exempt": True}]},
                           ALIASES)
 
-    def rule_for(form_id: int | None, alias: str | None) -> tuple[tuple[str, ...], bool]:
+    def rule_for(form_id: int | None, alias: str | None) -> FormPolicy:
         rule = policy.rule_for(form_id, alias)
-        return rule.fields, rule.exempt
+        return FormPolicy(rule.fields, rule.exempt, rule.purpose)
 
     german = {"id": 7, "name": "Anmeldung", "fields": [EMAIL, {"alias": "einwilligung", "type": "checkboxgrp",
                                                                "isRequired": True}]}
