@@ -58,6 +58,7 @@ SUBCOMMANDS: list[Subcommand] = [
         example="/privacy forms",
         summary="audit Mautic forms: email collected without a required, unticked consent box",
         run=forms_command,
+        members_only=True,
     ),
 ]
 
