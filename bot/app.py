@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import Approvals
@@ -24,6 +25,7 @@ from bot.mautic import MauticClient
 from bot.metrics import Metrics
 from bot.permissions import Permissions, SlackAudience
 from bot.policy import load_policy
+from bot.requests.execution import sweep_leftover_exports
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.messenger import SlackMessenger
@@ -165,12 +167,22 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         refresher = HomeRefresher(services)
         services.messenger.observe(refresher.on_slack_call)
         refresher.start()
+        await _sweep_exports(services)
         services.jobs.start()
         yield
         await refresher.stop()
         await services.jobs.stop()
 
     return ctx
+
+
+async def _sweep_exports(services: Services) -> None:
+    """Leftover package files go at start (a crash mid-build leaves one); a database not migrated yet
+    (PostgreSQL, before `migrate`) only postpones that to the daily job."""
+    try:
+        await sweep_leftover_exports(services)
+    except SQLAlchemyError as exc:
+        log.warning("export dir not swept at start: %s", type(exc).__name__)
 
 
 def _socket_mode(tuning: Tuning):  # type: ignore[no-untyped-def]
