@@ -35,6 +35,7 @@ from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
 from handlers.slack.socket import OnceSocketModeHandler
 from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.ledger import derive_key, use_key
 from storage.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Applicat
 def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        use_ledger_key(engine, settings)
         should_migrate = tuning.migrate_on_start if tuning.migrate_on_start is not None else settings.is_sqlite
         if should_migrate:
             await migrate(engine)
@@ -81,6 +83,12 @@ def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-de
         await engine.dispose()
 
     return ctx
+
+
+def use_ledger_key(engine: AsyncEngine, settings: Settings) -> None:
+    """Chain the audit ledger under the key derived from BOT_SECRET_KEY (storage.ledger)."""
+    if settings.bot_secret_key is not None:
+        use_key(engine, derive_key(settings.bot_secret_key.get_secret_value()))
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:

@@ -60,7 +60,7 @@ def _fabricate(hint: Any, name: str = "") -> Any:
         return {HOSTILE: HOSTILE}
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return next(iter(hint))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         return hint(**{f.name: _fabricate(hints[f.name], f.name) for f in dataclasses.fields(hint) if f.init})
     raise TypeError(f"no hostile value for {hint!r} ({name})")
