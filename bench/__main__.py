@@ -13,6 +13,7 @@ BENCHMARKS = {
     "webhook_intake": "sustained Mautic webhook intake against a bare aiohttp handler",
     "retention_digest": "retention digest and purge-style stale scan at 100k and 1M contacts",
     "access_package": "access package for 100,000 timeline events; /privacy dsar ack latency, slow Mautic",
+    "mask_stall": "masking on hostile text up to 1 MiB; loop stall of an unsigned 1 MiB POST",
 }
 
 
