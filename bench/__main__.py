@@ -14,6 +14,7 @@ BENCHMARKS = {
     "retention_digest": "retention digest and purge-style stale scan at 100k and 1M contacts",
     "access_package": "access package for 100,000 timeline events; /privacy dsar ack latency, slow Mautic",
     "own_retention": "the bot's own retention deleting 160,000 old rows in batches, SQLite and PostgreSQL",
+    "mask_stall": "masking on hostile text up to 1 MiB; loop stall of an unsigned 1 MiB POST",
 }
 
 

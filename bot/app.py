@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import Approvals
@@ -24,6 +25,7 @@ from bot.mautic import MauticClient
 from bot.metrics import Metrics
 from bot.permissions import Permissions, SlackAudience
 from bot.policy import load_policy
+from bot.requests.execution import sweep_leftover_exports
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.messenger import SlackMessenger
@@ -33,6 +35,7 @@ from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
 from handlers.slack.socket import OnceSocketModeHandler
 from storage.db import SessionFactory, make_engine, make_session_factory
+from storage.ledger import derive_key, use_key
 from storage.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Applicat
 def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        use_ledger_key(engine, settings)
         should_migrate = tuning.migrate_on_start if tuning.migrate_on_start is not None else settings.is_sqlite
         if should_migrate:
             await migrate(engine)
@@ -79,6 +83,12 @@ def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-de
         await engine.dispose()
 
     return ctx
+
+
+def use_ledger_key(engine: AsyncEngine, settings: Settings) -> None:
+    """Chain the audit ledger under the key derived from BOT_SECRET_KEY (storage.ledger)."""
+    if settings.bot_secret_key is not None:
+        use_key(engine, derive_key(settings.bot_secret_key.get_secret_value()))
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
@@ -165,12 +175,22 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         refresher = HomeRefresher(services)
         services.messenger.observe(refresher.on_slack_call)
         refresher.start()
+        await _sweep_exports(services)
         services.jobs.start()
         yield
         await refresher.stop()
         await services.jobs.stop()
 
     return ctx
+
+
+async def _sweep_exports(services: Services) -> None:
+    """Leftover package files go at start (a crash mid-build leaves one); a database not migrated yet
+    (PostgreSQL, before `migrate`) only postpones that to the daily job."""
+    try:
+        await sweep_leftover_exports(services)
+    except SQLAlchemyError as exc:
+        log.warning("export dir not swept at start: %s", type(exc).__name__)
 
 
 def _socket_mode(tuning: Tuning):  # type: ignore[no-untyped-def]

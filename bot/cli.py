@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.digests import ropa
 from bot.digests.ropa import Ropa
@@ -17,12 +18,20 @@ from bot.mautic import MauticAuthError, MauticClient, explain_auth_error
 from bot.policy import load_policy
 from bot.settings import ConfigError, Settings
 from storage.db import make_engine, make_session_factory, unit_of_work
-from storage.ledger import verify
+from storage.ledger import derive_key, use_key, verify
 from storage.migrate import current_heads, migrate
 
 
-async def run_migrate(settings: Settings) -> int:
+def _engine(settings: Settings) -> AsyncEngine:
+    """The database engine with the audit ledger's key (from BOT_SECRET_KEY) registered."""
     engine = make_engine(settings.database_url)
+    if settings.bot_secret_key is not None:
+        use_key(engine, derive_key(settings.bot_secret_key.get_secret_value()))
+    return engine
+
+
+async def run_migrate(settings: Settings) -> int:
+    engine = _engine(settings)
     try:
         await migrate(engine)
         (revision,) = await current_heads(engine)  # one chain, one head: `migrate` upgrades to "head"
@@ -33,7 +42,8 @@ async def run_migrate(settings: Settings) -> int:
 
 
 async def run_audit_verify(settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
+    settings.require("bot_secret_key")  # the chain is keyed: without the key nothing can be checked
+    engine = _engine(settings)
     try:
         async with unit_of_work(make_session_factory(engine)) as session:
             result = await verify(session)

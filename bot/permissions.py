@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -15,12 +14,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class SlackAudience:
     """A set of users given as user IDs and user-group IDs; groups resolve through
-    ``usergroups.users.list`` and are cached briefly so a burst of clicks costs one call."""
+    ``usergroups.users.list``, read afresh on every check: someone removed from an approvers' group must not
+    decide anything afterwards, not even within a cache window (issue 9). Listed user IDs cost no call."""
 
     ids: list[str]
     slack: AsyncWebClient
-    cache_seconds: float = 60.0
-    _cache: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -35,9 +33,6 @@ class SlackAudience:
         return False
 
     async def _members(self, group: str) -> frozenset[str]:
-        cached = self._cache.get(group)
-        if cached and time.monotonic() - cached[0] < self.cache_seconds:
-            return cached[1]
         try:
             response = await self.slack.usergroups_users_list(usergroup=group)
             members = frozenset(response.get("users") or [])
@@ -45,7 +40,6 @@ class SlackAudience:
             # A group we cannot read grants nobody; say so in the log without failing the click.
             log.warning("cannot resolve user group %s: %s", group, exc.response.get("error"))
             members = frozenset()
-        self._cache[group] = (time.monotonic(), members)
         return members
 
 
@@ -58,7 +52,8 @@ class Permissions:
         return await self.approvers.includes(user_id)
 
     async def may_file(self, user_id: str) -> bool:
-        """Empty PRIVACY_REQUESTERS means anyone in the privacy channel; approvers may always file."""
+        """Empty PRIVACY_REQUESTERS means anyone in the privacy channel; approvers may always file. The same
+        people may list requests and forms (``/privacy requests``, ``status``, ``forms``)."""
         if self.requesters.is_empty:
             return True
         return await self.requesters.includes(user_id) or await self.approvers.includes(user_id)

@@ -7,6 +7,8 @@ The names are the public contract documented in the README; nothing else in the 
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -55,7 +57,9 @@ def _split_commas(value: object) -> list[str]:
 
 class Settings(BaseSettings):
     # env_ignore_empty: `NAME=` (as .env.example and `setup env` write it) means "not set", i.e. the default.
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
+    # hide_input_in_errors: a validation error never echoes a value (a secret, a URL with its password).
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True,
+                                      hide_input_in_errors=True)
 
     # Slack
     slack_bot_token: SecretStr | None = None
@@ -81,7 +85,8 @@ class Settings(BaseSettings):
     mautic_timeout_seconds: float = 30.0
 
     # Service
-    database_url: str = "sqlite:///./privacy-bot.db"
+    # repr=False: a PostgreSQL URL carries the password, and settings get printed (repr, errors, debuggers).
+    database_url: str = Field(default="sqlite:///./privacy-bot.db", repr=False)
     public_url: str | None = None
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = Field(default=3000, ge=1, le=65535)
@@ -221,6 +226,23 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/") if value is not None else None
 
+    @field_validator("mautic_base_url", "public_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str | None) -> str | None:
+        # Mautic gets Basic credentials and the public URL carries export links: plain http only where the
+        # traffic never leaves the machine.
+        if value is not None and value.startswith("http://") and not is_loopback_url(value):
+            raise ValueError("must start with https:// (plain http:// only for localhost or 127.0.0.1)")
+        return value
+
+    @field_validator("bot_secret_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and key_entropy_bits(value.get_secret_value()) < 256:
+            raise ValueError("too weak: it needs at least 32 bytes of entropy, such as the output of "
+                             "`openssl rand -hex 32` (64 hex characters) or `openssl rand -base64 32`")
+        return value
+
     @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", "app_home_debounce", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
@@ -296,6 +318,33 @@ REQUIRED_FOR_SERVE = (
     "mautic_webhook_secret",
     "bot_secret_key",
 )
+
+
+def is_loopback_url(url: str) -> bool:
+    """The URL's host is this machine: ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = re.sub(r"^[a-z]+://(?:[^@/]*@)?", "", url, flags=re.IGNORECASE).split("/", 1)[0]
+    host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# Bits one character can carry, by the alphabet a key is written in: hex (openssl rand -hex), base64
+# (openssl rand -base64, secrets.token_urlsafe) or anything else printable.
+_KEY_ALPHABETS = ((re.compile(r"[0-9a-fA-F]+"), 4.0), (re.compile(r"[A-Za-z0-9+/_=-]+"), 6.0))
+
+
+def key_entropy_bits(key: str) -> float:
+    """An upper estimate of a key's entropy: its length times what its alphabet allows per character,
+    and nothing for a key of a few repeated characters (``aaaa…``, ``abab…``). A random 32-byte key
+    written in hex or base64 scores 256 or more; a word, a date or a short phrase does not."""
+    if len(set(key)) < 10:
+        return 0.0
+    per_char = next((bits for pattern, bits in _KEY_ALPHABETS if pattern.fullmatch(key)), math.log2(95))
+    return len(key.rstrip("=")) * per_char
 
 
 def load_settings(**overrides: object) -> Settings:

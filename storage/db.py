@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -35,10 +36,23 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     if is_sqlite(url):
+        _private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 (or narrow it to that) before SQLite opens it: it holds personal data.
+    SQLite gives its -wal and -shm files the database file's permissions. Runs once, when the engine is
+    made at start, before any request is served."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(database, 0o600)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

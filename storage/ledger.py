@@ -3,17 +3,26 @@
 Each entry carries the hash of its predecessor, so an edited, deleted or reordered entry breaks
 the chain and :func:`verify` names the first bad one. Entries never hold personal data: subjects
 are referenced by opaque ids (``request:42``) or keyed hashes.
+
+The chain is keyed: each hash is an HMAC-SHA256 under a key derived from ``BOT_SECRET_KEY`` (HKDF), so
+someone who can write the database but does not hold the key cannot rebuild a chain over edited entries.
+The service, the CLI and migrations register the key for their engine with :func:`use_key`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Column, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,9 +46,38 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64, unique=True)
 
 
+# HKDF's info string: this key is for the ledger chain only (the subject hash and package encryption
+# derive their own from the same secret).
+LEDGER_KEY_INFO = b"mautic-privacy-bot/audit-ledger/v1"
+# Used only where no key was registered: tests that build an engine by hand. The service, `bot audit
+# verify` and `bot migrate` always register the key derived from BOT_SECRET_KEY.
+UNREGISTERED_KEY = b"\x00" * 32
+_keys: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+def derive_key(secret: str) -> bytes:
+    """The ledger's HMAC key: HKDF-SHA256 of BOT_SECRET_KEY (RFC 5869, no salt: the secret is random)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=LEDGER_KEY_INFO).derive(secret.encode())
+
+
+def use_key(engine: AsyncEngine, key: bytes) -> None:
+    """Chain (and verify) this engine's ledger under ``key`` (from :func:`derive_key`)."""
+    _keys[engine.sync_engine] = key
+
+
+def registered_key(engine: AsyncEngine) -> bytes | None:
+    return _keys.get(engine.sync_engine)
+
+
+def _key_for(session: AsyncSession) -> bytes:
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    return _keys.get(engine, UNREGISTERED_KEY)
+
+
 def entry_hash(
     *, seq: int, at: datetime, actor: str, action: str, subject: str | None,
-    details: dict[str, Any], prev_hash: str,
+    details: dict[str, Any], prev_hash: str, key: bytes,
 ) -> str:
     canonical = json.dumps(
         {
@@ -56,7 +94,7 @@ def entry_hash(
         ensure_ascii=True,
         default=str,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 async def record(
@@ -92,7 +130,7 @@ async def record(
         prev_hash=prev,
         hash=entry_hash(
             seq=seq, at=when, actor=actor, action=action, subject=subject,
-            details=clean_details, prev_hash=prev,
+            details=clean_details, prev_hash=prev, key=_key_for(session),
         ),
     )
     session.add(entry)
@@ -123,6 +161,7 @@ async def verify(session: AsyncSession, *, batch: int = 1000) -> VerifyResult:
     expected_seq = 1
     count = 0
     after = 0
+    key = _key_for(session)
     while True:
         rows = (
             await session.exec(
@@ -138,10 +177,12 @@ async def verify(session: AsyncSession, *, batch: int = 1000) -> VerifyResult:
                 return VerifyResult(False, count, row.seq, "does not follow its predecessor (deleted or reordered)")
             recomputed = entry_hash(
                 seq=row.seq, at=row.at, actor=row.actor, action=row.action, subject=row.subject,
-                details=row.details, prev_hash=row.prev_hash,
+                details=row.details, prev_hash=row.prev_hash, key=key,
             )
             if recomputed != row.hash:
-                return VerifyResult(False, count, row.seq, "content was edited (hash mismatch)")
+                return VerifyResult(False, count, row.seq,
+                                    "content was edited (hash mismatch), or BOT_SECRET_KEY is not the key it was "
+                                    "written with")
             expected_prev = row.hash
             expected_seq += 1
             count += 1

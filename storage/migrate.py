@@ -34,9 +34,16 @@ async def migrate(engine: AsyncEngine) -> None:
 
 
 async def upgrade(engine: AsyncEngine, script_location: Path, target: str) -> None:
+    from storage.ledger import registered_key
+
+    key = registered_key(engine)
+
     def _upgrade(sync_connection: Any) -> None:
         config = alembic_config(script_location)
         config.attributes["connection"] = sync_connection
+        # How migrations reach BOT_SECRET_KEY: storage sits below the settings, so whoever made the engine
+        # registered the ledger key derived from it (storage.ledger.use_key); None when it was not set.
+        config.attributes["ledger_key"] = key
         command.upgrade(config, target)
 
     async with engine.begin() as conn:

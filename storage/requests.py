@@ -218,6 +218,12 @@ async def links_for_requests(session: AsyncSession, request_ids: list[int]) -> l
     return list((await session.exec(query)).all())
 
 
+async def linked_package_paths(session: AsyncSession) -> list[str]:
+    """The package files some export link still points at (expired ones too, until the daily job forgets them)."""
+    query = select(ExportLink.path).where(col(ExportLink.path) != "")
+    return [str(path) for path in (await session.exec(query)).all()]
+
+
 async def expired_links_with_files(session: AsyncSession, now: datetime) -> list[ExportLink]:
     """Links past their expiry (or revoked) whose package file may still be on disk."""
     query = select(ExportLink).where(

@@ -10,13 +10,16 @@ import pytest
 from sqlalchemy import text
 
 from storage.db import make_engine, make_session_factory, unit_of_work
-from storage.ledger import AuditEntry, record, verify
+from storage.ledger import AuditEntry, derive_key, record, use_key, verify
 from storage.migrate import migrate
 from tests.helpers import child_env
+
+KEY = "0123456789abcdef" * 4  # the BOT_SECRET_KEY these ledgers are keyed with
 
 
 async def _ledger_with(db_url: str, n: int):  # type: ignore[no-untyped-def]
     engine = make_engine(db_url)
+    use_key(engine, derive_key(KEY))
     await migrate(engine)
     sessions = make_session_factory(engine)
     for i in range(n):
@@ -89,7 +92,7 @@ async def test_concurrent_appenders_keep_one_chain(db_url: str) -> None:
 
 async def test_cli_audit_verify_reports_tampering(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     engine, _ = await _ledger_with(sqlite_url, 3)
-    env = child_env({"DATABASE_URL": sqlite_url})
+    env = child_env({"DATABASE_URL": sqlite_url, "BOT_SECRET_KEY": KEY})
     ok = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "bot", "audit", "verify"],
         capture_output=True, text=True, env=env, cwd=tmp_path,

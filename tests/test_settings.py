@@ -67,7 +67,7 @@ def test_serve_requires_each_setting_by_name() -> None:
     bad_token = load_settings(
         _env_file=None, slack_bot_token="xoxp-user", slack_signing_secret="s", privacy_channel="C0PRIV",
         privacy_approvers="U0BOB", mautic_base_url="https://m.example.com", mautic_webhook_secret="w",
-        bot_secret_key="k",
+        bot_secret_key="0123456789abcdef" * 4,
     )
     with pytest.raises(ConfigError, match="xoxb-"):
         bad_token.require_for_serve()

@@ -120,7 +120,7 @@ def retention_digest(snapshot: RetentionSnapshot, *, run_id: int, title_suffix: 
             ("Never active, added before cutoff", _n(snapshot.never_active)),
         ]))
         if snapshot.segments:
-            lines = [f"• {s.name}: {_n(s.contacts)}" for s in snapshot.segments]
+            lines = [f"• {escape(s.name)}: {_n(s.contacts)}" for s in snapshot.segments]
             blocks.append(section("*By segment*\n" + cut_lines(lines, max_items=MAX_SEGMENT_LINES, what="segments")))
             if not snapshot.segments_exact:
                 blocks.append(context(
@@ -128,7 +128,7 @@ def retention_digest(snapshot: RetentionSnapshot, *, run_id: int, title_suffix: 
                     "(looked up one by one, so only a sample when there are many)."
                 ))
         if snapshot.sample:
-            blocks.append(section("*Sample* (masked): " + ", ".join(snapshot.sample)))
+            blocks.append(section("*Sample* (masked): " + escape(", ".join(snapshot.sample))))
         blocks.append(actions(
             f"digest_purge:{run_id}",
             button(
@@ -183,10 +183,10 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
     ]))
     blocks.append(section(_own_retention_line(digest.own_retention)))
     mark = "✅" if digest.ledger_ok else "🚨"
-    blocks.append(section(f"{mark} *Audit ledger*: {digest.ledger_text}"))
+    blocks.append(section(f"{mark} *Audit ledger*: {escape(digest.ledger_text)}"))
     blocks.extend(_form_audit_section(digest.form_audit, digest.form_audit_error))
     if digest.missing:
-        blocks.append(context("Not tracked yet (shown as 0): " + ", ".join(digest.missing)))
+        blocks.append(context("Not tracked yet (shown as 0): " + escape(", ".join(digest.missing))))
     blocks.append(context(f"Digest #{run_id} · period since the previous compliance digest"))
     return {"text": text, "blocks": cap_blocks(blocks, what="parts")}
 
@@ -202,12 +202,12 @@ def _own_retention_line(deleted: dict[str, int]) -> str:
 
 
 def _finding_lines(audit: FormAudit) -> list[str]:
-    return [f"• *{escape(f.name)}* (form #{f.form_id}): {f.describe()}" for f in audit.findings]
+    return [f"• *{escape(f.name)}* (form #{f.form_id}): {escape(f.describe())}" for f in audit.findings]
 
 
 def _form_audit_section(audit: FormAudit | None, error: str | None) -> list[Block]:
     if audit is None:
-        return [section(f"*Form audit*: could not read Mautic forms ({error or 'unknown error'}).")]
+        return [section(f"*Form audit*: could not read Mautic forms ({escape(error or 'unknown error')}).")]
     if audit.ok:
         return [section(f"*Form audit*: ✅ {audit.collecting_email} of {audit.forms_checked} forms collect an "
                         "email; all ask for consent with an unticked box, and none makes it a condition.")]
@@ -277,6 +277,7 @@ def purge_request(
 ) -> Message:
     what = (f"delete *{_n(count)}* stale contacts from Mautic (last active before {_day(cutoff)}, or never "
             f"active and added before it)")
+    filed_by, decided_by = escape(filed_by), escape(decided_by or "")
     lines = [f"🗑️ *Purge request #{purge_id}*: {what}. Filed by <@{filed_by}>."]
     blocks: list[Block] = []
     if state == "pending":
@@ -297,13 +298,14 @@ def purge_request(
             "approved": f"✅ Approved by <@{decided_by}>; running, progress below.",
             "running": f"✅ Approved by <@{decided_by}>; running, progress below.",
             "done": f"✅ Approved by <@{decided_by}>; finished.",
-            "stopped": f"✅ Approved by <@{decided_by}>; stopped: {reason or 'see below'}.",
+            "stopped": f"✅ Approved by <@{decided_by}>; stopped: {escape(reason or 'see below')}.",
             "rejected": f"❌ Rejected by <@{decided_by}>. Nothing was deleted.",
             "lapsed": "⌛ Lapsed: not approved within the approval window. Nothing was deleted.",
-        }.get(state, state)
+        }.get(state, escape(state))
         lines.append(outcome)
         blocks = [section("\n".join(lines))]
-    return {"text": f"Purge request #{purge_id}: delete {_n(count)} stale contacts ({state})", "blocks": blocks}
+    return {"text": f"Purge request #{purge_id}: delete {_n(count)} stale contacts ({escape(state)})",
+            "blocks": blocks}
 
 
 def purge_progress(
@@ -314,7 +316,7 @@ def purge_progress(
         "running": f"⏳ Purge #{purge_id} running",
         "done": f"✅ Purge #{purge_id} finished",
         "stopped": f"🛑 Purge #{purge_id} stopped",
-    }.get(state, f"Purge #{purge_id}: {state}")
+    }.get(state, f"Purge #{purge_id}: {escape(state)}")
     figures = [
         ("Deleted", f"{_n(deleted)} of {_n(approved)} approved"),
         ("Spared (active again or gone)", _n(spared)),
@@ -325,7 +327,7 @@ def purge_progress(
         figures.append(("Still stale at execution", _n(recheck)))
     blocks: list[Block] = [section(f"*{head}*"), fields(figures)]
     if reason:
-        blocks.append(section(f"Reason: {reason}"))
+        blocks.append(section(f"Reason: {escape(reason)}"))
     if can_resume:
         blocks.append(actions(f"purge_resume:{purge_id}", button(
             "Resume purge", PurgeAction.RESUME, ref_value(purge_id),

@@ -7,23 +7,19 @@ from typing import Any
 
 from bot.home.model import Dashboard, DigestLink, OpenAlert, OpenRequest, Viewer
 from bot.requests.deadlines import countdown
-from bot.slack.blocks import Block, context, divider, header, section, truncate
+from bot.slack.blocks import Block, context, divider, escape, header, section, truncate
 
 VIEW_BLOCK_LIMIT = 100  # Slack's limit for a Home tab view
 LIST_LIMIT = 15  # rows per list; the rest is counted
 DECIDABLE = ("filed", "verified")  # states in which an approver has something to decide
 
 
-def escape(text: str) -> str:
-    """Slack's mrkdwn control characters (https://docs.slack.dev/messaging/formatting-message-text#escaping)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def message_link(workspace_url: str, channel: str | None, ts: str | None, label: str) -> str:
     """A link to a channel message: ``<workspace>/archives/<channel>/p<ts without the dot>``."""
     if not channel or not ts or not workspace_url:
         return label
-    return f"<{workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}|{label}>"
+    url = escape(f"{workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}")
+    return f"<{url}|{escape(label)}>"
 
 
 def _request_line(r: OpenRequest, today: date, url: str) -> str:
@@ -82,7 +78,7 @@ def home_view(board: Dashboard, viewer: Viewer, *, today: date) -> dict[str, Any
                        for f in board.forms], "No form submissions in the last 8 weeks."),
                divider(),
                context(f"Audit ledger: {board.ledger_entries} entries · head "
-                       + (f"`{board.ledger_head[:16]}…`" if board.ledger_head else "none yet"))]
+                       + (f"`{escape(board.ledger_head[:16])}…`" if board.ledger_head else "none yet"))]
     if len(blocks) > VIEW_BLOCK_LIMIT:
         blocks = [*blocks[:VIEW_BLOCK_LIMIT - 1], context("…more than a Home tab can show.")]
     return {"type": "home", "blocks": blocks}

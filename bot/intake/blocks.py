@@ -71,22 +71,23 @@ def when(at: datetime | None) -> str:
 
 
 def _contact(view: AlertView) -> str:
-    who = view.email_display or "(no email)"
+    who = escape(view.email_display or "(no email)")
     if view.contact_url and view.contact_id is not None:
-        return f"{who} (<{view.contact_url}|contact #{view.contact_id} in Mautic>)"
+        return f"{who} (<{escape(view.contact_url)}|contact #{view.contact_id} in Mautic>)"
     return who
 
 
 def _summary_line(view: AlertView) -> str:
-    icon, name = _TITLES.get(view.kind, (":grey_question:", view.kind))
-    d = view.details
+    icon, name = _TITLES.get(view.kind, (":grey_question:", escape(view.kind)))
+    d = {key: escape(str(value)) for key, value in view.details.items()}
+    title = escape(view.title)
     if view.kind == "consent_gap":
-        return f"{icon} *{name}* on form *{view.title}*" + (f" (id {d['form_id']})" if d.get("form_id") else "")
+        return f"{icon} *{name}* on form *{title}*" + (f" (id {d['form_id']})" if d.get("form_id") else "")
     if view.kind == "resubscribed_without_consent":
         return (f"{icon} *{name}*: {_contact(view)} is contactable again on `{d.get('channel', 'email')}` "
                 f"with no consent record newer than the withdrawal")
     if view.kind == "sent_after_withdrawal":
-        return f"{icon} *{name}*: email *{view.title}* went to {_contact(view)}"
+        return f"{icon} *{name}*: email *{title}* went to {_contact(view)}"
     if view.kind == "erased_subject_reentered":
         return f"{icon} *{name}*: someone erased earlier is back in Mautic ({d.get('via', 'a webhook')})"
     if view.kind == "unsubscribe":
@@ -96,8 +97,17 @@ def _summary_line(view: AlertView) -> str:
     return f"{icon} *{name}*"
 
 
+# Stands for the contact line, which is mrkdwn already (a link), among facts that are plain text.
+_CONTACT_MARK = "\x00contact"
+
+
 def _fact_pairs(view: AlertView) -> list[tuple[str, str]]:
-    d = view.details
+    return [(name, _contact(view) if value is _CONTACT_MARK else escape(value))
+            for name, value in _raw_fact_pairs(view, view.details)]
+
+
+def _raw_fact_pairs(view: AlertView, d: dict[str, Any]) -> list[tuple[str, str]]:
+    """Facts as plain text; _fact_pairs escapes them (the contact line is already mrkdwn)."""
     pairs: list[tuple[str, str]] = []
     if view.kind == "dead_letter":
         pairs.append(("Problem", str(d.get("problem", "not valid JSON"))))
@@ -105,7 +115,7 @@ def _fact_pairs(view: AlertView) -> list[tuple[str, str]]:
         pairs.append(("Received", when(view.created_at)))
         return pairs
     if view.kind not in ("resubscribed_without_consent", "sent_after_withdrawal", "unsubscribe"):
-        pairs.append(("Contact", _contact(view)))
+        pairs.append(("Contact", _CONTACT_MARK))
     if view.kind == "consent_gap":
         pairs.append(("Missing", view.missing_text or "consent"))
         pairs.append(("Submitted", when(_parse(d.get("submitted_at")) or view.created_at)))
@@ -145,13 +155,18 @@ def _fold_line(view: AlertView) -> str | None:
     return f":package: Burst: {view.folded_count} more {what} since {since}; folded into this alert.{tail}"
 
 
-def fallback_text(view: AlertView) -> str:
+def summary_text(view: AlertView) -> str:
+    """The alert in one line of plain text (not escaped: fallback_text and dismiss_modal escape it)."""
     _icon, name = _TITLES.get(view.kind, ("", view.kind))
     about = view.title if view.kind in ("consent_gap", "sent_after_withdrawal") else ""
     who = view.email_display or ""
     parts = [name] + ([f"form {about}"] if view.kind == "consent_gap" else [about] if about else []) + [who]
     extra = f" (+{view.folded_count} more)" if view.folded_count else ""
     return truncate(": ".join(p for p in parts if p) + extra, 300)
+
+
+def fallback_text(view: AlertView) -> str:
+    return escape(summary_text(view))
 
 
 def alert_message(view: AlertView) -> dict[str, Any]:
@@ -183,37 +198,38 @@ def alert_message(view: AlertView) -> dict[str, Any]:
 
 
 def decision_line(view: AlertView) -> str:
-    label = DECISION_LABELS.get(view.decision or "", view.decision or "decided")
-    line = f":white_check_mark: *{label}* by <@{view.decided_by}> at {when(view.decided_at)}"
+    label = escape(DECISION_LABELS.get(view.decision or "", view.decision or "decided"))
+    line = f":white_check_mark: *{label}* by <@{escape(view.decided_by or '')}> at {when(view.decided_at)}"
     if view.reason:
-        line += f"\n> {truncate(view.reason, 500)}"
+        line += f"\n> {escape(truncate(view.reason, 500))}"
     if view.outcome:
-        line += f"\n_{view.outcome}_"
+        line += f"\n_{escape(view.outcome)}_"
     elif view.decision != "dismiss":
         line += "\n_Applying in Mautic…_"
     return line
 
 
 def decision_thread_text(view: AlertView, members: int) -> str:
-    label = DECISION_LABELS.get(view.decision or "", view.decision or "decided")
+    label = escape(DECISION_LABELS.get(view.decision or "", view.decision or "decided"))
     scope = f" (applies to {members} contacts folded into this alert)" if members > 1 else ""
-    text = f"<@{view.decided_by}> chose *{label}* at {when(view.decided_at)}{scope}."
+    text = f"<@{escape(view.decided_by or '')}> chose *{label}* at {when(view.decided_at)}{scope}."
     if view.reason:
-        text += f"\nReason: {truncate(view.reason, 500)}"
+        text += f"\nReason: {escape(truncate(view.reason, 500))}"
     if view.outcome:
-        text += f"\nResult: {view.outcome}"
+        text += f"\nResult: {escape(view.outcome)}"
     return text
 
 
 def already_decided_text(view: AlertView) -> str:
-    label = DECISION_LABELS.get(view.decision or "", view.decision or "decided")
-    return (f"Alert #{view.id} was already decided by <@{view.decided_by}> ({label}, {when(view.decided_at)}). "
+    label = escape(DECISION_LABELS.get(view.decision or "", view.decision or "decided"))
+    return (f"Alert #{view.id} was already decided by <@{escape(view.decided_by or '')}> ({label}, "
+            f"{when(view.decided_at)}). "
             "Nothing changed.")
 
 
 def dismiss_modal(alert_id: int, summary: str) -> dict[str, Any]:
     return kit.modal(DismissModal.CALLBACK, ref=ref_value(alert_id), title="Dismiss alert", submit="Dismiss", blocks=[
-        section(truncate(summary, 2900)),
+        section(escape(truncate(summary, 2900))),
         kit.reason_input(DismissModal.REASON_BLOCK, DismissModal.REASON_INPUT, label="Why is no action needed?",
                      placeholder="e.g. consent given by phone, ticket 4411", min_length=REASON_MIN,
                      max_length=REASON_MAX),
@@ -252,7 +268,7 @@ def consent_history_message(
     email_display: str, records: list[HistoryRecord], withdrawals: list[HistoryWithdrawal],
     alerts: list[HistoryAlert],
 ) -> dict[str, Any]:
-    title = f"Consent history for {email_display}"
+    title = f"Consent history for {escape(email_display)}"
     if not (records or withdrawals or alerts):
         text = f"{title}: nothing on record (no form submissions, withdrawals or alerts seen by the bot)."
         return {"text": text, "blocks": [section(text)]}
@@ -264,14 +280,15 @@ def consent_history_message(
             mark = "exempt form" if r.exempt else ("consent ✓" if r.given else "*no consent* ✗")
             if r.invalid:
                 mark = "~consent~ *invalid*: the box was pre-ticked"
-            shown = ", ".join(f"`{k}`={truncate(str(v), 40)}" for k, v in r.values.items()) or "no consent field"
+            shown = ", ".join(f"`{escape(k)}`={escape(truncate(str(v), 40))}" for k, v in r.values.items()
+                              ) or "no consent field"
             label = f" · box read “{escape(truncate(r.label, 120))}”" if r.label else ""
-            lines.append(f"• {when(r.at)} · form *{r.form}* · {mark} ({shown}){label}")
+            lines.append(f"• {when(r.at)} · form *{escape(r.form)}* · {mark} ({shown}){label}")
         blocks.append(section("*Form submissions*\n" + "\n".join(lines)))
         plain += ["Form submissions:", *lines]
     if withdrawals:
         lines = [
-            f"• {when(w.at)} · `{w.channel}` → `{w.status}`"
+            f"• {when(w.at)} · `{escape(w.channel)}` → `{escape(w.status)}`"
             + (f" · contactable again {when(w.restored_at)}" if w.restored_at else "")
             for w in withdrawals
         ]
@@ -279,8 +296,8 @@ def consent_history_message(
         plain += ["Withdrawals:", *lines]
     if alerts:
         lines = [
-            f"• #{a.id} {_TITLES.get(a.kind, ('', a.kind))[1]} · {when(a.at)} · "
-            + (DECISION_LABELS.get(a.decision, a.decision) if a.decision else a.state)
+            f"• #{a.id} {_TITLES.get(a.kind, ('', escape(a.kind)))[1]} · {when(a.at)} · "
+            + escape(DECISION_LABELS.get(a.decision, a.decision) if a.decision else a.state)
             for a in alerts
         ]
         blocks.append(section("*Alerts*\n" + "\n".join(lines)))

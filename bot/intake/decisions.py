@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot import approvals
 from bot.errors import Conflict, UserFacingError
 from bot.intake.alerts import alert_view, load_alert, update_message
-from bot.intake.blocks import already_decided_text, decision_thread_text, dismiss_modal, fallback_text
+from bot.intake.blocks import already_decided_text, decision_thread_text, dismiss_modal, summary_text
 from bot.intake.ids import Decision, IntakeJob
 from bot.jobs import PermanentJobError
 from bot.mautic import ContactMerged, MauticAuthError, MauticNotFound, MauticRefused
@@ -87,7 +87,7 @@ async def dismiss_form(services: Services, alert_id: int | None, user_id: str) -
     alert = await load_alert(services, alert_id)
     if alert is None or alert.state != AlertState.OPEN:
         raise Conflict(_unchanged(services, alert_id, alert))
-    return dismiss_modal(alert_id, fallback_text(alert_view(alert, services)))
+    return dismiss_modal(alert_id, summary_text(alert_view(alert, services)))
 
 
 def _unchanged(services: Services, alert_id: int, alert: ConsentAlert | None) -> str:

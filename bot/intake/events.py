@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.privacy import EMAIL_IN_TEXT, normalise_email, subject_hash
+from bot.privacy import find_emails, normalise_email, subject_hash
 from bot.values import as_int
 from storage.intake import InboxState
 
@@ -260,7 +260,7 @@ def contact_of(event_type: str, payload: Mapping[str, Any]) -> tuple[int | None,
 def emails_in(raw: bytes) -> list[str]:
     """Addresses in a body we could not parse, so erasure can still find the dead letter."""
     text = raw.decode("utf-8", "replace")
-    return sorted({normalise_email(m.group(0)) for m in EMAIL_IN_TEXT.finditer(text)})
+    return sorted({normalise_email(email) for email in find_emails(text)})
 
 
 # ---- typed views of the events the bot acts on ----------------------------------------------------

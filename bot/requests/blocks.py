@@ -59,13 +59,13 @@ def _day(moment: datetime | date | None) -> str:
 
 
 def _who(user: str | None) -> str:
-    return f"<@{user}>" if user else "the bot"
+    return f"<@{escape(user)}>" if user else "the bot"
 
 
 def due_text(info: RequestInfo, today: date) -> str:
     text = f"{info.due_date.isoformat()} ({deadline_label(info.regime)}"  # type: ignore[arg-type]
     text += ", extended" if info.extended_at else ""
-    text += f"; {info.due_note}, so the next working day)" if info.due_note else ")"
+    text += f"; {escape(info.due_note)}, so the next working day)" if info.due_note else ")"
     if info.awaiting_answer:
         text += f" — {countdown(info.due_date, today).text}"
     return text
@@ -106,7 +106,7 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
     title = f"{info.kind.heading} #{info.id}"
     pairs = [
         ("Type", f"{info.kind.heading} ({info.kind.article})"),
-        ("Subject", info.subject_masked),
+        ("Subject", escape(info.subject_masked)),
         ("Filed by", _who(info.filed_by)),
         ("Received", f"{info.received_day.isoformat()} (filed {_day(info.received_at)})"),
         ("Regime", info.regime.upper()),
@@ -116,12 +116,12 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         ("State", f"{icon} {state_label(info)}"),
     ]
     if info.kind is RequestKind.RECTIFICATION and info.changed_fields:
-        pairs.append(("Fields to correct", ", ".join(f"`{f}`" for f in info.changed_fields)))
+        pairs.append(("Fields to correct", ", ".join(f"`{escape(f)}`" for f in info.changed_fields)))
     if info.package_prepared:
         pairs.append(("Package", _package_text(info)))
     blocks: list[Block] = [header(title), fields(pairs)]
     if info.note:
-        blocks.append(context(f"Note: {truncate(info.note, 500)}"))
+        blocks.append(context(f"Note: {escape(truncate(info.note, 500))}"))
     history = decision_lines(info)
     if history:
         blocks.append(context(*history[:10]))
@@ -131,7 +131,7 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
         marks = "".join("x" if done else "o" for done in (info.extended_at, info.acknowledged_at, info.responded_at,
                                                            info.lifted_at, info.released_at))
         blocks.append(actions(f"request-{info.id}-{info.state.value}-{marks}", *buttons))
-    text = f"{icon} {title}: {info.subject_masked} — {info.state.label}, due {info.due_date.isoformat()}"
+    text = f"{icon} {title}: {escape(info.subject_masked)} — {info.state.label}, due {info.due_date.isoformat()}"
     return {"text": text, "blocks": cap_blocks(blocks)}
 
 
@@ -155,7 +155,7 @@ def marking_done_reply(info: RequestInfo, contact_ids: Sequence[int], tag: str) 
                      "mark. Tell the requester.")
     ids = ", ".join(f"#{i}" for i in contact_ids[:20])
     return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
-                 f"Do-Not-Contact for email and the tag `{tag}`. Tell the requester it is done.")
+                 f"Do-Not-Contact for email and the tag `{escape(tag)}`. Tell the requester it is done.")
 
 
 def lifted_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def _buttons(info: RequestInfo) -> list[Block]:
         if info.kind is RequestKind.ERASURE:
             confirm = confirm_dialog(
                 f"Erase request #{info.id}?",
-                f"This deletes every Mautic contact with the address {info.subject_masked} and purges the "
+                f"This deletes every Mautic contact with the address {escape(info.subject_masked)} and purges the "
                 "bot's own records. It cannot be undone.",
                 "Erase",
                 danger=True,
@@ -236,7 +236,8 @@ def _identity_method(info: RequestInfo) -> str:
     if not info.verification_method:
         return ""
     label = IdentityMethod(info.verification_method).label
-    return f" ({label}: {truncate(info.verification_note, 200)})" if info.verification_note else f" ({label})"
+    return (f" ({label}: {escape(truncate(info.verification_note, 200))})" if info.verification_note
+            else f" ({label})")
 
 
 def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | None = None) -> dict[str, Any]:
@@ -266,7 +267,7 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
     if action == "respond":
         return reply(f"📬 {who} recorded that the answer to request #{info.id} went out to the requester. "
                      "The request is closed.")
-    return reply(f"{who}: {action}")
+    return reply(f"{who}: {escape(action)}")
 
 
 def contacts_reply(info: RequestInfo) -> dict[str, Any]:
@@ -317,7 +318,7 @@ def access_prepared_reply(info: RequestInfo, *, counts: dict[str, Any], notes: S
                           mautic_url: str | None) -> dict[str, Any]:
     """The package is built and sealed; nothing has gone out. An approver reviews and releases it."""
     bot_items = counts.get("bot_items", {})
-    held = ", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in bot_items.items()) or "nothing"
+    held = escape(", ".join(f"{k.replace('_', ' ')}: {n}" for k, n in bot_items.items()) or "nothing")
     text = (f"📦 Access package for request #{info.id} is prepared (not yet sent): `data.json` and `summary.html` "
             "(the data itself, purposes, recipients, retention, what it cannot contain, and rights). Staff "
             "identities are left out. An approver who did not file the request presses *Release to requester*; "
@@ -362,7 +363,7 @@ def release_failed_reply(info: RequestInfo, message: str) -> dict[str, Any]:
 def erasure_done_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dict[str, Any],
                        redacted: int) -> dict[str, Any]:
     gone = ", ".join(f"#{i}" for i in deleted) or "none (no contact matched)"
-    purged_text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in purged.items()) or "nothing held"
+    purged_text = escape(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in purged.items()) or "nothing held")
     return reply(
         f"🧹 Erasure #{info.id} done. Deleted in Mautic and confirmed gone: {gone}.\n"
         f"The bot's own store was purged ({purged_text}); it keeps only a keyed hash of the address, the "
@@ -377,7 +378,7 @@ def leftovers_reply(leftovers: dict[str, dict[str, int | None]]) -> dict[str, An
     counted = []
     unexposed = sorted({table for counts in leftovers.values() for table, n in counts.items() if n is None})
     for cid, counts in leftovers.items():
-        parts = [f"{n} {table.replace('_', ' ')} row(s)" for table, n in counts.items() if n]
+        parts = [f"{n} {escape(table.replace('_', ' '))} row(s)" for table, n in counts.items() if n]
         if parts:
             counted.append(f"contact #{cid}: " + ", ".join(parts))
     if counted:
@@ -388,7 +389,7 @@ def leftovers_reply(leftovers: dict[str, dict[str, int | None]]) -> dict[str, An
         found = "The stats API showed no email or form rows for these contacts before the delete."
     if unexposed:
         found += (" Not counted, because this Mautic does not expose them through its stats API: "
-                  + ", ".join(f"`{table}`" for table in unexposed) + "; check them by hand.")
+                  + ", ".join(f"`{escape(table)}`" for table in unexposed) + "; check them by hand.")
     return reply(_LEFTOVER_ADVICE + found)
 
 
@@ -416,7 +417,7 @@ def rectification_reply(info: RequestInfo, rows: Sequence[dict[str, Any]]) -> di
         lines.append(f"*Contact #{row['id']}*")
         for change in row["changes"]:
             ok = "✅" if change["applied"] else "⚠️ not applied"
-            lines.append(f"• `{change['field']}`: {_shown(change['field'], change['before'])} → "
+            lines.append(f"• `{escape(str(change['field']))}`: {_shown(change['field'], change['before'])} → "
                          f"{_shown(change['field'], change['after'])} {ok}")
     return reply(f"✏️ Rectification #{info.id} applied and read back from Mautic:\n" + "\n".join(lines))
 
@@ -426,12 +427,12 @@ def _shown(field_name: str, value: Any) -> str:
         return "_(empty)_"
     text = str(value)
     if field_name == "email" or "@" in text:
-        return mask_email(text)
-    return f"“{truncate(text, 200)}”"
+        return escape(mask_email(text))
+    return f"“{escape(truncate(text, 200))}”"
 
 
 def failed_reply(info: RequestInfo, error: str, attempts: int) -> dict[str, Any]:
-    return reply(f"❗ Request #{info.id} failed after {attempts} attempt(s): {truncate(error, 500)}\n"
+    return reply(f"❗ Request #{info.id} failed after {attempts} attempt(s): {escape(truncate(error, 500))}\n"
                  "Fix the cause, then press *Retry* on the request message.")
 
 
@@ -467,9 +468,9 @@ def identity_modal(info: RequestInfo) -> dict[str, Any]:
     """Asks the verifier how the requester's identity was checked; the method is recorded with the decision."""
     return modal(RequestModal.VERIFY, ref=ref_value(info.id), title=f"Verify request #{info.id}", submit="Verified",
                  blocks=[
-                     section(f"{info.kind.heading} for {info.subject_masked}. Confirm that the requester is the "
-                             "data subject. Use what you already know about them (EDPB Guidelines 01/2022): "
-                             "ask for an ID document only when nothing else works."),
+                     section(f"{info.kind.heading} for {escape(info.subject_masked)}. Confirm that the "
+                             "requester is the data subject. Use what you already know about them "
+                             "(EDPB Guidelines 01/2022): ask for an ID document only when nothing else works."),
                      choice_input(IdentityInput.METHOD_BLOCK, IdentityInput.METHOD_ACTION,
                                   label="How did you verify it?",
                                   options=[(m.value, m.label) for m in IdentityMethod]),
@@ -483,8 +484,9 @@ def reject_modal(info: RequestInfo, today: date) -> dict[str, Any]:
     late = law.late_rejection_warning(info.regime, info.original_due_date, today)
     return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
                  blocks=[
-                     section(f"{info.kind.heading} for {info.subject_masked}. {law.rejection_duty(info.regime)} "
-                             "A reason is required; it is recorded in the audit ledger."),
+                     section(f"{info.kind.heading} for {escape(info.subject_masked)}. "
+                             f"{law.rejection_duty(info.regime)} A reason is required; it is recorded in the "
+                             "audit ledger."),
                      *([section(late)] if late else []),
                      _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
                  ])
@@ -492,7 +494,7 @@ def reject_modal(info: RequestInfo, today: date) -> dict[str, Any]:
 
 def extend_modal(info: RequestInfo, extended: Deadline, today: date) -> dict[str, Any]:
     """``extended``: the due date the extension gives (counted from receipt, rolled forward)."""
-    rolled = f"; {extended.note}, so the next working day" if extended.note else ""
+    rolled = f"; {escape(extended.note)}, so the next working day" if extended.note else ""
     return modal(RequestModal.EXTEND, ref=ref_value(info.id), title=f"Extend request #{info.id}", submit="Extend",
                  blocks=[
                      section(f"The due date moves from *{info.original_due_date.isoformat()}* to "
@@ -570,7 +572,7 @@ def request_status(info: RequestInfo, history: Sequence[tuple[datetime, str, str
     message = request_message(info, today=today)
     blocks = [b for b in message["blocks"] if b.get("type") != "actions"]
     if history:
-        lines = [f"{_day(at)} · {_who(actor)} · {action}" + ("" if outcome == "accepted" else " (refused)")
+        lines = [f"{_day(at)} · {_who(actor)} · {escape(action)}" + ("" if outcome == "accepted" else " (refused)")
                  + (f": {escape(truncate(reason, 200))}" if reason else "")
                  for at, actor, action, outcome, reason in history[-15:]]
         blocks.append(section("*History*\n" + "\n".join(lines)))

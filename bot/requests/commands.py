@@ -136,18 +136,18 @@ def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] =
             alias, _, value = rest.pop(0).partition("=")
             alias = alias.strip().lower()
             if not _ALIAS.match(alias) or alias not in allowed:
-                known = ", ".join(f"`{a}`" for a in sorted(allowed))
+                known = ", ".join(f"`{escape(a)}`" for a in sorted(allowed))
                 raise BadCommand(f"`{escape(alias) or '(empty)'}` is not a field I can correct. Known fields: {known}. "
                                  f"{right_form(kind)}")
             if alias in changes:
-                raise BadCommand(f"`{alias}` is given twice. {right_form(kind)}")
+                raise BadCommand(f"`{escape(alias)}` is given twice. {right_form(kind)}")
             value = value.strip()
             if alias == "email":
                 if not value:
                     raise BadCommand("The email field cannot be cleared by rectification; use "
                                      "`/privacy erase` to remove the person.")
                 if not is_valid_email(value):
-                    raise BadCommand(f"The new email `{mask_email(value)}` is not a valid address. "
+                    raise BadCommand(f"The new email `{escape(mask_email(value))}` is not a valid address. "
                                      f"{right_form(kind)}")
                 value = normalise_email(value)
                 if value == email:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import secrets
+import time
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from bot.privacy import normalise_email
 from bot.requests import blocks, notify, uploads
 from bot.requests.model import Action, RequestKind, RequestState, transition
 from bot.requests.package import build_access_package
+from bot.requests.sealed import PARTIAL_SUFFIX, private_directory
 from bot.requests.view import info_from_row
 from storage import erasures, intake, ledger, slack_files
 from storage import requests as store
@@ -261,7 +264,7 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
     progress = notify.ProgressReply(services, info)
     await progress(f"gathering {len(contact_ids)} contact(s) from Mautic", force=True)
     assert row.subject_email is not None
-    path = Path(settings.export_dir) / f"request-{row.id}-{secrets.token_hex(8)}.zip.sealed"
+    path = Path(settings.export_dir) / f"request-{row.id}-{secrets.token_hex(8)}{PACKAGE_SUFFIX}"
     # A resumed attempt rebuilds the package: it is one consistent snapshot, and a partial file is discarded.
     result = await build_access_package(
         services.mautic, path=path, secret=seal_secret(services),
@@ -612,6 +615,7 @@ async def daily(services: Services, run: JobRun) -> None:
     await remind(services, now)
     await expire_files(services, now)
     await uploads.delete_due_uploads(services)
+    await sweep_leftover_exports(services)
 
 
 async def remind(services: Services, now: datetime) -> int:
@@ -646,3 +650,33 @@ async def expire_files(services: Services, now: datetime) -> int:
     for link in links:
         _unlink(Path(link.path))
     return len(links)
+
+
+# A package file untouched this long and not behind a link is a leftover: a build that crashed (.partial),
+# or one sealed but never linked. Younger files may belong to a build running in another replica right now
+# (the writer touches its file at every drained chunk).
+LEFTOVER_AGE_SECONDS = 15 * 60
+PACKAGE_SUFFIX = ".zip.sealed"
+
+
+async def sweep_leftover_exports(services: Services) -> int:
+    """Make EXPORT_DIR private (0700) and delete leftover package files; run at start and daily."""
+    async with unit_of_work(services.sessions) as session:
+        linked = {Path(path).name for path in await store.linked_package_paths(session)}
+    return await asyncio.to_thread(_sweep, Path(services.settings.export_dir), linked,
+                                   time.time() - LEFTOVER_AGE_SECONDS)
+
+
+def _sweep(directory: Path, linked: set[str], cutoff: float) -> int:
+    private_directory(directory)
+    swept = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            leftover = entry.name.endswith(PARTIAL_SUFFIX) or (
+                entry.name.endswith(PACKAGE_SUFFIX) and entry.name not in linked)
+            if leftover and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+                swept += 1
+    if swept:
+        log.info("export dir: removed %d leftover package file(s)", swept)
+    return swept

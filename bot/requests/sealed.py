@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+PARTIAL_SUFFIX = ".partial"
+
 MAGIC = b"MPBX1\n"
 SALT_BYTES = 16
 CHUNK = 256 * 1024
@@ -49,6 +51,9 @@ class SealedWriter:
 
     def __init__(self, path: Path, secret: str, *, chunk_size: int = CHUNK) -> None:
         self.path = path
+        # Written under a .partial name and renamed when sealed: a crash leaves a file the start-up sweep
+        # recognises (bot.requests.execution.sweep_leftover_exports), never a half package under a final name.
+        self.partial_path = path.with_name(path.name + PARTIAL_SUFFIX)
         self._salt = secrets.token_bytes(SALT_BYTES)
         self._aead = AESGCM(_key(secret, self._salt))
         self._chunk_size = chunk_size
@@ -60,9 +65,9 @@ class SealedWriter:
         self.size = 0
 
     async def open(self) -> SealedWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(private_directory, self.path.parent)
         # 0600: the package is personal data even though it is encrypted.
-        fd = await asyncio.to_thread(os.open, self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = await asyncio.to_thread(os.open, self.partial_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._file = os.fdopen(fd, "wb")
         self._sealed.append(MAGIC + self._salt)
         return self
@@ -98,12 +103,21 @@ class SealedWriter:
         assert self._file is not None
         file, self._file = self._file, None
         await asyncio.to_thread(_sync_close, file)
+        await asyncio.to_thread(os.replace, self.partial_path, self.path)
 
     async def abort(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
             await asyncio.to_thread(file.close)
-        await asyncio.to_thread(self.path.unlink, True)
+        await asyncio.to_thread(self.partial_path.unlink, True)
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700), created if missing (blocking: run it in a
+    thread)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 def _sync_close(file: IO[bytes]) -> None:

@@ -17,12 +17,14 @@ class _Documented(Protocol):
     def summary(self) -> str: ...
     @property
     def approvers_only(self) -> bool: ...
+    @property
+    def members_only(self) -> bool: ...
 
 
 def help_message(subcommands: Sequence[_Documented]) -> dict[str, Any]:
     lines = ["`/privacy help` — this list"]
     for sub in subcommands:
-        who = " _(approvers)_" if sub.approvers_only else ""
+        who = " _(approvers)_" if sub.approvers_only else " _(requesters and approvers)_" if sub.members_only else ""
         lines.append(f"`/privacy {escape(sub.usage)}` — {escape(sub.summary)}{who}\n      e.g. `{escape(sub.example)}`")
     return {
         "text": "Privacy bot commands:\n" + "\n".join(lines),

@@ -12,6 +12,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError
+from bot.logs import install_bolt_log_filter
 from bot.services import Services
 from handlers.slack import digests, home, intake, requests
 from handlers.slack.answers import tell_user
@@ -29,7 +30,8 @@ def build_bolt_app(services: Services) -> AsyncApp:
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
         # aiohttp is a long-lived server: answer on ack() and keep working afterwards.
         process_before_response=False,
-        logger=logging.getLogger("slack_bolt"),
+        # With NoRequestBodies installed: Bolt would log the body of every request failing verification.
+        logger=install_bolt_log_filter(),
     )
     register_privacy_command(
         bolt, services, [*requests.SUBCOMMANDS, *intake.SUBCOMMANDS, *digests.SUBCOMMANDS]

@@ -42,6 +42,8 @@ class Subcommand:
     summary: str
     run: Callable[[CommandCall], Awaitable[None]]
     approvers_only: bool = False
+    # Only requesters and approvers (Permissions.may_file): what lists requests or forms.
+    members_only: bool = False
     aliases: tuple[str, ...] = ()
 
 
@@ -79,6 +81,9 @@ def register_privacy_command(bolt: AsyncApp, services: Services, subcommands: Se
         user_id = command.get("user_id", "")
         if sub.approvers_only and not await services.permissions.is_approver(user_id):
             await ack(f"Only privacy approvers may use `/privacy {sub.name}`.")
+            return
+        if sub.members_only and not await services.permissions.may_file(user_id):
+            await ack(f"Only privacy requesters and approvers may use `/privacy {sub.name}`.")
             return
         call = CommandCall(services, user_id, channel_id, args, command, ack, respond, client)
         try:

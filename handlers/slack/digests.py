@@ -65,6 +65,7 @@ SUBCOMMANDS: list[Subcommand] = [
         example="/privacy forms",
         summary="audit Mautic forms: no consent box, a pre-ticked one, or consent made a condition",
         run=forms_command,
+        members_only=True,
     ),
     Subcommand(
         name="ropa",

@@ -22,6 +22,7 @@ from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestM
 from bot.requests.model import Action, RequestKind
 from bot.requests.view import RequestInfo
 from bot.services import Services
+from bot.slack.blocks import escape
 from bot.slack.buttons import Click, Submission
 from handlers.slack.answers import tell_user
 from handlers.slack.commands import CommandCall, Subcommand
@@ -32,7 +33,8 @@ def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
         info = await service.file_request(call.services, user_id=call.user_id, channel_id=call.channel_id,
                                           kind=kind, args=call.args)
         await call.ack(
-            f"Filed {info.kind.heading.lower()} #{info.id} for {info.subject_masked} ({info.regime.upper()}), "
+            f"Filed {info.kind.heading.lower()} #{info.id} for {escape(info.subject_masked)} "
+            f"({info.regime.upper()}), "
             f"received {info.received_day.isoformat()}; legal due date {info.due_date.isoformat()}"
             f"{f' ({info.due_note})' if info.due_note else ''}. "
             "I'm posting it in this channel with the Mautic contacts I find."
@@ -73,8 +75,9 @@ SUBCOMMANDS: list[Subcommand] = [
                "file a CCPA opt-out of sale/sharing: 15 business days, no identity step; on approval "
                "Do-Not-Contact and the tag do-not-sell-share in Mautic", _filer(RequestKind.OPT_OUT)),
     Subcommand("requests", "requests", "/privacy requests",
-               "list open data-subject requests with days left", _list),
-    Subcommand("status", "status <id>", "/privacy status 12", "show one request and its history", _status),
+               "list open data-subject requests with days left", _list, members_only=True),
+    Subcommand("status", "status <id>", "/privacy status 12", "show one request and its history", _status,
+               members_only=True),
 ]
 
 

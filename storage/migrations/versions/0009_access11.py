@@ -3,8 +3,8 @@
 Requests answered before this revision delivered their package at once; they have no release to wait for
 (their ``result`` carries no pending release), so the new columns stay empty for them.
 
-Revision ID: 0008_access11
-Revises: 0007_request_deadlines
+Revision ID: 0009_access11
+Revises: 0008_ownret11
 Create Date: 2026-12-01
 """
 

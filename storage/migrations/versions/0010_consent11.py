@@ -6,7 +6,7 @@ written before this revision get no evidence after the fact: the form may have c
 ``evidence_at`` is set to when they were recorded and the evidence job leaves them alone.
 
 Revision ID: 0010_consent11
-Revises: 0007_request_deadlines
+Revises: 0009_access11
 Create Date: 2026-12-01
 """
 
