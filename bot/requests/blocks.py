@@ -6,7 +6,7 @@ Pure: data in, dicts out. Subjects appear masked only; button values carry the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -135,7 +135,7 @@ def request_message(info: RequestInfo, *, today: date) -> dict[str, Any]:
 
 def state_label(info: RequestInfo) -> str:
     if info.state is RequestState.FILED and not info.kind.needs_identity:
-        return "Waiting for approval (no identity verification: Cal. Code Regs. tit. 11 §7026(d))"
+        return f"Waiting for approval (no identity verification: {info.kind.no_identity_basis})"
     return info.state.label
 
 
@@ -146,6 +146,24 @@ def marking_done_reply(info: RequestInfo, contact_ids: Sequence[int], tag: str) 
     ids = ", ".join(f"#{i}" for i in contact_ids[:20])
     return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
                  f"Do-Not-Contact for email and the tag `{tag}`. Tell the requester it is done.")
+
+
+def objection_done_reply(info: RequestInfo, contact_ids: Sequence[int], removed: Mapping[str, Sequence[int]],
+                         segments_listed: bool) -> dict[str, Any]:
+    if not contact_ids:
+        return reply(f"✔️ {info.kind.heading} #{info.id}: no Mautic contact has exactly this address; nothing to "
+                     "mark. The objection is recorded: a later form submission without new consent is flagged. "
+                     "Tell the requester.")
+    ids = ", ".join(f"#{i}" for i in contact_ids[:20])
+    count = sum(len(v) for v in removed.values())
+    if segments_listed:
+        segments = f"removed from {count} marketing segment membership(s)"
+    else:
+        segments = "no marketing segments are listed in the policy file (`marketing_segments`), so none were left"
+    return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
+                 f"Do-Not-Contact for email (comment \"Art. 21 objection\"); {segments}. A later form submission "
+                 "without new consent is flagged. Tell the requester it is done.",
+                 more=["Art. 21(3): the data may no longer be processed for direct marketing."])
 
 
 def lifted_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
