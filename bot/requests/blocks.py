@@ -79,8 +79,10 @@ def told_text(info: RequestInfo, today: date) -> str | None:
         lines.append(f"receipt confirmed {_day(info.acknowledged_at)} by {_who(info.acknowledged_by)}")
     elif info.acknowledgement_due and info.state.is_open:
         left = countdown(info.acknowledgement_due, today)
+        # §7021(a): the confirmation also says, in general, how the identity is verified and when to expect the
+        # answer (unless the request was already granted or denied).
         lines.append(f"confirm receipt by {info.acknowledgement_due.isoformat()} (CCPA §7021(a): 10 business "
-                     f"days) — {left.text}")
+                     f"days; say how you verify identity and when to expect the answer) — {left.text}")
     if info.extension_notified_on:
         lines.append(f"extension notice sent {info.extension_notified_on.isoformat()}")
     if info.responded_at:
@@ -253,9 +255,9 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
         late = law.late_rejection_warning(info.regime, info.original_due_date,
-                                          (info.rejected_at or info.received_at).date())
+                                          (info.rejected_at or info.received_at).date(), due=info.due_date)
         return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {escape(truncate(reason or '', 1000))}",
-                     more=[law.rejection_duty(info.regime), *([late] if late else [])])
+                     more=[law.rejection_duty(info.regime, info.kind.value), *([late] if late else [])])
     if action == "extend":
         return reply(f"⏳ {who} extended request #{info.id} {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
                      f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
@@ -413,7 +415,7 @@ def reminder_reply(info: RequestInfo, today: date) -> dict[str, Any]:
     left = countdown(info.due_date, today)
     icon = "🚨" if left.urgency is Urgency.OVERDUE else "⏰"
     return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}, "
-                 f"{law.deadline_basis(info.regime)}{', extended' if info.extended_at else ''}); "
+                 f"{law.deadline_basis(info.regime, info.kind.value)}{', extended' if info.extended_at else ''}); "
                  f"state: {info.state.label}.")
 
 
@@ -448,10 +450,11 @@ def identity_modal(info: RequestInfo) -> dict[str, Any]:
 
 
 def reject_modal(info: RequestInfo, today: date) -> dict[str, Any]:
-    late = law.late_rejection_warning(info.regime, info.original_due_date, today)
+    late = law.late_rejection_warning(info.regime, info.original_due_date, today, due=info.due_date)
+    duty = law.rejection_duty(info.regime, info.kind.value)
     return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
                  blocks=[
-                     section(f"{info.kind.heading} for {info.subject_masked}. {law.rejection_duty(info.regime)} "
+                     section(f"{info.kind.heading} for {info.subject_masked}. {duty} "
                              "A reason is required; it is recorded in the audit ledger."),
                      *([section(late)] if late else []),
                      _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
