@@ -73,7 +73,17 @@ class Run:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    warmup_requests: int = 0
+    warmup_s: float = 0.0
+    load_before: float = 0.0  # 1-minute load average when the run started (the box may be shared)
     drained_s: float | None = None
+
+    @property
+    def sustained_per_s(self) -> float | None:
+        """Deliveries over the whole time until every one was processed (warm-up, load and drain)."""
+        if self.drained_s is None:
+            return None
+        return (self.warmup_requests + self.requests) / (self.warmup_s + self.seconds + self.drained_s)
 
     @property
     def per_s(self) -> float:
@@ -179,10 +189,12 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, stand_ins
                      body: Path, signature: str, script: Path) -> Run:
     servers, url, database_url = await start(target, args, tmp, stand_ins)
     try:
-        await wrk(url, 3, args.connections, body, signature, script)  # warm-up
+        load_before = os.getloadavg()[0]
+        warm = await wrk(url, 3, args.connections, body, signature, script)
         figures = await wrk(url, args.duration, args.connections, body, signature, script)
         run = Run(target, figures["requests"], figures["duration_us"] / 1e6, figures["errors"],
-                  figures["p50_us"] / 1000, figures["p99_us"] / 1000, figures["max_us"] / 1000)
+                  figures["p50_us"] / 1000, figures["p99_us"] / 1000, figures["max_us"] / 1000,
+                  warmup_requests=warm["requests"], warmup_s=warm["duration_us"] / 1e6, load_before=load_before)
         if database_url:
             started = time.perf_counter()
             deadline = started + 600
@@ -199,8 +211,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
         f"wrk -t2 -c{args.connections} -d{args.duration}s, one pre-signed 10-event body, {os.cpu_count()} CPUs, "
         f"Python {sys.version.split()[0]}, {args.runs} run(s) per target",
         "",
-        "| target | req/s | events/s | vs bare | p50 ms | p99 ms | max ms | errors | inbox drained after load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | req/s | events/s | vs bare | p50 ms | p99 ms | max ms | errors | inbox drained after load "
+        "| sustained req/s (load + drain) | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     bare = [r.per_s for r in runs if r.target == "bare"]
     targets = list(dict.fromkeys(r.target for r in runs))
@@ -217,7 +230,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
         lines.append(
             f"| {target} | {span([r.per_s for r in mine])} | {span([r.per_s * 10 for r in mine])} | {ratio} | "
             f"{span([r.p50_ms for r in mine], '{:.1f}')} | {span([r.p99_ms for r in mine], '{:.1f}')} | "
-            f"{span([r.max_ms for r in mine], '{:.1f}')} | {sum(r.errors for r in mine)} | {drained} |")
+            f"{span([r.max_ms for r in mine], '{:.1f}')} | {sum(r.errors for r in mine)} | {drained} | "
+            f"{span(sustained) if (sustained := [v for r in mine if (v := r.sustained_per_s) is not None]) else 'n/a'}"
+            f" | {span([r.load_before for r in mine], '{:.1f}')} |")
     return "\n".join(lines)
 
 
@@ -257,7 +272,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--targets", default="bare,sqlite,sqlite-split,postgres,postgres-split")
+    parser.add_argument("--targets", default="bare,sqlite,sqlite-split,postgres,postgres-split,postgres-web2")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL"))
     return asyncio.run(main_async(parser.parse_args()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ from bot.settings import ConfigError, Settings, diagnose_settings, load_settings
 
 if TYPE_CHECKING:
     from bot.app import Role
+
+WORKER_NICENESS = 10  # added to a worker's scheduling niceness (lower priority than the web processes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +111,10 @@ async def _serve(settings: Settings, role: Role, *, spawn_listeners: bool = True
     await runner.setup()
     listeners: list[asyncio.subprocess.Process] = []
     if role == "worker":
-        log.info("worker running")
+        # Where web and worker share CPUs, the kernel serves intake first and processing takes what is left:
+        # across processes what DeliveryWriter.processing_turn does within one. Alone on its CPUs, no effect.
+        os.nice(WORKER_NICENESS)
+        log.info("worker running", extra={"niceness": WORKER_NICENESS})
     else:
         await web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.web_processes > 1).start()
         log.info("listening", extra={"host": settings.host, "port": settings.port, "role": role})
