@@ -77,7 +77,9 @@ async def counts(sessions: SessionFactory) -> tuple[int, int, list[str]]:
 
 
 async def test_web_only_serve_runs_no_job_and_the_worker_runs_it_and_stops_on_sigterm(
-        db_url: str, tmp_path: Path) -> None:
+        postgres_url: str, tmp_path: Path) -> None:
+    # On PostgreSQL, where web and worker are scaled apart (the Procfile); SQLite runs both in one `serve`.
+    db_url = postgres_url
     async with sandbox(db_url, tuning=test_tuning(), start_bot=False) as box:
         env = _env({**_settings_env(box), "HOST": "127.0.0.1", "PORT": str(_free_port())})
         code, _, err = await _run(["migrate"], env, tmp_path)
