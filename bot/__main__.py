@@ -1,18 +1,30 @@
-"""Command line: ``python -m bot [serve|migrate|audit verify|check|ropa|setup …]`` (demo: ``python -m sandbox``)."""
+"""Command line: ``python -m bot [serve|worker|migrate|audit verify|check|ropa|setup …]``; the demo is
+``python -m sandbox``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from bot.settings import ConfigError, Settings, diagnose_settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.app import Role
+
+WORKER_NICENESS = 10  # added to a worker's scheduling niceness (lower priority than the web processes)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Mautic privacy bot")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the service (the default)")
+    serve_parser = commands.add_parser("serve", help="run the service (the default)")
+    serve_parser.add_argument("--no-worker", action="store_true",
+                              help="web only: answer requests and enqueue jobs; `worker` processes run them")
+    serve_parser.add_argument("--listener-child", action="store_true", help=argparse.SUPPRESS)
+    commands.add_parser("worker", help="run the job runner and the scheduler, without a web listener")
     commands.add_parser("migrate", help="create or upgrade the database schema")
     audit = commands.add_parser("audit", help="audit ledger tools")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -36,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         from bot.setup.env import run_setup_env
 
         return run_setup_env(args.path)
-    if args.command in (None, "serve", "check"):
+    if args.command in (None, "serve", "worker", "check"):
         _, problems = diagnose_settings()  # every missing or malformed setting at once
         if problems and args.command == "check":
             for problem in problems:
@@ -49,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command in (None, "serve"):
-            return serve(settings)
+            return serve(settings, role="web" if getattr(args, "no_worker", False) else "all",
+                         spawn_listeners=not getattr(args, "listener_child", False))
+        if args.command == "worker":
+            return serve(settings, role="worker")
         if args.command == "migrate":
             from bot.cli import run_migrate
 
@@ -78,17 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, role: Role = "all", spawn_listeners: bool = True) -> int:
     from bot.logs import configure_logging
 
     settings.require_for_serve()  # a missing setting is one line on stderr, before any log output
     configure_logging(settings.log_level)
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(settings, role, spawn_listeners=spawn_listeners))
     return 0
 
 
-async def _serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop accepting, let requests finish and close resources."""
+async def _serve(settings: Settings, role: Role, *, spawn_listeners: bool = True) -> None:
+    """Run until SIGTERM or SIGINT, then stop accepting, let requests (and jobs) finish and close resources.
+
+    A worker is the same application without routes and without a site: its cleanup contexts start the
+    job runner and the scheduler, and stop them on the same signals."""
     import logging
     import signal
 
@@ -97,17 +115,34 @@ async def _serve(settings: Settings) -> None:
     from bot.app import create_app
 
     log = logging.getLogger("bot.serve")
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=20)
+    runner = web.AppRunner(create_app(settings, role=role), access_log=None, shutdown_timeout=20)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info("listening", extra={"host": settings.host, "port": settings.port})
+    listeners: list[asyncio.subprocess.Process] = []
+    if role == "worker":
+        # Where web and worker share CPUs, the kernel serves intake first and processing takes what is left:
+        # across processes what DeliveryWriter.processing_turn does within one. Alone on its CPUs, no effect.
+        os.nice(WORKER_NICENESS)
+        log.info("worker running", extra={"niceness": WORKER_NICENESS})
+    else:
+        await web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.web_processes > 1).start()
+        log.info("listening", extra={"host": settings.host, "port": settings.port, "role": role})
+        if spawn_listeners:
+            # Started once this process is up (SQLite migrates on start): web-only listeners on the same port.
+            for _ in range(settings.web_processes - 1):
+                listeners.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bot", "serve", "--no-worker", "--listener-child"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    for child in listeners:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
     await runner.cleanup()
+    for child in listeners:
+        await child.wait()
     log.info("stopped")
 
 

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
@@ -53,20 +54,30 @@ class Tuning:
     migrate_on_start: bool | None = None  # None: only on SQLite, as documented
     job_observers: tuple[SettleObserver, ...] = ()  # told whenever a job settles (tests wait on this)
     socket_ping_interval: float = 10.0  # Socket Mode keep-alive (Bolt's default); also the reconnect pause
+    # A separate worker is not woken by the web process that enqueues (another process), so it looks more often.
+    worker_poll_interval: float = 0.25
 
 
-def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Application:
+# What one process runs: "all" (web, job runner and scheduler: one process does everything, as on SQLite),
+# "web" (requests and Socket Mode only; jobs it enqueues run in a worker) or "worker" (job runner and
+# scheduler, no listener). Web and worker processes scale apart; they meet in the database's job table.
+Role = Literal["all", "web", "worker"]
+
+
+def create_app(settings: Settings, tuning: Tuning | None = None, *, role: Role = "all") -> web.Application:
+    """The service for ``role``; a worker's app has no routes and is started without a site."""
     tuning = tuning or Tuning()
     settings.require_for_serve()
     app = web.Application(client_max_size=max(settings.webhook_max_bytes, settings.slack_max_bytes))
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database(settings, tuning))
     app.cleanup_ctx.append(_http_session)
-    app.cleanup_ctx.append(_services(tuning))
-    app.cleanup_ctx.append(_socket_mode(tuning))
-    app.cleanup_ctx.append(_scheduler(tuning))
-
-    add_routes(app)
+    app.cleanup_ctx.append(_services(tuning, role))
+    if role != "worker":
+        app.cleanup_ctx.append(_socket_mode(tuning))
+        add_routes(app)
+    if role != "web":
+        app.cleanup_ctx.append(_scheduler(tuning))
     return app
 
 
@@ -161,10 +172,11 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
     )
 
 
-def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
+def _services(tuning: Tuning, role: Role):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        poll = tuning.worker_poll_interval if role == "worker" else tuning.job_poll_interval
         services = build_services(app[SETTINGS], engine=app[ENGINE], sessions=app[SESSIONS], http=app[HTTP],
-                                  clock=tuning.clock, job_poll_interval=tuning.job_poll_interval,
+                                  clock=tuning.clock, job_poll_interval=poll,
                                   job_backoff_base=tuning.job_backoff_base)
         app[SERVICES] = services
         app[BOLT] = build_bolt_app(services)
@@ -176,7 +188,8 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         services.messenger.observe(refresher.on_slack_call)
         refresher.start()
         await _sweep_exports(services)
-        services.jobs.start()
+        if role != "web":  # a web process only enqueues; a worker claims and runs
+            services.jobs.start()
         yield
         await refresher.stop()
         await services.jobs.stop()

@@ -780,6 +780,18 @@ class MauticClient:
                                    json_body={})
         return bool(_to_int(data.get("success")))
 
+    async def remove_from_segment(self, segment_id: int, contact_id: int) -> bool:
+        """Take a contact out of a segment (``POST /api/segments/{id}/contact/{leadId}/remove``).
+
+        Mautic (ListApiController::removeLeadAction → ListModel::removeLead with manuallyRemoved) deletes a
+        manual membership and marks a filter-made one ``manuallyRemoved``, so a segment rebuild does not put
+        the contact back; a contact that is not a member is left as is. Either way it answers
+        ``{"success": 1}``: the call is idempotent. 404 for a missing segment or contact, 403 for a segment
+        the API user cannot see (unpublished: ListModel::getUserLists lists published segments only)."""
+        data = await self._request("POST", f"/api/segments/{int(segment_id)}/contact/{int(contact_id)}/remove",
+                                   json_body={})
+        return bool(_to_int(data.get("success")))
+
     # ---- forms -----------------------------------------------------------------------------------
 
     async def list_forms(self) -> list[dict[str, Any]]:

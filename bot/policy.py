@@ -19,6 +19,7 @@ by them) and the ``access_summary`` texts that go into an access package's ``sum
     access_summary:                           # Art. 15(1) texts; what is left out reads "not configured"
       controller: Acme GmbH
       purposes: [Sending the newsletter you asked for]
+    marketing_segments: [3, newsletter]       # segment ids or aliases an Art. 21 objection removes a contact from
 
 Mapping form is accepted too: ``forms: {4: {...}, newsletter: {...}}`` (int keys are ids). Pure but for
 :func:`load_policy`, which reads the file; an unreadable or malformed file is a :class:`PolicyError`
@@ -101,12 +102,29 @@ _TEXT_FIELDS = ("purposes", "categories", "recipients", "retention", "source", "
 
 
 @dataclass(frozen=True)
+class MarketingSegments:
+    """The Mautic segments used for direct marketing, by id or alias: an objection (GDPR Art. 21(3)) removes
+    the subject's contacts from every one of them."""
+
+    ids: frozenset[int] = frozenset()
+    aliases: frozenset[str] = frozenset()
+
+    def covers(self, segment_id: int | None, alias: str | None) -> bool:
+        return (segment_id is not None and segment_id in self.ids) or bool(alias and alias.lower() in self.aliases)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.aliases)
+
+
+@dataclass(frozen=True)
 class PolicyFile:
-    """Everything the policy file says, parsed: the consent rules and the access-summary texts."""
+    """Everything the policy file says, parsed: the consent rules, the access-summary texts and the
+    marketing segments."""
 
     consent: ConsentPolicy
     access: AccessPolicy
     version: str | None = None  # `policy_version:`, stored with each consent record
+    marketing: MarketingSegments = field(default_factory=MarketingSegments)
 
 
 def load_policy(path: Path | None, consent_fields: Iterable[str], *, controller: str | None = None,
@@ -124,7 +142,8 @@ def load_policy(path: Path | None, consent_fields: Iterable[str], *, controller:
     try:
         return PolicyFile(consent=parse_policy(data, consent_fields),
                           access=parse_access_summary(data, controller=controller, contact=contact),
-                          version=parse_version(data))
+                          version=parse_version(data),
+                          marketing=parse_marketing_segments(data))
     except PolicyError as exc:
         raise PolicyError(f"PRIVACY_POLICY_FILE {path}: {exc}") from None
 
@@ -133,7 +152,8 @@ def default_policy(consent_fields: Iterable[str]) -> ConsentPolicy:
     return ConsentPolicy(default_fields=tuple(consent_fields))
 
 
-_TOP_KEYS = {"policy_version", "consent_fields", "truthy_values", "store_source_ip", "forms", "access_summary"}
+_TOP_KEYS = {"policy_version", "consent_fields", "truthy_values", "store_source_ip", "forms", "access_summary",
+             "marketing_segments"}
 _FORM_KEYS = {"id", "alias", "required", "any_of", "exempt", "purpose", "legal_basis"}
 
 
@@ -244,3 +264,27 @@ def parse_access_summary(data: Any, *, controller: str | None = None, contact: s
     if contact:
         values["contact"] = contact
     return AccessPolicy(**values, configured=bool(section))
+
+
+def parse_marketing_segments(data: Any) -> MarketingSegments:
+    """``marketing_segments``: a list of segment ids (numbers) and aliases (Mautic's segment alias, any case)."""
+    value = data.get("marketing_segments") if isinstance(data, dict) else None
+    if value is None:
+        return MarketingSegments()
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise PolicyError("marketing_segments must be a list of segment ids or aliases")
+    ids: set[int] = set()
+    aliases: set[str] = set()
+    for n, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int | str) or not str(item).strip():
+            raise PolicyError(f"marketing_segments[{n}] must be a segment id (a number) or an alias")
+        text = str(item).strip()
+        if text.isdigit():
+            if int(text) < 1:
+                raise PolicyError(f"marketing_segments[{n}]: segment ids start at 1")
+            ids.add(int(text))
+        else:
+            aliases.add(text.lower())
+    return MarketingSegments(ids=frozenset(ids), aliases=frozenset(aliases))

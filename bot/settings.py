@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
     port: int = Field(default=3000, ge=1, le=65535)
+    # `serve` listens from this many processes on one port (SO_REUSEPORT; the kernel spreads connections):
+    # the first runs as asked, the others are web only. Linux and the BSDs.
+    web_processes: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # When set, GET /metrics answers only requests carrying `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = None

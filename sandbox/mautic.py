@@ -794,6 +794,18 @@ class FakeMautic(_HooksApi):
         """The contact as `GET /api/contacts/{id}` would serialise it (no merge redirect), or None."""
         return self._serialise(id, minimal=False, single=True) if self._exists(id) else None
 
+    def segment_ids(self, id: int) -> list[int]:
+        """The segments a contact is in, as `GET /api/contacts/{id}/segments` lists them (manually removed
+        memberships left out)."""
+        contact = self._contacts.get(id)
+        return sorted(k for k, v in contact.segments.items() if not v["manuallyRemoved"]) if contact else []
+
+    def join_by_filter(self, id: int, segment_id: int) -> None:
+        """A membership made by the segment's filters (manuallyAdded false), as a segment rebuild makes it."""
+        contact = self._materialise(id)
+        self._join_segment(segment_id, contact)
+        contact.segments[segment_id]["manuallyAdded"] = False
+
     @property
     def contacts(self) -> Mapping[int, dict[str, Any]]:
         """Read-only, lazily serialised view of every live contact, keyed by id."""
@@ -1373,6 +1385,7 @@ class FakeMautic(_HooksApi):
         r.add_get("/api/segments", self._h_segments)
         r.add_get(r"/api/segments/{sid:\d+}", self._h_segment)
         r.add_post(r"/api/segments/{sid:\d+}/contact/{id:\d+}/add", self._h_segment_add)
+        r.add_post(r"/api/segments/{sid:\d+}/contact/{id:\d+}/remove", self._h_segment_remove)
         r.add_get("/api/forms", self._h_forms)
         r.add_get(r"/api/forms/{fid:\d+}", self._h_form)
         r.add_get(r"/api/forms/{fid:\d+}/submissions/contact/{id:\d+}", self._h_form_submissions)
@@ -1623,7 +1636,9 @@ class FakeMautic(_HooksApi):
 
     async def _h_contact_segments(self, request: web.Request) -> web.Response:
         cid = self._contact_or_404(request)
-        segs = self._contacts[cid].segments if cid in self._contacts else {}
+        # LeadListRepository::getLeadLists leaves out memberships marked manuallyRemoved.
+        segs = {k: v for k, v in (self._contacts[cid].segments if cid in self._contacts else {}).items()
+                if not v["manuallyRemoved"]}
         return _json({"total": len(segs), "lists": {str(k): v for k, v in segs.items()} or []})
 
     async def _h_contact_campaigns(self, request: web.Request) -> web.Response:
@@ -1697,6 +1712,27 @@ class FakeMautic(_HooksApi):
             raise _ApiError(403, "You do not have access to the requested area/action.")
         self._join_segment(sid, self._materialise(cid))
         self._touch(cid)
+        return _json({"success": 1})
+
+    async def _h_segment_remove(self, request: web.Request) -> web.Response:
+        # ListApiController::removeLeadAction: 404 for a missing segment or contact, 403 for one outside
+        # ListModel::getUserLists() (published only), then LeadModel::removeFromLists(…, manuallyRemoved=true):
+        # ListModel::removeLead deletes a manual membership, marks a filter-made one manuallyRemoved (so a
+        # rebuild does not re-add it), skips a non-member; the answer is {"success": 1} in every case.
+        sid = int(request.match_info["sid"])
+        if sid not in self._segments:
+            raise _ApiError(404, "Item was not found.")
+        cid = self._contact_or_404(request)
+        if not self._segments[sid]["isPublished"]:
+            raise _ApiError(403, "You do not have access to the requested area/action.")
+        contact = self._materialise(cid)
+        membership = contact.segments.get(sid)
+        if membership is not None:
+            if membership["manuallyAdded"]:
+                del contact.segments[sid]
+            else:
+                membership["manuallyRemoved"] = True
+            self._touch(cid)
         return _json({"success": 1})
 
     async def _h_forms(self, request: web.Request) -> web.Response:

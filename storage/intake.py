@@ -60,6 +60,7 @@ class AlertKind(StrEnum):
     RESUBSCRIBED = "resubscribed_without_consent"
     SENT_AFTER_WITHDRAWAL = "sent_after_withdrawal"
     ERASED_REENTERED = "erased_subject_reentered"
+    SUBMITTED_AFTER_OBJECTION = "submitted_after_objection"  # GDPR Art. 21(3), no new consent
     UNSUBSCRIBE = "unsubscribe"
     DEAD_LETTER = "dead_letter"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Date, and_, or_, update
+from sqlalchemy import Column, Date, and_, func, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,6 +21,7 @@ from storage.types import JSONType, UTCDateTime
 OPEN_STATES = ("filed", "verified", "approved", "running", "failed")
 # Done or rejected, a request stays open until the answer went out to the requester (responded_at).
 ANSWERED_STATES = ("done", "rejected")
+OBJECTION_KIND = "objection"  # bot.requests.model.RequestKind.OBJECTION (GDPR Art. 21(2)-(3))
 
 
 class PrivacyRequest(SQLModel, table=True):
@@ -175,6 +176,21 @@ async def requests_in_state(session: AsyncSession, state: str) -> list[PrivacyRe
 async def requests_for_subject(session: AsyncSession, subject_hash: str) -> list[PrivacyRequest]:
     query = select(PrivacyRequest).where(PrivacyRequest.subject_hash == subject_hash).order_by(col(PrivacyRequest.id))
     return list((await session.exec(query)).all())
+
+
+async def objections_among(session: AsyncSession, subjects: set[str]) -> dict[str, datetime]:
+    """Which of these subjects objected to direct marketing, and when the objection was carried out (the
+    latest, if several): one query for a whole chunk of intake events. A completed objection request keeps
+    its keyed subject hash, kind and completion time for good (erasure clears only the address and note)."""
+    if not subjects:
+        return {}
+    completed = func.max(col(PrivacyRequest.completed_at))
+    query = (select(PrivacyRequest.subject_hash, completed)
+             .where(col(PrivacyRequest.kind) == OBJECTION_KIND, col(PrivacyRequest.state) == "done",
+                    col(PrivacyRequest.completed_at).is_not(None),
+                    col(PrivacyRequest.subject_hash).in_(sorted(subjects)))
+             .group_by(col(PrivacyRequest.subject_hash)))
+    return {str(subject): at for subject, at in (await session.exec(query)).all() if at is not None}
 
 
 async def mark_reminded(session: AsyncSession, request_id: int, today: date) -> bool:

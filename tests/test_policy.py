@@ -23,7 +23,8 @@ from bot.policy import (
 )
 
 SETTINGS_FIELDS = ["consent", "gdpr_consent"]
-TOP_KEYS = "['access_summary', 'consent_fields', 'forms', 'policy_version', 'store_source_ip', 'truthy_values']"
+TOP_KEYS = ("['access_summary', 'consent_fields', 'forms', 'marketing_segments', 'policy_version', 'store_source_ip', "
+            "'truthy_values']")
 FORM_KEYS = "['alias', 'any_of', 'exempt', 'id', 'legal_basis', 'purpose', 'required']"
 SUMMARY_KEYS = ("['authority', 'automated_decisions', 'categories', 'contact', 'controller', 'purposes', "
                 "'recipients', 'retention', 'source', 'transfers']")

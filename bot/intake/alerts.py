@@ -100,7 +100,9 @@ def alert_view(alert: ConsentAlert, services: Services) -> AlertView:
         contact_url=url, contact_id=alert.contact_id, created_at=alert.created_at,
         missing_text=str(alert.details.get("missing_text", "")), details=dict(alert.details),
         folded_count=alert.folded_count,
-        reconsent_available=settings.reconsent_segment_id is not None and alert.contact_id is not None,
+        # A re-consent campaign is itself direct marketing: never offered for someone who objected to it.
+        reconsent_available=(settings.reconsent_segment_id is not None and alert.contact_id is not None
+                             and alert.kind != AlertKind.SUBMITTED_AFTER_OBJECTION),
         decision=alert.decision, decided_by=alert.decided_by, decided_at=alert.decided_at, reason=alert.reason,
         outcome=alert.outcome,
     )

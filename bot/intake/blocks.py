@@ -38,6 +38,7 @@ _TITLES = {
     "resubscribed_without_consent": (":rotating_light:", "Re-subscribed without consent"),
     "sent_after_withdrawal": (":rotating_light:", "Email sent after consent was withdrawn"),
     "erased_subject_reentered": (":rotating_light:", "Erased data subject re-entered"),
+    "submitted_after_objection": (":rotating_light:", "Form submitted after an objection to direct marketing"),
     "unsubscribe": (":envelope:", "Consent withdrawn"),
     "dead_letter": (":warning:", "Unreadable webhook delivery kept as a dead letter"),
 }
@@ -90,6 +91,9 @@ def _summary_line(view: AlertView) -> str:
         return f"{icon} *{name}*: email *{title}* went to {_contact(view)}"
     if view.kind == "erased_subject_reentered":
         return f"{icon} *{name}*: someone erased earlier is back in Mautic ({d.get('via', 'a webhook')})"
+    if view.kind == "submitted_after_objection":
+        return (f"{icon} *{name}*: form *{view.title}* came from someone who objected to direct marketing "
+                "(GDPR Art. 21(3)) and gave no new consent; keep them out of marketing")
     if view.kind == "unsubscribe":
         return f"{icon} *{name}*: {_contact(view)} is now `{d.get('new_status')}` on `{d.get('channel')}`"
     if view.kind == "dead_letter":
@@ -127,6 +131,10 @@ def _raw_fact_pairs(view: AlertView, d: dict[str, Any]) -> list[tuple[str, str]]
         pairs.append(("Sent", when(_parse(d.get("sent_at")) or view.created_at)))
     elif view.kind == "erased_subject_reentered":
         pairs.append(("Seen", when(view.created_at)))
+    elif view.kind == "submitted_after_objection":
+        pairs.append(("Objection carried out", when(_parse(d.get("objected_at")))))
+        pairs.append(("Consent", view.missing_text or "none"))
+        pairs.append(("Submitted", when(_parse(d.get("submitted_at")) or view.created_at)))
     elif view.kind == "unsubscribe":
         pairs.append(("When", when(_parse(d.get("withdrawn_at")) or view.created_at)))
     return pairs
@@ -158,7 +166,7 @@ def _fold_line(view: AlertView) -> str | None:
 def summary_text(view: AlertView) -> str:
     """The alert in one line of plain text (not escaped: fallback_text and dismiss_modal escape it)."""
     _icon, name = _TITLES.get(view.kind, ("", view.kind))
-    about = view.title if view.kind in ("consent_gap", "sent_after_withdrawal") else ""
+    about = view.title if view.kind in ("consent_gap", "sent_after_withdrawal", "submitted_after_objection") else ""
     who = view.email_display or ""
     parts = [name] + ([f"form {about}"] if view.kind == "consent_gap" else [about] if about else []) + [who]
     extra = f" (+{view.folded_count} more)" if view.folded_count else ""

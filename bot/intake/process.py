@@ -19,13 +19,14 @@ from bot.intake import events
 from bot.intake.alerts import WEBHOOK_ACTOR, raise_alert
 from bot.intake.ids import IntakeJob
 from bot.intake.inbox import InboxRow
-from bot.intake.rules import evaluate
+from bot.intake.rules import breaches_objection, evaluate
 from bot.intake.split import SPLIT_CHUNK, split_deliveries
 from bot.intake.writer import process_max_attempts
 from storage import forms as form_store
 from storage import intake as store
 from storage import jobs as job_queue
 from storage import ledger
+from storage import requests as requests_store
 from storage.db import unit_of_work
 from storage.intake import AlertKind, AlertState, InboxEvent, InboxState, Withdrawal
 
@@ -97,9 +98,11 @@ async def sweep_inbox(services: Services, run: JobRun) -> None:
 
 @dataclass
 class _Chunk:
-    """What one processing transaction shares: who was erased, consent records still to write."""
+    """What one processing transaction shares: who was erased, who objected to direct marketing (and when),
+    consent records still to write."""
 
     erased: set[str]
+    objected: dict[str, datetime] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     fields_seen: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     evidence_wanted: bool = False  # a record of a known form waits for its form revision
@@ -127,13 +130,15 @@ async def _process_chunk(services: Services, ids: list[int] | None, limit: int =
             return 0
         # Mautic groups a delivery by type, losing the order between types; time order restores it.
         rows.sort(key=lambda r: (r.occurred_at is None, r.occurred_at or datetime.min.replace(tzinfo=UTC), r.id))
-        erased = await store.erased_among(session, {r.subject for r in rows if r.subject})
+        subjects = {r.subject for r in rows if r.subject}
+        erased = await store.erased_among(session, subjects)
+        objected = await requests_store.objections_among(session, subjects)
         now = services.clock()
         outcomes: list[dict[str, Any]] = []
         try:
             # Fast path: the whole chunk in one savepoint, effects flushed together.
             async with session.begin_nested():
-                chunk = _Chunk(erased)
+                chunk = _Chunk(erased, objected)
                 for row in rows:
                     state, kept = await _apply(session, services, row, chunk)
                     outcomes.append({"id": row.id, "state": state, "payload": kept, "processed_at": now})
@@ -141,16 +146,16 @@ async def _process_chunk(services: Services, ids: list[int] | None, limit: int =
                 await session.flush()
         except Exception:
             log.warning("intake: a chunk of %d events failed together; processing them one by one", len(rows))
-            outcomes = [await _apply_alone(session, services, row, erased, now) for row in rows]
+            outcomes = [await _apply_alone(session, services, row, erased, objected, now) for row in rows]
         await session.exec(update(InboxEvent), params=outcomes)  # type: ignore[call-overload]
     return len(rows)
 
 
 async def _apply_alone(session: AsyncSession, services: Services, row: InboxRow, erased: set[str],
-                       now: datetime) -> dict[str, Any]:
+                       objected: dict[str, datetime], now: datetime) -> dict[str, Any]:
     try:
         async with session.begin_nested():
-            chunk = _Chunk(erased)
+            chunk = _Chunk(erased, objected)
             state, kept = await _apply(session, services, row, chunk)
             await chunk.flush(session)
             await session.flush()
@@ -219,12 +224,36 @@ async def _form_submitted(session: AsyncSession, services: Services, row: InboxR
             chunk.fields_seen.setdefault((sub.form_id, str(alias)[:191]), {
                 "form_id": sub.form_id, "form_name": sub.form_name[:255], "field_alias": str(alias)[:191],
                 "first_seen_at": now})
+    submitted_at = sub.submitted_at or now
+    objected_at = chunk.objected.get(row.subject) if row.subject else None
+    breach = False
+    if objected_at is not None and not verdict.given:
+        await chunk.flush(session)  # a consent given earlier in this chunk counts as new consent
+        newer = await store.consent_given_since(session, subject=row.subject, contact_id=None, since=objected_at)
+        breach = breaches_objection(verdict, objected_at=objected_at, submitted_at=submitted_at,
+                                    consented_since=newer is not None)
     record_id: int | None = None
-    if verdict.gap:
+    if verdict.gap or breach:
         record_id = await store.insert_consent_record(session, record)  # the alert refers to it
     else:
         chunk.records.append(record)  # written with the rest of the chunk
     await _check_erased(session, services, row, event, chunk.erased, via=f"form {sub.form_name}")
+    if breach:
+        assert objected_at is not None and row.subject is not None
+        # One alert for the submission: the objection is the graver finding, and it names the missing consent.
+        await raise_alert(
+            session, services, row, kind=AlertKind.SUBMITTED_AFTER_OBJECTION,
+            burst_key=f"objected:{row.subject[:16]}", dedupe_key=f"objected:{row.id}", contact_id=sub.contact_id,
+            email=sub.email, title=sub.form_name, missing=list(verdict.missing), consent_record_id=record_id,
+            details={"form_id": sub.form_id, "form_alias": sub.form_alias,
+                     "missing_text": "exempt form, no consent asked" if verdict.exempt else verdict.describe_missing(),
+                     "objected_at": objected_at.isoformat(), "submitted_at": submitted_at.isoformat(),
+                     "submission_id": sub.submission_id},
+            ledger_action="consent.submitted_after_objection",
+            ledger_details={"form_id": sub.form_id, "consent_record": record_id,
+                            "objected_at": objected_at.isoformat()},
+        )
+        return
     if not verdict.gap:
         return
     await raise_alert(

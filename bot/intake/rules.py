@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.policy import ConsentPolicy
@@ -66,3 +67,15 @@ def evaluate(policy: ConsentPolicy, form_id: int | None, form_alias: str | None,
     given = bool(truthy)
     return ConsentVerdict(False, given, rule.fields, values, () if given else rule.any_of,
                           "any of " + ", ".join(rule.any_of))
+
+
+def breaches_objection(verdict: ConsentVerdict, *, objected_at: datetime | None, submitted_at: datetime,
+                       consented_since: bool) -> bool:
+    """A form submission from someone who objected to direct marketing (GDPR Art. 21(2)-(3)) and has not
+    consented again: their data may no longer be used for marketing, yet Mautic's form actions may put them
+    back into segments and campaigns. Flagged unless the submission itself carries valid consent, or a
+    consent record newer than the objection exists; an exempt form (no consent asked) is flagged too. A
+    submission made before the objection (a late delivery) is not."""
+    if objected_at is None or submitted_at <= objected_at:
+        return False
+    return not verdict.given and not consented_since

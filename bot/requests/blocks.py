@@ -6,7 +6,7 @@ Pure: data in, dicts out. Subjects appear masked only; button values carry the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -79,8 +79,10 @@ def told_text(info: RequestInfo, today: date) -> str | None:
         lines.append(f"receipt confirmed {_day(info.acknowledged_at)} by {_who(info.acknowledged_by)}")
     elif info.acknowledgement_due and info.state.is_open:
         left = countdown(info.acknowledgement_due, today)
+        # §7021(a): the confirmation also says, in general, how the identity is verified and when to expect the
+        # answer (unless the request was already granted or denied).
         lines.append(f"confirm receipt by {info.acknowledgement_due.isoformat()} (CCPA §7021(a): 10 business "
-                     f"days) — {left.text}")
+                     f"days; say how you verify identity and when to expect the answer) — {left.text}")
     if info.extension_notified_on:
         lines.append(f"extension notice sent {info.extension_notified_on.isoformat()}")
     if info.responded_at:
@@ -145,7 +147,7 @@ def _package_text(info: RequestInfo) -> str:
 
 def state_label(info: RequestInfo) -> str:
     if info.state is RequestState.FILED and not info.kind.needs_identity:
-        return "Waiting for approval (no identity verification: Cal. Code Regs. tit. 11 §7026(d))"
+        return f"Waiting for approval (no identity verification: {info.kind.no_identity_basis})"
     return info.state.label
 
 
@@ -156,6 +158,24 @@ def marking_done_reply(info: RequestInfo, contact_ids: Sequence[int], tag: str) 
     ids = ", ".join(f"#{i}" for i in contact_ids[:20])
     return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
                  f"Do-Not-Contact for email and the tag `{escape(tag)}`. Tell the requester it is done.")
+
+
+def objection_done_reply(info: RequestInfo, contact_ids: Sequence[int], removed: Mapping[str, Sequence[int]],
+                         segments_listed: bool) -> dict[str, Any]:
+    if not contact_ids:
+        return reply(f"✔️ {info.kind.heading} #{info.id}: no Mautic contact has exactly this address; nothing to "
+                     "mark. The objection is recorded: a later form submission without new consent is flagged. "
+                     "Tell the requester.")
+    ids = ", ".join(f"#{i}" for i in contact_ids[:20])
+    count = sum(len(v) for v in removed.values())
+    if segments_listed:
+        segments = f"removed from {count} marketing segment membership(s)"
+    else:
+        segments = "no marketing segments are listed in the policy file (`marketing_segments`), so none were left"
+    return reply(f"✔️ {info.kind.heading} #{info.id} applied to {len(contact_ids)} contact(s) ({ids}): "
+                 f"Do-Not-Contact for email (comment \"Art. 21 objection\"); {segments}. A later form submission "
+                 "without new consent is flagged. Tell the requester it is done.",
+                 more=["Art. 21(3): the data may no longer be processed for direct marketing."])
 
 
 def lifted_reply(info: RequestInfo, contact_ids: Sequence[int]) -> dict[str, Any]:
@@ -248,9 +268,9 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
         late = law.late_rejection_warning(info.regime, info.original_due_date,
-                                          (info.rejected_at or info.received_at).date())
+                                          (info.rejected_at or info.received_at).date(), due=info.due_date)
         return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {escape(truncate(reason or '', 1000))}",
-                     more=[law.rejection_duty(info.regime), *([late] if late else [])])
+                     more=[law.rejection_duty(info.regime, info.kind.value), *([late] if late else [])])
     if action == "extend":
         return reply(f"⏳ {who} extended request #{info.id} {extension_label(info.regime)}: new due date "  # type: ignore[arg-type]
                      f"*{info.due_date.isoformat()}* (was {info.original_due_date.isoformat()}).\n"
@@ -446,7 +466,7 @@ def reminder_reply(info: RequestInfo, today: date) -> dict[str, Any]:
     left = countdown(info.due_date, today)
     icon = "🚨" if left.urgency is Urgency.OVERDUE else "⏰"
     return reply(f"{icon} Request #{info.id} is {left.text} (legal due date {info.due_date.isoformat()}, "
-                 f"{law.deadline_basis(info.regime)}{', extended' if info.extended_at else ''}); "
+                 f"{law.deadline_basis(info.regime, info.kind.value)}{', extended' if info.extended_at else ''}); "
                  f"state: {info.state.label}.")
 
 
@@ -481,12 +501,12 @@ def identity_modal(info: RequestInfo) -> dict[str, Any]:
 
 
 def reject_modal(info: RequestInfo, today: date) -> dict[str, Any]:
-    late = law.late_rejection_warning(info.regime, info.original_due_date, today)
+    late = law.late_rejection_warning(info.regime, info.original_due_date, today, due=info.due_date)
+    duty = law.rejection_duty(info.regime, info.kind.value)
     return modal(RequestModal.REJECT, ref=ref_value(info.id), title=f"Reject request #{info.id}", submit="Reject",
                  blocks=[
-                     section(f"{info.kind.heading} for {escape(info.subject_masked)}. "
-                             f"{law.rejection_duty(info.regime)} A reason is required; it is recorded in the "
-                             "audit ledger."),
+                     section(f"{info.kind.heading} for {escape(info.subject_masked)}. {duty} "
+                             "A reason is required; it is recorded in the audit ledger."),
                      *([section(late)] if late else []),
                      _reason_input("Reason", "e.g. identity could not be verified after two attempts"),
                  ])

@@ -52,6 +52,8 @@ USAGE: dict[RequestKind, Usage] = {
                                    "/privacy restrict jane@example.com disputes accuracy, ticket 4414"),
     RequestKind.OPT_OUT: Usage("optout <email> [received=YYYY-MM-DD] [note]",
                                "/privacy optout jane@example.com received=2026-03-02 web form"),
+    RequestKind.OBJECTION: Usage(f"object <email> {OPTIONS_USAGE} [note]",
+                                 "/privacy object jane@example.com received=2026-03-02 replied STOP to the newsletter"),
 }
 
 

@@ -136,6 +136,8 @@ async def execute(services: Services, run: JobRun) -> None:
             await _execute_marking(services, run, row, comment=OPT_OUT_COMMENT, tag=OPT_OUT_TAG)
         elif kind is RequestKind.RESTRICTION:
             await _execute_marking(services, run, row, comment=RESTRICT_COMMENT, tag=RESTRICT_TAG)
+        elif kind is RequestKind.OBJECTION:
+            await _execute_objection(services, run, row)
         else:
             await _execute_rectification(services, run, row)
     except (MauticNotFound, ContactMerged):
@@ -581,6 +583,71 @@ async def _execute_marking(services: Services, run: JobRun, row: store.PrivacyRe
         # A restriction keeps the address until it is lifted: the lift must find nothing else but these ids.
         await _complete(services, row, {"contacts": len(done), "marked": done}, session=session)
     await notify.refresh_message(services, row.id or 0, best_effort=True)
+
+
+# ---- objection to direct marketing (GDPR Art. 21(2)-(3)) ----------------------------------------------
+
+OBJECTION_COMMENT = "Art. 21 objection"
+
+
+async def _execute_objection(services: Services, run: JobRun, row: store.PrivacyRequest) -> None:
+    """Do-Not-Contact for email (reason 3, manual) on every exact match, and out of every marketing segment of
+    the policy file that the contact is in. Both calls are idempotent in Mautic (a second DNC keeps the record;
+    removing a non-member changes nothing), so a resumed job repeats the contacts not yet checkpointed.
+
+    The completed request itself is the record of the objection: its keyed subject hash, kind and completion
+    time stay after the address is cleared (and after an erasure), and the intake rules read them to flag a
+    later form submission that carries no new consent."""
+    info = info_from_row(row)
+    marketing = services.policy.marketing
+    contact_ids = await _contacts(services, run, row)
+    # A checkpoint after every Mautic call: a retry repeats neither the call nor its ledger entry.
+    marked: list[int] = [int(i) for i in run.progress.get("objected", [])]
+    removed: dict[str, list[int]] = {str(k): [int(i) for i in v] for k, v in run.progress.get("removed", {}).items()}
+    finished: list[int] = [int(i) for i in run.progress.get("finished", [])]
+    plans: dict[str, list[int]] = {str(k): [int(i) for i in v] for k, v in run.progress.get("plans", {}).items()}
+    for cid in contact_ids:
+        if cid in finished:
+            continue
+        if cid not in marked:
+            await services.mautic.add_dnc(cid, "email", reason=3, comments=OBJECTION_COMMENT)
+            marked.append(cid)
+            await _checkpoint(run, objected=marked)
+            async with unit_of_work(services.sessions) as session:
+                await ledger.record(session, actor=BOT, action="mautic.contact_objection", subject=info.ref,
+                                    details={"contact_id": cid, "dnc": "email", "reason": 3})
+        if str(cid) not in plans:  # the segments to leave, fixed once: a retry removes the same ones again
+            memberships = await services.mautic.get_segments(cid) if marketing else []
+            plans[str(cid)] = sorted({sid for s in memberships if (sid := _to_id(s.get("id"))) is not None
+                                      and marketing.covers(sid, str(s.get("alias") or ""))})
+            await _checkpoint(run, plans=plans)
+        for sid in plans[str(cid)]:
+            if sid in removed.get(str(cid), []):
+                continue
+            await services.mautic.remove_from_segment(sid, cid)  # idempotent in Mautic as well
+            removed[str(cid)] = sorted({*removed.get(str(cid), []), sid})
+            await _checkpoint(run, removed=removed)
+            async with unit_of_work(services.sessions) as session:
+                await ledger.record(session, actor=BOT, action="mautic.segment_removed", subject=info.ref,
+                                    details={"contact_id": cid, "segment_id": sid})
+        finished.append(cid)
+        await _checkpoint(run, finished=finished)
+    done = [cid for cid in contact_ids if cid in finished]
+    await notify.post_in_thread(services, info, blocks.objection_done_reply(info, done, removed, bool(marketing)),
+                                best_effort=True)
+    async with unit_of_work(services.sessions) as session:
+        await _complete(services, row, {"contacts": len(done), "marked": done,
+                                        "segments_removed": sum(len(v) for v in removed.values())}, session=session)
+        await ledger.record(session, actor=BOT, action="request.objection_recorded", subject=info.ref,
+                            details={"subject": f"subject:{row.subject_hash[:16]}"})
+    await notify.refresh_message(services, row.id or 0, best_effort=True)
+
+
+def _to_id(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 async def lift(services: Services, run: JobRun) -> None:

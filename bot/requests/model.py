@@ -16,6 +16,7 @@ class RequestKind(StrEnum):
     RECTIFICATION = "rectification"  # Art. 16
     RESTRICTION = "restriction"  # Art. 18: kept, not used, until lifted
     OPT_OUT = "optout"  # CPRA: opt-out of sale/sharing, Cal. Civ. Code §1798.120, Cal. Code Regs. tit. 11 §7026
+    OBJECTION = "objection"  # Art. 21(2)-(3): objection to direct marketing, absolute (no balancing)
 
     @property
     def heading(self) -> str:
@@ -25,6 +26,7 @@ class RequestKind(StrEnum):
             RequestKind.RECTIFICATION: "Rectification request",
             RequestKind.RESTRICTION: "Restriction request",
             RequestKind.OPT_OUT: "Opt-out of sale/sharing",
+            RequestKind.OBJECTION: "Objection to direct marketing",
         }[self]
 
     @property
@@ -35,12 +37,22 @@ class RequestKind(StrEnum):
             RequestKind.RECTIFICATION: "GDPR Art. 16",
             RequestKind.RESTRICTION: "GDPR Art. 18",
             RequestKind.OPT_OUT: "CCPA §1798.120, Cal. Code Regs. tit. 11 §7026",
+            RequestKind.OBJECTION: "GDPR Art. 21(2) and (3)",
         }[self]
 
     @property
     def needs_identity(self) -> bool:
-        """An opt-out needs no identity verification (Cal. Code Regs. tit. 11 §7026(d)), only an approver."""
-        return self is not RequestKind.OPT_OUT
+        """An opt-out needs no identity verification (Cal. Code Regs. tit. 11 §7026(d)), nor does an objection to
+        direct marketing: it only stops processing, so nobody is harmed by honouring it for the wrong person, and
+        Art. 21(3) makes it absolute. Both still need an approver."""
+        return self not in (RequestKind.OPT_OUT, RequestKind.OBJECTION)
+
+    @property
+    def no_identity_basis(self) -> str:
+        """Why a kind has no identity step, for the request message."""
+        if self is RequestKind.OBJECTION:
+            return "GDPR Art. 21(3): direct marketing stops on objection"
+        return "Cal. Code Regs. tit. 11 §7026(d)"
 
     @property
     def extendable(self) -> bool:

@@ -74,6 +74,10 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand("optout", USAGE[RequestKind.OPT_OUT].usage, USAGE[RequestKind.OPT_OUT].example,
                "file a CCPA opt-out of sale/sharing: 15 business days, no identity step; on approval "
                "Do-Not-Contact and the tag do-not-sell-share in Mautic", _filer(RequestKind.OPT_OUT)),
+    Subcommand("object", USAGE[RequestKind.OBJECTION].usage, USAGE[RequestKind.OBJECTION].example,
+               "file an objection to direct marketing (Art. 21(2)-(3)): no identity step; on approval "
+               "Do-Not-Contact for email, removal from the policy file's marketing segments, and later form "
+               "submissions without new consent flagged", _filer(RequestKind.OBJECTION)),
     Subcommand("requests", "requests", "/privacy requests",
                "list open data-subject requests with days left", _list, members_only=True),
     Subcommand("status", "status <id>", "/privacy status 12", "show one request and its history", _status,

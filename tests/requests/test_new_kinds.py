@@ -92,7 +92,7 @@ def test_only_a_kind_without_identity_step_is_approved_straight_from_filed() -> 
     with pytest.raises(TransitionError):
         transition("filed", "approve")
     assert transition("verified", "approve", identity_required=False) is RequestState.APPROVED
-    assert [k for k in RequestKind if not k.needs_identity] == [RequestKind.OPT_OUT]
+    assert [k for k in RequestKind if not k.needs_identity] == [RequestKind.OPT_OUT, RequestKind.OBJECTION]
     assert [k for k in RequestKind if not k.extendable] == [RequestKind.OPT_OUT]
 
 

@@ -42,11 +42,12 @@ def test_a_gdpr_rejection_names_the_complaint_and_the_judicial_remedy() -> None:
 
 def test_a_ccpa_rejection_cites_the_ccpa_not_the_gdpr() -> None:
     shown = text(reject_modal(info("ccpa"), date(2026, 3, 10)))
-    assert "basis for the denial" in shown and "California Privacy Protection Agency" in shown
+    assert "request is denied" in shown and "§7024(e)" in shown and "California Privacy Protection Agency" in shown
     assert "Art. 12(4)" not in shown and "Art. 77" not in shown
 
 
-@pytest.mark.parametrize(("regime", "needle"), [("gdpr", "after the first month"), ("ccpa", "after the first 45 days")])
+@pytest.mark.parametrize(("regime", "needle"), [("gdpr", "after the first month"),
+                                               ("ccpa", "after the response deadline")])
 def test_a_rejection_after_the_first_period_warns(regime: str, needle: str) -> None:
     assert needle in text(reject_modal(info(regime), date(2026, 4, 3)))
     assert "⚠️" not in text(reject_modal(info(regime), date(2026, 4, 2)))  # the last day is still in time
