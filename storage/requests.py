@@ -8,6 +8,7 @@ action is allowed from which state) live in ``bot.requests.model``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.erasures import ErasedSubject
 from storage.types import JSONType, UTCDateTime
 
-OPEN_STATES = ("filed", "verified", "approved", "running", "failed")
+OPEN_STATES = ("filed", "verified", "approved", "running", "cleanup", "failed")
 # Done or rejected, a request stays open until the answer went out to the requester (responded_at).
 ANSWERED_STATES = ("done", "rejected")
 
@@ -174,6 +175,21 @@ async def requests_for_subject(session: AsyncSession, subject_hash: str) -> list
     return list((await session.exec(query)).all())
 
 
+async def requests_for_subjects(session: AsyncSession, subject_hashes: Sequence[str]) -> list[PrivacyRequest]:
+    query = (select(PrivacyRequest).where(col(PrivacyRequest.subject_hash).in_(sorted(set(subject_hashes))))
+             .order_by(col(PrivacyRequest.id)))
+    return list((await session.exec(query)).all())
+
+
+async def subjects_with_open_requests(session: AsyncSession, subject_hashes: Sequence[str]) -> set[str]:
+    """Which of these subjects have a request still open (a bulk purge must not erase them behind its back)."""
+    if not subject_hashes:
+        return set()
+    query = select(PrivacyRequest.subject_hash).where(
+        col(PrivacyRequest.subject_hash).in_(sorted(set(subject_hashes))), is_open())
+    return set((await session.exec(query)).all())
+
+
 async def mark_reminded(session: AsyncSession, request_id: int, today: date) -> bool:
     """Claim today's re-announcement of one request; False if it was already announced today."""
     result = await session.exec(  # type: ignore[call-overload]
@@ -225,15 +241,3 @@ async def forget_link_file(session: AsyncSession, link_id: int, *, revoke_at: da
     if revoke_at is not None:
         values["revoked_at"] = revoke_at
     await session.exec(update(ExportLink).where(col(ExportLink.id) == link_id).values(**values))  # type: ignore[call-overload]
-
-
-async def purge_subject_requests(session: AsyncSession, subject_hash: str) -> list[int]:
-    """Drop what the requests about one subject hold beyond the keyed hash, ids, dates and decisions."""
-    rows = await requests_for_subject(session, subject_hash)
-    ids = [r.id for r in rows if r.id is not None]
-    if ids:
-        await session.exec(  # type: ignore[call-overload]
-            update(PrivacyRequest).where(col(PrivacyRequest.id).in_(ids))
-            .values(subject_email=None, subject_masked="(erased subject)", note=None, changes={})
-        )
-    return ids

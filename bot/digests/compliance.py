@@ -40,6 +40,7 @@ class RequestFigures:
     closed: int = 0
     due_soon: int = 0
     overdue: int = 0
+    awaiting_cleanup: int = 0  # erasures deleted in Mautic whose clean-up checklist is not complete
     median_days_to_close: float | None = None
 
 
@@ -105,7 +106,8 @@ class ComplianceDigest:
             "unsubscribes": self.unsubscribes, "withdrawals": self.withdrawals,
             "sends_after_withdrawal": self.sends_after_withdrawal, "erased_reentries": self.erased_reentries,
             "requests_opened": self.requests.opened, "requests_closed": self.requests.closed,
-            "requests_overdue": self.requests.overdue, "ledger_ok": self.ledger_ok,
+            "requests_overdue": self.requests.overdue,
+            "erasures_awaiting_cleanup": self.requests.awaiting_cleanup, "ledger_ok": self.ledger_ok,
             "form_findings": len(self.form_audit.findings) if self.form_audit else None,
             "missing": list(self.missing),
         }

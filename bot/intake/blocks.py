@@ -77,7 +77,11 @@ def _summary_line(view: AlertView) -> str:
     if view.kind == "sent_after_withdrawal":
         return f"{icon} *{name}*: email *{view.title}* went to {_contact(view)}"
     if view.kind == "erased_subject_reentered":
-        return f"{icon} *{name}*: someone erased earlier is back in Mautic ({d.get('via', 'a webhook')})"
+        back = f"{icon} *{name}*: someone erased earlier is back in Mautic ({d.get('via', 'a webhook')})"
+        if d.get("suppressed"):
+            back += (". They had Do-Not-Contact when they were erased: keep them suppressed (mark Do-Not-Contact) "
+                     "unless they gave consent anew")
+        return back
     if view.kind == "unsubscribe":
         return f"{icon} *{name}*: {_contact(view)} is now `{d.get('new_status')}` on `{d.get('channel')}`"
     if view.kind == "dead_letter":

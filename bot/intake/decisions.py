@@ -63,7 +63,8 @@ async def decide(services: Services, alert_id: int | None, decision: Decision, u
         won = await approvals.decide(
             session, ConsentAlert, alert_id, from_states=[AlertState.OPEN], values=values, actor=user_id,
             action="consent.decided", subject=f"alert:{alert_id}",
-            details={"decision": decision, "alerts": 1 + folded, "reason_given": bool(reason)},
+            details={"decision": decision, "alerts": 1 + folded,
+                     **ledger.reason_fields(services.hash_key, reason)},
         )
         if won:
             await store.decide_folded(session, alert_id, values)

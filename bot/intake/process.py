@@ -22,9 +22,9 @@ from bot.intake.inbox import InboxRow
 from bot.intake.rules import evaluate
 from bot.intake.split import SPLIT_CHUNK, split_deliveries
 from bot.intake.writer import process_max_attempts
+from storage import erasures, ledger
 from storage import intake as store
 from storage import jobs as job_queue
-from storage import ledger
 from storage.db import unit_of_work
 from storage.intake import AlertKind, AlertState, InboxEvent, InboxState, Withdrawal
 
@@ -222,10 +222,13 @@ async def _check_erased(session: AsyncSession, services: Services, row: InboxRow
                         erased: set[str], *, via: str) -> None:
     if not row.subject or row.subject not in erased:
         return
+    # Erased while they had Do-Not-Contact (a bulk purge, or an erasure): they must stay suppressed.
+    suppressed = bool(await erasures.suppressed_among(session, {row.subject}))
     await raise_alert(
         session, services, row, kind=AlertKind.ERASED_REENTERED, burst_key=f"erased:{row.subject[:16]}",
         dedupe_key=f"erased:{row.id}", contact_id=row.contact_id, email=event.email, title=via,
-        details={"via": via}, ledger_action="consent.erased_subject_reentered", ledger_details={"via_type": row.type},
+        details={"via": via, "suppressed": suppressed}, ledger_action="consent.erased_subject_reentered",
+        ledger_details={"via_type": row.type, "suppressed": suppressed},
     )
 
 

@@ -21,6 +21,9 @@ class RequestButton(StrEnum):
     ACKNOWLEDGE = "request_acknowledge"
     RESPOND = "request_respond"
     LIFT = "request_lift"
+    # On an erasure's clean-up checklist; their value is the checklist line's id, not the request's.
+    CLEANUP_DONE = "request_cleanup_done"
+    CLEANUP_NOT_APPLICABLE = "request_cleanup_na"
 
 
 class RequestModal(StrEnum):

@@ -33,6 +33,11 @@ def _lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContex
     return services.messenger.one_at_a_time(f"request:{request_id}")
 
 
+def checklist_lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContextManager[None]:
+    """One post or redraw of an erasure's clean-up checklist at a time (two ticks land in order)."""
+    return services.messenger.one_at_a_time(f"request:{request_id}:checklist")
+
+
 async def ensure_posted(services: Services, request_id: int) -> RequestInfo | None:
     """Post the request message once; later calls only return the request."""
     async with _lock(services, request_id):
