@@ -37,8 +37,8 @@ def three_head_scripts(into: Path) -> Path:
     return into
 
 
-# 0006: Socket Mode's taken deliveries and the App Home viewers.
-TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers"}
+# 0006: Socket Mode's taken deliveries and the App Home viewers; 0008: erasure clean-up checklists.
+TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers", "erasure_cleanup"}
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

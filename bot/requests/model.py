@@ -198,7 +198,7 @@ def _why_not(state: RequestState, action: Action) -> str:
         return f"This request is already {state.value}; nothing more can be decided on it."
     if action is A.APPROVE and state is S.FILED:
         return "Identity has not been verified yet. Verify the requester's identity first, then approve."
-    if action is A.APPROVE and state in (S.APPROVED, S.RUNNING):
+    if action is A.APPROVE and state in (S.APPROVED, S.RUNNING, S.CLEANUP):
         return "This request was already approved; it runs once."
     if action is A.VERIFY and state is not S.FILED:
         return "Identity was already verified for this request."
