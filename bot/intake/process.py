@@ -169,7 +169,7 @@ async def _apply(session: AsyncSession, services: Services, row: InboxRow,
         # Also fires for the losing side of a merge: recorded, never treated as an erasure.
         await ledger.record(session, actor=WEBHOOK_ACTOR, action="mautic.contact_deleted",
                             subject=row.contact_ref(),
-                            details={"inbox": row.id, "note": "deleted or merged in Mautic; not an erasure"})
+                            details={"inbox": row.id, "meaning": "deleted or merged in Mautic; not an erasure"})
     elif row.type == events.CONTACT_IDENTIFIED:
         await _check_erased(session, services, row, event, chunk.erased, via="contact identified in Mautic")
     elif row.type not in events.KNOWN_TYPES:

@@ -129,7 +129,7 @@ async def test_failure_after_max_attempts_then_retry(tmp_path: Path, db_url: str
         await refusal(box, "Only privacy approvers")
         box.mautic.clear_faults()
         await click(box, CAROL, message, RequestButton.RETRY)
-        await wait_state(box, message, "cleanup")
+        await wait_state(box, message, "done")
         await wait_thread(box, message, "Access package")
         assert [e.actor for e in await ledger(box, "request.retry")] == [CAROL.id]
         assert [e.details["attempts"] for e in await ledger(box, "request.fail")] == [2]

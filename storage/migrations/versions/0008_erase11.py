@@ -41,7 +41,8 @@ down_revision: str | Sequence[str] | None = "0007_request_deadlines"
 
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 _GENESIS = "0" * 64
-_FREE_TEXT_KEYS = ("reason", "note", "method_note", "comment", "comments", "text")
+# The keys under which earlier versions copied text people typed (reject/extend reasons, the identity note).
+_FREE_TEXT_KEYS = ("reason", "method_note")
 _BATCH = 1000
 
 ledger = sa.table("audit_ledger", sa.column("seq", sa.Integer()), sa.column("at", UTCDateTime()),
