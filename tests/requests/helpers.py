@@ -152,8 +152,7 @@ async def finish_cleanup(box: Sandbox, message: Message, person: Person) -> stor
     """Wait for the erasure's clean-up checklist, tick every line Done, and wait until the request is done."""
     checklist = await checklist_of(box, message)
     while buttons := cleanup_buttons(checklist):
-        block_id, value = buttons[0]
-        await tick_line(box, person, checklist, block_id, value)
-        await box.slack.wait_until(lambda: (block_id, value) not in cleanup_buttons(checklist), timeout=TIMEOUT,
-                                   describe="the ticked line redrawn")
+        await tick_line(box, person, checklist, *buttons[0])
+        await box.slack.wait_until(lambda line=buttons[0]: line not in cleanup_buttons(checklist),  # type: ignore[misc]
+                                   timeout=TIMEOUT, describe="the ticked line redrawn")
     return await wait_state(box, message, "done")
