@@ -40,7 +40,8 @@ async def test_a_bulk_purge_erases_in_the_bot_too_and_skips_open_requests(db_url
         active = fake.add_contact(email="active@example.com", last_active=clock() - timedelta(days=3))
         # The bot holds a consent record (and an alert) of one of them, and an open request about another.
         results = {"email": SUBMITTED, "firstname": "Quillon", "city": "Brigadoon-on-Sea"}
-        assert (await box.webhook(form_submission_event(contact_id=submitted, email=SUBMITTED, results=results)))[0] == 200
+        submission = form_submission_event(contact_id=submitted, email=SUBMITTED, results=results)
+        assert (await box.webhook(submission))[0] == 200
         await box.slack.wait_for("chat.postMessage")
         await file_request(box, ALICE, f"dsar {BUSY}")
 
