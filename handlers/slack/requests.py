@@ -62,7 +62,8 @@ SUBCOMMANDS: list[Subcommand] = [
                "day it reached you (default today), regime= gdpr or ccpa",
                _filer(RequestKind.ACCESS)),
     Subcommand("erase", USAGE[RequestKind.ERASURE].usage, USAGE[RequestKind.ERASURE].example,
-               "file an erasure request (Art. 17): delete the person in Mautic and in the bot",
+               "file an erasure request (Art. 17): delete the person in Mautic and in the bot; done once an "
+               "approver has ticked its clean-up checklist",
                _filer(RequestKind.ERASURE)),
     Subcommand("rectify", USAGE[RequestKind.RECTIFICATION].usage, USAGE[RequestKind.RECTIFICATION].example,
                "file a rectification request (Art. 16): correct contact fields in Mautic",
