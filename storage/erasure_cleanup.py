@@ -63,6 +63,15 @@ async def open_lines(session: AsyncSession, request_id: int) -> int:
     return int((await session.exec(query)).one())
 
 
+async def lock_request(session: AsyncSession, request_id: int) -> None:
+    """Serialise ticks of one checklist (``FOR UPDATE`` on the request row; SQLite has one writer anyway): two
+    approvers ticking the last two lines at once would otherwise each still see the other's line open, and
+    nobody would complete the request."""
+    from storage.requests import PrivacyRequest
+
+    await session.exec(select(PrivacyRequest.id).where(PrivacyRequest.id == request_id).with_for_update())
+
+
 async def set_message(session: AsyncSession, request_id: int, ts: str) -> None:
     await session.exec(update(CleanupLine).where(col(CleanupLine.request_id) == request_id)  # type: ignore[call-overload]
                        .values(message_ts=ts))

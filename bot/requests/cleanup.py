@@ -53,6 +53,8 @@ async def _tick(services: Services, line_id: int, user_id: str, state: LineState
         line = await lines_store.get_line(session, line_id)
         if line is None:
             raise Conflict("That clean-up line does not exist.")
+        await lines_store.lock_request(session, line.request_id)
+        line = await lines_store.get_line(session, line_id) or line  # as it is now that we hold the lock
         if line.state != LineState.OPEN:
             raise Conflict(f"That line was already marked {_state_text(line.state)} by <@{line.decided_by}>.")
         ref = f"request:{line.request_id}"

@@ -4,6 +4,7 @@ name, a field value, nor any reason or note someone typed."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 from datetime import timedelta
@@ -131,3 +132,27 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
         jobs = (await session.exec(select(Job).where(col(Job.dedupe_key).like("request:%")))).all()
     assert jobs and all(not {"contacts", "deleted", "leftovers", "rows", "messages"} & set(j.progress) for j in jobs)
     assert row.contacts_found is None and "deleted" not in row.result
+
+
+async def test_two_approvers_ticking_the_last_two_lines_at_once_complete_the_request_once(box: Sandbox) -> None:
+    from bot.requests import cleanup
+    from storage import erasure_cleanup as lines_store
+    from storage import requests as store
+    from storage.erasure_cleanup import LineState
+
+    now = box.services.clock()
+    async with unit_of_work(box.services.sessions) as session:
+        row = await store.add_request(session, store.PrivacyRequest(
+            kind="erasure", state="cleanup", regime="gdpr", subject_hash="e" * 64, subject_masked="(erased subject)",
+            filed_by=ALICE.id, channel=PRIVACY_CHANNEL, received_at=now, due_date=now.date(),
+            original_due_date=now.date(), updated_at=now))
+        assert row.id is not None
+        await lines_store.add_lines(session, row.id, [("email_stats", None), ("recipient", "Our ESP")])
+        ids = [line.id for line in await lines_store.lines_for(session, row.id)]
+    ticked = await asyncio.gather(cleanup.tick(box.services, ids[0] or 0, BOB.id, LineState.DONE),
+                                  cleanup.tick(box.services, ids[1] or 0, CAROL.id, LineState.NOT_APPLICABLE))
+    assert sorted(t.completed for t in ticked) == [False, True]
+    assert len(await ledger(box, "request.complete")) == 1
+    async with unit_of_work(box.services.sessions) as session:
+        done = await store.get_request(session, row.id)
+    assert done is not None and done.state == "done" and done.completed_at is not None
