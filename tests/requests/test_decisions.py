@@ -180,7 +180,7 @@ async def test_two_replicas_on_one_postgres_execute_once(postgres_url: str, tmp_
             await second.cleanup()
         assert len(await ledger(box, "request.approve")) == 1
         assert [c.path for c in box.mautic.calls if c.method == "DELETE"] == [f"/api/contacts/{cid}/delete"]
-        assert len(await ledger(box, "request.complete")) == 1
+        assert len(await ledger(box, "request.await_cleanup")) == 1
 
 
 async def test_restart_mid_job_resumes_where_it_stopped(box: Sandbox) -> None:
