@@ -33,7 +33,7 @@ from tests.requests.helpers import (
     wait_state,
     wait_thread,
 )
-from tests.requests.test_access import refusal
+from tests.requests.test_access import channel_dump, refusal
 
 EMAIL = "zephyrine.q@example.com"
 NAME, SURNAME, CITY = "Zephyrine", "Quixotic-Vane", "Xanadu-upon-Tyne"
@@ -123,6 +123,11 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
     (complete,) = await ledger(box, "request.complete")
     assert complete.actor == CAROL.id  # the click that closed the last line
 
+    # Slack: the request replies that quoted a typed reason or note were redacted with the rest. (The alert's
+    # own thread reply quoting its dismiss reason is not: the bot does not keep that reply's ts.)
+    quoted = [TYPED[k] for k in ("reject", "extend", "identity")]
+    await box.slack.wait_until(lambda: not any(t in channel_dump(box) for t in quoted),
+                               describe="typed reasons redacted in Slack")
     # Nothing of her anywhere in the store; the ledger says reasons were given, and still verifies.
     assert await find_in_store(box.services.sessions, [EMAIL, NAME, SURNAME, CITY, *TYPED.values()]) == []
     reasons = [e.details for e in await ledger(box, "request.reject") + await ledger(box, "request.extend")]
