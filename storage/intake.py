@@ -562,9 +562,25 @@ async def erased_among(session: AsyncSession, subjects: set[str]) -> set[str]:
 async def subject_messages(session: AsyncSession, subject_hash: str) -> list[tuple[str, str]]:
     """(channel, ts) of the consent alerts posted about this subject, so erasure can redact them;
     read before :func:`purge_subject` anonymises the alerts."""
-    query = select(ConsentAlert.channel_id, ConsentAlert.message_ts).where(
+    query = select(ConsentAlert.channel_id, ConsentAlert.message_ts, ConsentAlert.details).where(
         ConsentAlert.subject_hash == subject_hash, col(ConsentAlert.message_ts).is_not(None))
-    return [(str(channel), str(ts)) for channel, ts in (await session.exec(query)).all() if channel and ts]
+    out: list[tuple[str, str]] = []
+    for channel, ts, details in (await session.exec(query)).all():
+        if channel and ts:
+            out.append((str(channel), str(ts)))
+            # The decision's thread reply, which may quote the reason someone typed.
+            if channel and (details or {}).get("reply_ts"):
+                out.append((str(channel), str(details["reply_ts"])))
+    return out
+
+
+async def remember_reply(session: AsyncSession, alert_id: int, ts: str) -> None:
+    """Keep the ts of the decision's thread reply, so an erasure of the subject can redact it."""
+    alert = await session.get(ConsentAlert, alert_id)
+    if alert is not None:
+        alert.details = {**(alert.details or {}), "reply_ts": ts}
+        session.add(alert)
+        await session.flush()
 
 
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:

@@ -123,9 +123,9 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
     (complete,) = await ledger(box, "request.complete")
     assert complete.actor == CAROL.id  # the click that closed the last line
 
-    # Slack: the request replies that quoted a typed reason or note were redacted with the rest. (The alert's
-    # own thread reply quoting its dismiss reason is not: the bot does not keep that reply's ts.)
-    quoted = [TYPED[k] for k in ("reject", "extend", "identity")]
+    # Slack: the replies that quoted a typed reason or note (the alert's dismissal, the request decisions) were
+    # redacted with the rest.
+    quoted = [TYPED[k] for k in ("dismiss", "reject", "extend", "identity")]
     await box.slack.wait_until(lambda: not any(t in channel_dump(box) for t in quoted),
                                describe="typed reasons redacted in Slack")
     # Nothing of her anywhere in the store; the ledger says reasons were given, and still verifies.
