@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     export_delivery: Literal["link", "slack"] = "link"
     # Downloads one link allows (then 410); the page behind the link downloads only on a button press.
     export_max_downloads: int = Field(default=3, ge=1, le=100)
+    # How long the keyed hash of an erased person is kept (Art. 17(3)(b)/(e), suppression); older ones are
+    # deleted by the daily requests sweep. 3 years: Mautic's own --gdpr inactivity threshold.
+    erased_hash_retention: timedelta = timedelta(days=1095)
     # Custom Mautic field aliases `/privacy rectify` may change, besides the stock contact fields.
     rectify_fields: CommaList = Field(default_factory=list)
     # Named in the access package's summary.html (Art. 15); the rest of its policy text comes from the
@@ -246,7 +249,8 @@ class Settings(BaseSettings):
                              "`openssl rand -hex 32` (64 hex characters) or `openssl rand -base64 32`")
         return value
 
-    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", "app_home_debounce", mode="before")
+    @field_validator("approval_ttl", "export_link_ttl", "consent_burst_window", "app_home_debounce",
+                     "erased_hash_retention", mode="before")
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)

@@ -100,6 +100,7 @@ class PurgeRequest(SQLModel, table=True):
     chunks_done: int = 0
     failed_chunks: int = 0  # consecutive chunks Mautic refused entirely
     stop_reason: str | None = Field(default=None, max_length=500)
+    skipped: int = 0  # contacts spared because a data-subject request about them is open
     job_id: int | None = None
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
@@ -112,6 +113,9 @@ class PurgeChunk(SQLModel, table=True):
     purge_id: int = Field(index=True)
     seq: int
     ids: list[int] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # Per contact id (as text): its keyed hash and whether it had Do-Not-Contact, taken when the chunk was
+    # planned, so the bot's own records of every deleted contact can be forgotten even on a resumed chunk.
+    subjects: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     state: str = Field(default="planned", max_length=16)  # planned (sent or about to be) | done
     deleted: int = 0
     gone: int = 0
@@ -244,8 +248,9 @@ async def open_chunk(session: AsyncSession, purge_id: int) -> PurgeChunk | None:
     return (await session.exec(query.order_by(col(PurgeChunk.seq)).limit(1))).first()
 
 
-async def plan_chunk(session: AsyncSession, purge_id: int, seq: int, ids: list[int], *, now: datetime) -> PurgeChunk:
-    chunk = PurgeChunk(purge_id=purge_id, seq=seq, ids=ids, created_at=now)
+async def plan_chunk(session: AsyncSession, purge_id: int, seq: int, ids: list[int], *, now: datetime,
+                     subjects: dict[str, Any] | None = None) -> PurgeChunk:
+    chunk = PurgeChunk(purge_id=purge_id, seq=seq, ids=ids, created_at=now, subjects=subjects)
     session.add(chunk)
     await session.flush()
     return chunk
@@ -257,7 +262,9 @@ async def finish_chunk(
     result = await session.exec(  # type: ignore[call-overload]
         update(PurgeChunk)
         .where(col(PurgeChunk.id) == chunk_id, col(PurgeChunk.state) == "planned")
-        .values(state="done", deleted=deleted, gone=gone, refused=refused, finished_at=now)
+        # The contact ids and hashes were needed only until the chunk is done (the hashes now live in
+        # erased_subjects); a finished chunk keeps its counts.
+        .values(state="done", deleted=deleted, gone=gone, refused=refused, finished_at=now, ids=[], subjects=None)
     )
     return bool(result.rowcount)
 
@@ -312,10 +319,14 @@ async def request_figures(
                 open_state, col(PrivacyRequest.due_date) >= today,
                 col(PrivacyRequest.due_date) <= today + timedelta(days=due_soon_days))
         )).one()
+        awaiting_cleanup = (await session.exec(
+            select(func.count()).select_from(PrivacyRequest).where(col(PrivacyRequest.state) == "cleanup")
+        )).one()
     except AttributeError:
         return None
     days = sorted((done - received).total_seconds() / 86400 for received, done in closed_rows if done and received)
     return {"opened": int(opened), "closed": len(closed_rows), "overdue": int(overdue), "due_soon": int(due_soon),
+            "awaiting_cleanup": int(awaiting_cleanup),
             "days_to_close": days}
 
 

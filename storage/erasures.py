@@ -1,15 +1,28 @@
-"""Erased subjects: the keyed hash of everyone erased, kept so a later webhook carrying the same
-address can be flagged as "erased subject re-entered". No address is ever stored here."""
+"""Erased subjects: the keyed hash of everyone erased (by a request or a bulk purge), kept so a later
+webhook carrying the same address can be flagged as "erased subject re-entered". No address is ever stored
+here: the row is the hash, the id of the request or purge that erased the person, its kind, dates and who
+decided.
+
+Why the hash may be kept (README, "What the bot keeps after an erasure"): GDPR Art. 17(3)(b) and (e) (showing
+that the erasure was done, and defending it) and, for people who had Do-Not-Contact, suppression: without it a
+re-import would make them contactable again. It is kept for ``ERASED_HASH_RETENTION`` and then deleted.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import Column
-from sqlmodel import Field, SQLModel, select
+from sqlalchemy import Column, delete
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.types import UTCDateTime
+
+
+class ErasureKind(StrEnum):
+    REQUEST = "request"  # an erasure request (request_id is the request's id)
+    PURGE = "purge"  # a bulk retention purge (request_id is the purge's id)
 
 
 class ErasedSubject(SQLModel, table=True):
@@ -17,8 +30,12 @@ class ErasedSubject(SQLModel, table=True):
 
     subject_hash: str = Field(primary_key=True, max_length=64)
     request_id: int
+    kind: str = Field(default=ErasureKind.REQUEST, max_length=16)
+    # The person had Do-Not-Contact when erased: a re-entry must not make them contactable again.
+    suppressed: bool = False
+    decided_by: str | None = Field(default=None, max_length=32)
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    erased_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    erased_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
 
 
 async def is_erased(session: AsyncSession, subject_hash: str) -> bool:
@@ -28,12 +45,33 @@ async def is_erased(session: AsyncSession, subject_hash: str) -> bool:
     return row is not None
 
 
+async def suppressed_among(session: AsyncSession, subjects: set[str]) -> set[str]:
+    """Which of these erased subjects had Do-Not-Contact when they were erased."""
+    if not subjects:
+        return set()
+    query = select(ErasedSubject.subject_hash).where(col(ErasedSubject.subject_hash).in_(sorted(subjects)),
+                                                      col(ErasedSubject.suppressed).is_(True))
+    return set((await session.exec(query)).all())
+
+
 async def record_erasure(
-    session: AsyncSession, *, subject_hash: str, request_id: int, received_at: datetime, erased_at: datetime
+    session: AsyncSession, *, subject_hash: str, request_id: int, received_at: datetime, erased_at: datetime,
+    kind: ErasureKind = ErasureKind.REQUEST, suppressed: bool = False, decided_by: str | None = None,
 ) -> None:
-    """Remember an erased subject (idempotent: a second erasure of the same person keeps the first row)."""
+    """Remember an erased subject (idempotent: a second erasure of the same person keeps the first row, and
+    only ever adds the suppression flag)."""
     existing = await session.get(ErasedSubject, subject_hash)
     if existing is None:
-        session.add(ErasedSubject(subject_hash=subject_hash, request_id=request_id,
-                                  received_at=received_at, erased_at=erased_at))
-        await session.flush()
+        session.add(ErasedSubject(subject_hash=subject_hash, request_id=request_id, kind=kind.value,
+                                  suppressed=suppressed, decided_by=decided_by, received_at=received_at,
+                                  erased_at=erased_at))
+    elif suppressed and not existing.suppressed:
+        existing.suppressed = True
+        session.add(existing)
+    await session.flush()
+
+
+async def forget_erased_before(session: AsyncSession, cutoff: datetime) -> int:
+    """ERASED_HASH_RETENTION: delete the hashes of people erased before ``cutoff``; returns how many."""
+    result = await session.exec(delete(ErasedSubject).where(col(ErasedSubject.erased_at) < cutoff))  # type: ignore[call-overload]
+    return int(result.rowcount or 0)

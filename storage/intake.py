@@ -580,12 +580,32 @@ async def erased_among(session: AsyncSession, subjects: set[str]) -> set[str]:
 async def subject_messages(session: AsyncSession, subject_hash: str) -> list[tuple[str, str]]:
     """(channel, ts) of the consent alerts posted about this subject, so erasure can redact them;
     read before :func:`purge_subject` anonymises the alerts."""
-    query = select(ConsentAlert.channel_id, ConsentAlert.message_ts).where(
+    query = select(ConsentAlert.channel_id, ConsentAlert.message_ts, ConsentAlert.details).where(
         ConsentAlert.subject_hash == subject_hash, col(ConsentAlert.message_ts).is_not(None))
-    return [(str(channel), str(ts)) for channel, ts in (await session.exec(query)).all() if channel and ts]
+    out: list[tuple[str, str]] = []
+    for channel, ts, details in (await session.exec(query)).all():
+        if channel and ts:
+            out.append((str(channel), str(ts)))
+            # The decision's thread reply, which may quote the reason someone typed.
+            if channel and (details or {}).get("reply_ts"):
+                out.append((str(channel), str(details["reply_ts"])))
+    return out
+
+
+async def remember_reply(session: AsyncSession, alert_id: int, ts: str) -> None:
+    """Keep the ts of the decision's thread reply, so an erasure of the subject can redact it."""
+    alert = await session.get(ConsentAlert, alert_id)
+    if alert is not None:
+        alert.details = {**(alert.details or {}), "reply_ts": ts}
+        session.add(alert)
+        await session.flush()
 
 
 async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, int]:
+    return await purge_subjects(session, [subject_hash])
+
+
+async def purge_subjects(session: AsyncSession, subject_hashes: Sequence[str]) -> dict[str, int]:
     """Erasure: delete or anonymise every row about this subject, in the caller's transaction.
 
     Only rows already split are found: the caller splits pending deliveries first, in the same
@@ -593,29 +613,42 @@ async def purge_subject(session: AsyncSession, subject_hash: str) -> dict[str, i
     and withdrawals are deleted; inbox rows (raw payloads included) are deleted; alerts lose their
     personal fields but keep their decision trail (the ledger refers to them).
     """
-    like = f"%{subject_hash}%"
+    hashes = sorted(set(subject_hashes))
     counts: dict[str, int] = {}
     result = await session.exec(  # type: ignore[call-overload]
         delete(InboxEvent).where(
-            or_(col(InboxEvent.subject_hash) == subject_hash, col(InboxEvent.subject_hashes).like(like))
+            or_(col(InboxEvent.subject_hash).in_(hashes),
+                *(col(InboxEvent.subject_hashes).like(f"%{h}%") for h in hashes))
         )
     )
     counts["inbox_events"] = int(result.rowcount or 0)
     result = await session.exec(  # type: ignore[call-overload]
-        delete(ConsentRecord).where(col(ConsentRecord.subject_hash) == subject_hash)
+        delete(ConsentRecord).where(col(ConsentRecord.subject_hash).in_(hashes))
     )
     counts["consent_records"] = int(result.rowcount or 0)
     result = await session.exec(  # type: ignore[call-overload]
-        delete(Withdrawal).where(col(Withdrawal.subject_hash) == subject_hash)
+        delete(Withdrawal).where(col(Withdrawal.subject_hash).in_(hashes))
     )
     counts["withdrawals"] = int(result.rowcount or 0)
     result = await session.exec(  # type: ignore[call-overload]
         update(ConsentAlert)
-        .where(col(ConsentAlert.subject_hash) == subject_hash)
-        .values(subject_hash=None, email_display="(erased)", contact_id=None, details={})
+        .where(col(ConsentAlert.subject_hash).in_(hashes))
+        # The typed dismiss reason and the outcome (which names contacts) go too; the decision trail stays.
+        .values(subject_hash=None, email_display="(erased)", contact_id=None, details={}, reason=None, outcome=None)
     )
     counts["alerts_anonymised"] = int(result.rowcount or 0)
     return counts
+
+
+async def purge_dead_letters(session: AsyncSession, email: str) -> int:
+    """Dead letters (signed bodies that are not events) carry no subject hash; delete those that mention the
+    address. They are rare and small (WEBHOOK_MAX_BYTES), so they are read and searched here."""
+    needle = email.strip().lower().encode()
+    query = select(InboxEvent.id, InboxEvent.raw_body).where(col(InboxEvent.raw_body).is_not(None))
+    ids = [row_id for row_id, body in (await session.exec(query)).all() if needle in bytes(body or b"").lower()]
+    if ids:
+        await session.exec(delete(InboxEvent).where(col(InboxEvent.id).in_(ids)))  # type: ignore[call-overload]
+    return len(ids)
 
 
 def _record_dict(record: ConsentRecord) -> dict[str, Any]:

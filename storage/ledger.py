@@ -29,6 +29,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.types import JSONType, UTCDateTime, utcnow
 
 GENESIS = "0" * 64
+# Keys whose values would be text a person typed (a reason, a note). The ledger can never be edited, so such
+# text would outlive an erasure of the person it mentions: writers record ``reason_fields()`` instead, and
+# :func:`record` refuses these keys outright so a new writer cannot slip one in.
+FREE_TEXT_KEYS = frozenset({"reason", "note", "method_note", "comment", "comments", "text"})
 # Any constant works; it only has to be the same for every writer of this database.
 _LEDGER_LOCK_ID = 0x5052_4956  # "PRIV"
 
@@ -97,6 +101,19 @@ def entry_hash(
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
+def reason_digest(key: str, text: str) -> str:
+    """Keyed hash of a typed reason: proves later which text was given (whoever holds the text and the key can
+    check it) without the ledger holding the text itself."""
+    return hmac.new(key.encode(), b"reason:" + " ".join(text.split()).encode(), hashlib.sha256).hexdigest()
+
+
+def reason_fields(key: str, text: str | None, *, name: str = "reason") -> dict[str, Any]:
+    """What the ledger records about a typed text: that one was given and its keyed hash, never the text."""
+    if not text:
+        return {f"{name}_given": False}
+    return {f"{name}_given": True, f"{name}_hash": reason_digest(key, text)}
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -107,6 +124,9 @@ async def record(
     at: datetime | None = None,
 ) -> AuditEntry:
     """Append one entry inside the caller's transaction (the change and its record commit together)."""
+    typed = FREE_TEXT_KEYS.intersection(details or {})
+    if typed:
+        raise ValueError(f"free text never enters the audit ledger (use reason_fields): {sorted(typed)}")
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         # Serialise appenders so two transactions never chain onto the same predecessor.

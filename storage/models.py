@@ -4,6 +4,7 @@ Each feature keeps its tables in its own module; add the import here.
 """
 
 from storage.digests import DigestRun, DigestSlot, PurgeChunk, PurgeRequest  # noqa: F401
+from storage.erasure_cleanup import CleanupLine  # noqa: F401
 from storage.forms import FormFieldSeen, FormRevision  # noqa: F401
 from storage.home import HomeViewer  # noqa: F401
 from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal  # noqa: F401

@@ -8,6 +8,7 @@ action is allowed from which state) live in ``bot.requests.model``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.erasures import ErasedSubject
 from storage.types import JSONType, UTCDateTime
 
-OPEN_STATES = ("filed", "verified", "approved", "running", "failed")
+OPEN_STATES = ("filed", "verified", "approved", "running", "cleanup", "failed")
 # Done or rejected, a request stays open until the answer went out to the requester (responded_at).
 ANSWERED_STATES = ("done", "rejected")
 OBJECTION_KIND = "objection"  # bot.requests.model.RequestKind.OBJECTION (GDPR Art. 21(2)-(3))
@@ -191,6 +192,19 @@ async def objections_among(session: AsyncSession, subjects: set[str]) -> dict[st
                     col(PrivacyRequest.subject_hash).in_(sorted(subjects)))
              .group_by(col(PrivacyRequest.subject_hash)))
     return {str(subject): at for subject, at in (await session.exec(query)).all() if at is not None}
+async def requests_for_subjects(session: AsyncSession, subject_hashes: Sequence[str]) -> list[PrivacyRequest]:
+    query = (select(PrivacyRequest).where(col(PrivacyRequest.subject_hash).in_(sorted(set(subject_hashes))))
+             .order_by(col(PrivacyRequest.id)))
+    return list((await session.exec(query)).all())
+
+
+async def subjects_with_open_requests(session: AsyncSession, subject_hashes: Sequence[str]) -> set[str]:
+    """Which of these subjects have a request still open (a bulk purge must not erase them behind its back)."""
+    if not subject_hashes:
+        return set()
+    query = select(PrivacyRequest.subject_hash).where(
+        col(PrivacyRequest.subject_hash).in_(sorted(set(subject_hashes))), is_open())
+    return set((await session.exec(query)).all())
 
 
 async def mark_reminded(session: AsyncSession, request_id: int, today: date) -> bool:
@@ -253,18 +267,6 @@ async def forget_link_file(session: AsyncSession, link_id: int, *, revoke_at: da
     if revoke_at is not None:
         values["revoked_at"] = revoke_at
     await session.exec(update(ExportLink).where(col(ExportLink.id) == link_id).values(**values))  # type: ignore[call-overload]
-
-
-async def purge_subject_requests(session: AsyncSession, subject_hash: str) -> list[int]:
-    """Drop what the requests about one subject hold beyond the keyed hash, ids, dates and decisions."""
-    rows = await requests_for_subject(session, subject_hash)
-    ids = [r.id for r in rows if r.id is not None]
-    if ids:
-        await session.exec(  # type: ignore[call-overload]
-            update(PrivacyRequest).where(col(PrivacyRequest.id).in_(ids))
-            .values(subject_email=None, subject_masked="(erased subject)", note=None, changes={})
-        )
-    return ids
 
 
 async def unposted_links(session: AsyncSession, request_id: int) -> list[ExportLink]:

@@ -22,6 +22,7 @@ from bot.intake import blocks as intake_blocks
 from bot.requests import blocks as request_blocks
 from bot.slack import blocks as kit
 from bot.slack import help as help_texts
+from storage.erasure_cleanup import CleanupLine
 
 HOSTILE = "<!channel> <https://evil.example|Download> & <@U0EVIL> x@evil.example|<!here>"
 # What may never appear in a parsed text: the hostile markup, intact, or an ampersand that is not an escape.
@@ -68,6 +69,10 @@ def _fabricate(hint: Any, name: str = "") -> Any:
 
 # Arguments whose shape a type hint does not say (dicts read by key); each still carries hostile text.
 _SHAPED: dict[str, Any] = {
+    "lines": [CleanupLine(id=1, request_id=1, seq=1, place="recipient", recipient=HOSTILE),
+              CleanupLine(id=2, request_id=1, seq=2, place="email_stats", state="done", decided_by=HOSTILE,
+                          decided_at=NOW)],
+    "counted": {"email_stats": 3, HOSTILE: None},
     "notes": [{"id": HOSTILE, "type": HOSTILE, "date": HOSTILE, "contact_id": 1}],
     "mautic_url": "https://mautic.example",
     "counts": {"contacts": [{"id": 1, "found": True, "fields": 3, "dnc": 0, "segments": 1, "campaigns": 0,

@@ -22,7 +22,8 @@ async def test_demo_runs_every_scene_and_shows_outcomes(capsys: pytest.CaptureFi
         "*Consent gap*",  # a consent alert
         "was already decided by",  # a stale second click
         "Access package for request",  # a DSAR delivered
-        "Deleted in Mautic and confirmed gone",  # an erasure carried out
+        "contacts deleted in Mautic",  # an erasure carried out
+        "every clean-up line is ticked",  # ... and done only after its checklist
     ]
     for text in expectations:
         assert text in out, text

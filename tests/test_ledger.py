@@ -25,7 +25,7 @@ async def _ledger_with(db_url: str, n: int):  # type: ignore[no-untyped-def]
     for i in range(n):
         async with unit_of_work(sessions) as session:
             await record(session, actor="U0BOB", action="request.approved", subject=f"request:{i}",
-                         details={"n": i, "note": "ok"})
+                         details={"n": i, "label": "ok"})
     return engine, sessions
 
 

@@ -37,9 +37,11 @@ def three_head_scripts(into: Path) -> Path:
     return into
 
 
-# 0006: Socket Mode's taken deliveries and the App Home viewers.
+# 0006: Socket Mode's taken deliveries and the App Home viewers; then export uploads, form revisions and
+# fields seen, erasure clean-up checklists.
 TABLES_ADDED_AFTER_THE_MERGE = {
-    "slack_deliveries", "app_home_viewers", "slack_export_files", "form_revisions", "form_fields_seen"}
+    "slack_deliveries", "app_home_viewers", "slack_export_files", "form_revisions", "form_fields_seen",
+    "erasure_cleanup"}
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

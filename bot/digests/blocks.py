@@ -178,6 +178,7 @@ def compliance_digest(digest: ComplianceDigest, *, run_id: int) -> Message:
         ("Requests opened / closed", f"{_n(r.opened)} / {_n(r.closed)}"),
         (f"Due within {DUE_SOON_DAYS} days / overdue", f"{_n(r.due_soon)} / {_n(r.overdue)}"),
         ("Median time to close", median),
+        ("Erasures awaiting clean-up", _n(r.awaiting_cleanup)),
         ("Bulk purges filed / finished", f"{_n(digest.purges.filed)} / {_n(digest.purges.completed)} "
                                          f"({_n(digest.purges.contacts_deleted)} contacts)"),
     ]))
@@ -310,7 +311,7 @@ def purge_request(
 
 def purge_progress(
     *, purge_id: int, state: str, approved: int, recheck: int | None, deleted: int, spared: int, refused: int,
-    chunks: int, reason: str | None = None, can_resume: bool = False,
+    chunks: int, reason: str | None = None, can_resume: bool = False, skipped: int = 0,
 ) -> Message:
     head = {
         "running": f"⏳ Purge #{purge_id} running",
@@ -321,6 +322,7 @@ def purge_progress(
         ("Deleted", f"{_n(deleted)} of {_n(approved)} approved"),
         ("Spared (active again or gone)", _n(spared)),
         ("Refused by Mautic", _n(refused)),
+        ("Skipped: open data-subject request", _n(skipped)),
         ("Chunks", _n(chunks)),
     ]
     if recheck is not None:
@@ -334,8 +336,12 @@ def purge_progress(
             confirm=confirm_dialog("Resume the purge?", "It continues after the last finished chunk, re-checking "
                                    "every contact first.", "Resume", danger=True))))
     blocks.append(context("Each chunk of up to 200 is re-checked against the retention rule just before deletion "
-                          "and recorded in the audit ledger."))
-    text = f"{head}: deleted {_n(deleted)} of {_n(approved)}, spared {_n(spared)}, refused {_n(refused)}"
+                          "and recorded in the audit ledger. Each deleted contact is erased in the bot too: its "
+                          "records go, a keyed hash stays (flagged suppressed if it had Do-Not-Contact) for "
+                          "ERASED_HASH_RETENTION (Art. 17(3)(b)/(e)). Contacts with an open data-subject request are "
+                          "skipped and left to that request."))
+    text = (f"{head}: deleted {_n(deleted)} of {_n(approved)}, spared {_n(spared)}, refused {_n(refused)}, "
+            f"skipped {_n(skipped)} (open request)")
     return {"text": text, "blocks": blocks}
 
 

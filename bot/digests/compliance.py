@@ -40,6 +40,7 @@ class RequestFigures:
     closed: int = 0
     due_soon: int = 0
     overdue: int = 0
+    awaiting_cleanup: int = 0  # erasures deleted in Mautic whose clean-up checklist is not complete
     median_days_to_close: float | None = None
 
 
@@ -110,7 +111,8 @@ class ComplianceDigest:
             "sends_after_withdrawal": self.sends_after_withdrawal, "erased_reentries": self.erased_reentries,
             "consent_invalidated": self.consent_invalidated,
             "requests_opened": self.requests.opened, "requests_closed": self.requests.closed,
-            "requests_overdue": self.requests.overdue, "ledger_ok": self.ledger_ok,
+            "requests_overdue": self.requests.overdue,
+            "erasures_awaiting_cleanup": self.requests.awaiting_cleanup, "ledger_ok": self.ledger_ok,
             "form_findings": len(self.form_audit.findings) if self.form_audit else None,
             "own_retention": dict(self.own_retention),
             "missing": list(self.missing),

@@ -118,7 +118,7 @@ async def _invalidate(session: Any, revision: store.FormRevision, now: datetime,
         await ledger.record(session, actor=ACTOR, action="consent.records_invalidated",
                             subject=f"form:{revision.form_id}",
                             details={"revision": revision.revision, "definition_hash": revision.definition_hash,
-                                     "records": changed, "reason": store.PRECHECKED, "found_by": found_by})
+                                     "records": changed, "invalid_reason": store.PRECHECKED, "found_by": found_by})
         log.info("consent evidence: %d record(s) of form %s invalid (pre-ticked box)", changed, revision.form_id)
     return changed
 

@@ -17,20 +17,26 @@ restarted job reconciles an interrupted chunk instead of guessing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import approvals
 from bot.digests import blocks
 from bot.digests.retention import is_stale, stale_filter
 from bot.errors import Conflict, UserFacingError
+from bot.intake.split import split_all_pending
 from bot.mautic import BATCH_DELETE_CHUNK, Where
+from bot.privacy import subject_hash
 from storage import digests as store
+from storage import erasures, ledger
 from storage import jobs as queue
-from storage import ledger
+from storage import requests as requests_store
 from storage.db import unit_of_work
+from storage.forget import forget_subjects
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
@@ -260,12 +266,23 @@ class PurgeExecution:
             if not page:
                 break
             # The filter already matched; check each contact again so nothing that stopped matching is deleted.
-            ids = [c.id for c in page if is_stale(c.last_active, c.date_added, purge.cutoff)]
+            stale = [c for c in page if is_stale(c.last_active, c.date_added, purge.cutoff)]
+            # A bulk purge is a bulk erasure: each contact's keyed hash (and whether it had Do-Not-Contact) is
+            # taken now, to forget the bot's own records of it and remember it as erased after the delete.
+            subjects: dict[str, dict[str, Any]] = {str(c.id): {"hash": subject_hash(self.services.hash_key, c.email),
+                                    "dnc": c.dnc_reason("email") is not None} for c in stale if c.email}
             async with unit_of_work(self.services.sessions) as session:
+                busy = await requests_store.subjects_with_open_requests(
+                    session, [s["hash"] for s in subjects.values()])
+                # Someone with an open data-subject request is left to that request (reported as skipped).
+                skipped = [c.id for c in stale if str(c.id) in subjects and subjects[str(c.id)]["hash"] in busy]
+                ids = [c.id for c in stale if c.id not in skipped]
                 await store.update_purge(session, self.purge_id, last_id=page[-1].id,
-                                         spared=purge.spared + len(page) - len(ids))
-                chunk = await store.plan_chunk(session, self.purge_id, purge.chunks_done + 1, ids,
-                                               now=self.services.clock()) if ids else None
+                                         spared=purge.spared + len(page) - len(stale),
+                                         skipped=purge.skipped + len(skipped))
+                chunk = await store.plan_chunk(
+                    session, self.purge_id, purge.chunks_done + 1, ids, now=self.services.clock(),
+                    subjects={k: v for k, v in subjects.items() if int(k) in ids}) if ids else None
             if chunk is not None:
                 if not await self._delete_chunk(chunk, resumed=False):
                     return
@@ -307,11 +324,13 @@ class PurgeExecution:
         else:
             already = 0
         deleted: list[int] = []
+        refused_ids: set[int] = set()
         if ids:
             # Ids Mautic did not report (already gone, e.g. deleted by a first attempt that timed out)
             # are checked by the client and counted as gone, never as refused.
             result = await self.services.mautic.batch_delete(ids)
             deleted, gone, refused = result.deleted, len(result.gone), len(result.refused)
+            refused_ids = set(result.refused)
         else:
             refused = 0
         entirely_refused = bool(ids) and refused == len(ids)
@@ -320,6 +339,7 @@ class PurgeExecution:
             if not await store.finish_chunk(session, chunk.id, deleted=len(deleted) + already, gone=gone,
                                             refused=refused, now=now):
                 return True  # another attempt recorded it
+            forgotten = await self._forget(session, chunk, purge, refused_ids, now)
             failed_chunks = purge.failed_chunks + 1 if entirely_refused else 0
             await store.update_purge(
                 session, self.purge_id, deleted=purge.deleted + len(deleted) + already,
@@ -329,7 +349,8 @@ class PurgeExecution:
             await ledger.record(session, actor="system", action="purge.chunk", subject=_subject(self.purge_id),
                                 details={"chunk": chunk.seq, "deleted": len(deleted) + already, "refused": refused,
                                          "gone": gone, "first_id": min(chunk.ids, default=None),
-                                         "last_id": max(chunk.ids, default=None), "resumed": resumed})
+                                         "last_id": max(chunk.ids, default=None), "resumed": resumed,
+                                         "erased_in_bot": forgotten})
             stop = failed_chunks >= MAX_FAILED_CHUNKS
             if stop:
                 await self._stop(session, f"Mautic refused {MAX_FAILED_CHUNKS} chunks in a row")
@@ -340,19 +361,38 @@ class PurgeExecution:
             await self._progress(purge)
         return not stop
 
+    async def _forget(self, session: AsyncSession, chunk: store.PurgeChunk, purge: store.PurgeRequest,
+                      refused: set[int], now: datetime) -> int:
+        """The chunk's contacts no longer in Mautic are erased in the bot too (the same transaction that records
+        the chunk): their own records forgotten, their keyed hash kept (flagged suppressed if they had DNC)."""
+        gone = [s for cid, s in (chunk.subjects or {}).items() if int(cid) not in refused]
+        if not gone:
+            return 0
+        # Events still inside unsplit deliveries would escape the purge: split them first, here.
+        await split_all_pending(session, hash_key=self.services.hash_key)
+        forgotten = await forget_subjects(session, [s["hash"] for s in gone], now=now)
+        for subject in gone:
+            await erasures.record_erasure(
+                session, subject_hash=subject["hash"], request_id=self.purge_id, received_at=purge.filed_at,
+                erased_at=now, kind=erasures.ErasureKind.PURGE, suppressed=bool(subject.get("dnc")),
+                decided_by=purge.decided_by)
+        for name in forgotten.files:
+            await asyncio.to_thread(Path(name).unlink, missing_ok=True)
+        return len(gone)
+
     async def _stop(self, session: AsyncSession, reason: str) -> None:
         await _move(session, self.purge_id, (store.PurgeState.RUNNING, store.PurgeState.APPROVED),
-                    store.PurgeState.STOPPED, actor="system", action="purge.stopped", details={"reason": reason[:200]},
+                    store.PurgeState.STOPPED, actor="system", action="purge.stopped", details={"why": reason[:200]},
                     stop_reason=reason[:500], finished_at=self.services.clock())
 
     async def _finish(self) -> None:
         purge = await self._load()
         async with unit_of_work(self.services.sessions) as session:
-            spared = max(0, purge.approved_count - purge.deleted - purge.refused)
+            spared = max(0, purge.approved_count - purge.deleted - purge.refused - purge.skipped)
             await _move(session, self.purge_id, (store.PurgeState.RUNNING,), store.PurgeState.DONE,
                         actor="system", action="purge.finished",
                         details={"deleted": purge.deleted, "spared": spared, "refused": purge.refused,
-                                 "approved": purge.approved_count},
+                                 "skipped_open_request": purge.skipped, "approved": purge.approved_count},
                         spared=spared, finished_at=self.services.clock())
         await self._show(await self._load())
 
@@ -384,7 +424,7 @@ class PurgeExecution:
         message = blocks.purge_progress(
             purge_id=self.purge_id, state=purge.state, approved=purge.approved_count, recheck=purge.recheck_count,
             deleted=purge.deleted, spared=purge.spared, refused=purge.refused, chunks=purge.chunks_done,
-            reason=purge.stop_reason,
+            reason=purge.stop_reason, skipped=purge.skipped,
             can_resume=purge.state == store.PurgeState.STOPPED and purge.recheck_count is not None,
         )
         messenger = self.services.messenger

@@ -149,7 +149,8 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
         requests=RequestFigures(
             opened=as_int(r.get("opened"), 0), closed=as_int(r.get("closed"), 0),
             due_soon=as_int(r.get("due_soon"), 0),
-            overdue=as_int(r.get("overdue"), 0), median_days_to_close=median(r.get("days_to_close") or []),
+            overdue=as_int(r.get("overdue"), 0), awaiting_cleanup=as_int(r.get("awaiting_cleanup"), 0),
+            median_days_to_close=median(r.get("days_to_close") or []),
         ),
         purges=PurgeFigures(**purges),
         ledger_ok=verdict.ok, ledger_text=verdict.describe(), weeks=weeks,

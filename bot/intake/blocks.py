@@ -90,9 +90,13 @@ def _summary_line(view: AlertView) -> str:
     if view.kind == "sent_after_withdrawal":
         return f"{icon} *{name}*: email *{title}* went to {_contact(view)}"
     if view.kind == "erased_subject_reentered":
-        return f"{icon} *{name}*: someone erased earlier is back in Mautic ({d.get('via', 'a webhook')})"
+        back = f"{icon} *{name}*: someone erased earlier is back in Mautic ({d.get('via', 'a webhook')})"
+        if d.get("suppressed"):
+            back += (". They had Do-Not-Contact when they were erased: keep them suppressed (mark Do-Not-Contact) "
+                     "unless they gave consent anew")
+        return back
     if view.kind == "submitted_after_objection":
-        return (f"{icon} *{name}*: form *{view.title}* came from someone who objected to direct marketing "
+        return (f"{icon} *{name}*: form *{title}* came from someone who objected to direct marketing "
                 "(GDPR Art. 21(3)) and gave no new consent; keep them out of marketing")
     if view.kind == "unsubscribe":
         return f"{icon} *{name}*: {_contact(view)} is now `{d.get('new_status')}` on `{d.get('channel')}`"

@@ -63,7 +63,8 @@ async def decide(services: Services, alert_id: int | None, decision: Decision, u
         won = await approvals.decide(
             session, ConsentAlert, alert_id, from_states=[AlertState.OPEN], values=values, actor=user_id,
             action="consent.decided", subject=f"alert:{alert_id}",
-            details={"decision": decision, "alerts": 1 + folded, "reason_given": bool(reason)},
+            details={"decision": decision, "alerts": 1 + folded,
+                     **ledger.reason_fields(services.hash_key, reason)},
         )
         if won:
             await store.decide_folded(session, alert_id, values)
@@ -170,8 +171,11 @@ async def _run_in_mautic(services: Services, run: JobRun, lead: ConsentAlert, me
 async def _tell_thread_and_update(services: Services, run: JobRun, lead: ConsentAlert, members: int,
                                   progress: dict[str, Any]) -> None:
     if not progress.get("thread") and lead.channel_id and lead.message_ts:
-        await services.messenger.post(lead.channel_id, thread_ts=lead.message_ts,
-                                      text=decision_thread_text(alert_view(lead, services), members))
+        posted = await services.messenger.post(lead.channel_id, thread_ts=lead.message_ts,
+                                               text=decision_thread_text(alert_view(lead, services), members))
+        if posted is not None and lead.id is not None:
+            async with unit_of_work(services.sessions) as session:
+                await store.remember_reply(session, lead.id, posted.ts)
         progress["thread"] = True
         await run.checkpoint(progress)  # a retried attempt must not post the note twice
     if lead.message_ts:

@@ -22,10 +22,10 @@ from bot.intake.inbox import InboxRow
 from bot.intake.rules import breaches_objection, evaluate
 from bot.intake.split import SPLIT_CHUNK, split_deliveries
 from bot.intake.writer import process_max_attempts
+from storage import erasures, ledger
 from storage import forms as form_store
 from storage import intake as store
 from storage import jobs as job_queue
-from storage import ledger
 from storage import requests as requests_store
 from storage.db import unit_of_work
 from storage.intake import AlertKind, AlertState, InboxEvent, InboxState, Withdrawal
@@ -186,7 +186,7 @@ async def _apply(session: AsyncSession, services: Services, row: InboxRow,
         # Also fires for the losing side of a merge: recorded, never treated as an erasure.
         await ledger.record(session, actor=WEBHOOK_ACTOR, action="mautic.contact_deleted",
                             subject=row.contact_ref(),
-                            details={"inbox": row.id, "note": "deleted or merged in Mautic; not an erasure"})
+                            details={"inbox": row.id, "meaning": "deleted or merged in Mautic; not an erasure"})
     elif row.type == events.CONTACT_IDENTIFIED:
         await _check_erased(session, services, row, event, chunk.erased, via="contact identified in Mautic")
     elif row.type not in events.KNOWN_TYPES:
@@ -272,10 +272,13 @@ async def _check_erased(session: AsyncSession, services: Services, row: InboxRow
                         erased: set[str], *, via: str) -> None:
     if not row.subject or row.subject not in erased:
         return
+    # Erased while they had Do-Not-Contact (a bulk purge, or an erasure): they must stay suppressed.
+    suppressed = bool(await erasures.suppressed_among(session, {row.subject}))
     await raise_alert(
         session, services, row, kind=AlertKind.ERASED_REENTERED, burst_key=f"erased:{row.subject[:16]}",
         dedupe_key=f"erased:{row.id}", contact_id=row.contact_id, email=event.email, title=via,
-        details={"via": via}, ledger_action="consent.erased_subject_reentered", ledger_details={"via_type": row.type},
+        details={"via": via, "suppressed": suppressed}, ledger_action="consent.erased_subject_reentered",
+        ledger_details={"via_type": row.type, "suppressed": suppressed},
     )
 
 

@@ -14,7 +14,7 @@ from bot.privacy import mask_email
 from bot.requests import law
 from bot.requests.deadlines import Deadline, Urgency, countdown, deadline_label, extension_label
 from bot.requests.ids import IdentityInput, NoticeInput, ReasonInput, RequestButton, RequestModal
-from bot.requests.model import IdentityMethod, RequestKind, RequestState
+from bot.requests.model import CleanupPlace, IdentityMethod, RequestKind, RequestState
 from bot.requests.view import RequestInfo
 from bot.slack.blocks import (
     SECTION_TEXT_LIMIT,
@@ -45,6 +45,7 @@ _STATE_ICON = {
     RequestState.VERIFIED: "🪪",
     RequestState.APPROVED: "✅",
     RequestState.RUNNING: "⚙️",
+    RequestState.CLEANUP: "🧽",
     RequestState.DONE: "✔️",
     RequestState.FAILED: "❗",
     RequestState.REJECTED: "⛔",
@@ -94,6 +95,8 @@ def told_text(info: RequestInfo, today: date) -> str | None:
 
 def contacts_text(info: RequestInfo) -> str:
     found = info.contacts_found
+    if info.erased:
+        return "not kept after the erasure"
     if found is None:
         return "looking up exact email matches in Mautic…"
     if not found:
@@ -380,51 +383,75 @@ def release_failed_reply(info: RequestInfo, message: str) -> dict[str, Any]:
                  f"{escape(truncate(message, 500))}")
 
 
-def erasure_done_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dict[str, Any],
-                       redacted: int) -> dict[str, Any]:
+# Why the keyed hash outlives an erasure (README, "What the bot keeps after an erasure").
+KEPT_AFTER_ERASURE = (
+    "The bot keeps only a keyed hash of the address, the request id, its kind, dates and who decided: to show "
+    "the erasure was carried out and to defend it (GDPR Art. 17(3)(b) and (e)) and, for a person who had "
+    "Do-Not-Contact, to keep them suppressed if they are imported again. It is deleted after "
+    "ERASED_HASH_RETENTION (3 years unless configured)."
+)
+
+
+def erasure_deleted_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dict[str, Any],
+                          redacted: int) -> dict[str, Any]:
+    """The Mautic deletes and the bot's own purge are done; the request now waits for its clean-up checklist."""
     gone = ", ".join(f"#{i}" for i in deleted) or "none (no contact matched)"
     purged_text = escape(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in purged.items()) or "nothing held")
     return reply(
-        f"🧹 Erasure #{info.id} done. Deleted in Mautic and confirmed gone: {gone}.\n"
-        f"The bot's own store was purged ({purged_text}); it keeps only a keyed hash of the address, the "
-        f"request id and the dates. {redacted} earlier bot message(s) in Slack were redacted.",
+        f"🧹 Erasure #{info.id}: contacts deleted in Mautic ({gone}; the API no longer finds them). The bot's own "
+        f"store was purged ({purged_text}) and {redacted} earlier bot message(s) in Slack were redacted.\n"
+        "*Not done yet:* Mautic keeps data its API cannot remove, and recipients must be told (Art. 19). "
+        "Tick each line of the checklist below once it is dealt with; the erasure is done when every line is.",
+        more=[KEPT_AFTER_ERASURE],
     )
 
 
-def leftovers_reply(leftovers: dict[str, dict[str, int | None]]) -> dict[str, Any]:
-    """What Mautic keeps after a contact delete (Mautic 5.x's foreign keys on the contact), and how to purge it.
-
-    A table Mautic's stats API does not expose (None) is said to be uncounted, never counted as empty."""
-    counted = []
-    unexposed = sorted({table for counts in leftovers.values() for table, n in counts.items() if n is None})
-    for cid, counts in leftovers.items():
-        parts = [f"{n} {escape(table.replace('_', ' '))} row(s)" for table, n in counts.items() if n]
-        if parts:
-            counted.append(f"contact #{cid}: " + ", ".join(parts))
-    if counted:
-        found = "Counted before the delete: " + "; ".join(counted) + "."
-    elif unexposed:
-        found = "The stats API showed no rows in the tables it exposes for these contacts before the delete."
-    else:
-        found = "The stats API showed no email or form rows for these contacts before the delete."
-    if unexposed:
-        found += (" Not counted, because this Mautic does not expose them through its stats API: "
-                  + ", ".join(f"`{escape(table)}`" for table in unexposed) + "; check them by hand.")
-    return reply(_LEFTOVER_ADVICE + found)
+_LINE_ICON = {"open": "⬜", "done": "✅", "not_applicable": "➖"}
 
 
-_LEFTOVER_ADVICE = (
-    "⚠️ *What Mautic still holds after a contact delete* — the API cannot remove these; an admin must:\n"
-    "• *Email stats* (`email_stats`): rows keep `email_address` with `lead_id` emptied. Delete them in the "
-    "database (`DELETE FROM email_stats WHERE email_address = …`) or with a housekeeping plugin.\n"
-    "• *Form results* (`form_submissions`, `form_results_*`): submitted values stay. Delete the person's "
-    "rows under Forms → Results for each form.\n"
-    "• *Page hits and asset downloads*: kept with `lead_id` emptied (IP, URL, user agent); purge by IP or date.\n"
-    "• *Audit log* (`audit_log`): the delete entry records the name or address. It ages out with "
-    "`bin/console mautic:maintenance:cleanup --gdpr`, or delete the rows for these contact ids.\n"
-    "• *Webhook queue and logs* (`webhook_queue`, `webhook_logs.note`) and Mautic's log files may hold the "
-    "payload; clear failed-delivery logs and rotate logs.\n"
-)
+def cleanup_checklist(request_id: int, lines: Sequence[Any], counted: dict[str, int | None]) -> dict[str, Any]:
+    """The checklist message: one section per line, with Done / Not applicable while it is open.
+
+    ``lines``: ``storage.erasure_cleanup.CleanupLine`` rows (duck-typed); ``counted``: rows the stats API
+    counted before the delete, per Mautic table (None: not exposed on this instance)."""
+    open_count = sum(1 for line in lines if line.state == "open")
+    title = (f"Erasure #{request_id}: clean-up checklist ({len(lines) - open_count} of {len(lines)} done)")
+    blocks: list[Block] = [header(truncate(title, 150))]
+    for line in lines:
+        place = CleanupPlace(line.place)
+        name = place.label if place is not CleanupPlace.RECIPIENT else f"{place.label}: {escape(line.recipient or '')}"
+        text = f"{_LINE_ICON.get(line.state, '⬜')} *{name}*"
+        if line.state == "open":
+            text += f"\n{place.how}{_counted(place, counted)}"
+        else:
+            what = "done" if line.state == "done" else "not applicable"
+            text += f" — {what}, marked by {_who(line.decided_by)} on {_day(line.decided_at)}"
+        blocks.append(section(truncate(text, SECTION_TEXT_LIMIT)))
+        if line.state == "open":
+            value = ref_value(line.id)
+            blocks.append(actions(f"cleanup-{line.id}-open", button("Done", RequestButton.CLEANUP_DONE, value,
+                                                                       style="primary"),
+                                  button("Not applicable", RequestButton.CLEANUP_NOT_APPLICABLE, value)))
+    if open_count == 0:
+        blocks.append(context(f"✔️ Every line is ticked: erasure #{request_id} is done."))
+    text = f"{title}: " + ", ".join(
+        f"{CleanupPlace(line.place).label} ({line.state.replace('_', ' ')})" for line in lines)
+    return {"text": truncate(text, 3000), "blocks": cap_blocks(blocks)}
+
+
+def _counted(place: CleanupPlace, counted: dict[str, int | None]) -> str:
+    table = {"email_stats": "email_stats", "form_results": "form_submissions"}.get(place.value)
+    if table is None or table not in counted:
+        return ""
+    n = counted[table]
+    if n is None:
+        return " This Mautic does not expose the table through its stats API: check it by hand."
+    return f" Counted through the stats API before the delete: {n} row(s)."
+
+
+def erasure_done_reply(info: RequestInfo) -> dict[str, Any]:
+    return reply(f"✔️ Erasure #{info.id} done: every clean-up line is ticked. Record the answer to the requester "
+                 "with *Answer sent to requester*.", more=[KEPT_AFTER_ERASURE])
 
 
 def rectification_reply(info: RequestInfo, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

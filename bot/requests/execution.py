@@ -24,14 +24,16 @@ from bot.intake.split import split_all_pending
 from bot.jobs import JobRun, PermanentJobError, RetryableJobError
 from bot.mautic import ContactMerged, MauticNotFound, MauticRefused, Where
 from bot.privacy import normalise_email
-from bot.requests import blocks, notify, uploads
-from bot.requests.model import Action, RequestKind, RequestState, transition
+from bot.requests import blocks, cleanup, notify, uploads
+from bot.requests.model import Action, RequestKind, RequestState, checklist, transition
 from bot.requests.package import build_access_package
 from bot.requests.sealed import PARTIAL_SUFFIX, private_directory
 from bot.requests.view import info_from_row
+from storage import erasure_cleanup as cleanup_store
 from storage import erasures, intake, ledger, slack_files
 from storage import requests as store
 from storage.db import unit_of_work
+from storage.forget import forget_subject
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BOT = "bot"  # the ledger actor for the bot's own steps
-LEFTOVER_TABLES = ("email_stats", "form_submissions")
+LEFTOVER_TABLES = ("email_stats", "form_submissions")  # counted through the stats API before the delete
 FILE_DELETED = "export.file_deleted"
 
 
@@ -93,7 +95,7 @@ async def announce(services: Services, run: JobRun) -> None:
         async with unit_of_work(services.sessions) as session:
             await store.set_fields(session, request_id, {"contacts_found": ids})
             await ledger.record(session, actor=BOT, action="request.contacts_found", subject=f"request:{request_id}",
-                                details={"count": len(ids), "contact_ids": ids})
+                                details={"count": len(ids)})
         info = await notify.refresh_message(services, request_id)
         if info is not None:
             await notify.post_in_thread(services, info, blocks.contacts_reply(info), best_effort=True)
@@ -123,6 +125,9 @@ async def execute(services: Services, run: JobRun) -> None:
             return  # someone else moved it (rejected? lapsed?) in between
         row = await _row(services, request_id)
         await notify.refresh_message(services, request_id, best_effort=True)
+    elif state is RequestState.CLEANUP:
+        await cleanup.post_checklist(services, request_id)  # an attempt that stopped right after entering clean-up
+        return
     elif state is not RequestState.RUNNING:
         log.info("request %s is %s; nothing to execute", request_id, state.value)
         return
@@ -385,6 +390,10 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
             if cid in deleted:
                 continue
             leftovers[str(cid)] = await _leftovers(services, cid)
+            contact = await services.mautic.get_contact(cid)
+            if contact is not None and contact.dnc_reason("email") is not None:
+                # Keep them suppressed: a re-entry of someone who had Do-Not-Contact is flagged as such.
+                run.progress["suppressed"] = True
             try:
                 await services.mautic.delete_contact(cid)  # False = already gone, which is what we want
             except ContactMerged as merged:
@@ -397,8 +406,10 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
             deleted.append(cid)
             await _checkpoint(run, deleted=deleted, leftovers=leftovers)
             async with unit_of_work(services.sessions) as session:
+                # Counted, not named: the ledger outlives the erasure, and a contact id still points at the
+                # person in whatever Mautic keeps until the clean-up is done.
                 await ledger.record(session, actor=BOT, action="mautic.contact_deleted", subject=info.ref,
-                                    details={"contact_id": cid})
+                                    details={"deleted_so_far": len(deleted)})
         # Confirm each is gone, and that no contact with the address appeared meanwhile.
         still = [cid for cid in deleted if await services.mautic.get_contact(cid) is not None]
         assert row.subject_email is not None
@@ -419,24 +430,34 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
     if "redacted" not in run.progress:
         redacted = await _redact_slack(services, row, run.progress.get("messages", []))
         await _checkpoint(run, redacted=redacted)
+    # Rows the stats API counted per table, summed over the contacts: no contact ids survive the erasure.
+    counted: dict[str, int | None] = {}
+    for counts in leftovers.values():
+        for table, n in counts.items():
+            before = counted.get(table, 0)
+            counted[table] = None if n is None or before is None else before + n
+    result = {"contacts": len(deleted), "purged": purged, "redacted": run.progress.get("redacted", 0),
+              "leftovers": counted}
     async with unit_of_work(services.sessions) as session:
-        won = await _complete(services, row, {"deleted": deleted, "contacts": len(deleted), "purged": purged,
-                                              "redacted": run.progress.get("redacted", 0)}, session=session)
-    if not won:
-        return
-    done = await notify.refresh_message(services, row.id or 0, best_effort=True) or info
-    await notify.post_in_thread(services, done, blocks.erasure_done_reply(
-        done, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True)
-    await notify.post_in_thread(services, done, blocks.leftovers_reply(leftovers), best_effort=True)
+        await cleanup_store.add_lines(session, row.id or 0, checklist(services.policy.access.recipients or []))
+        won = await _move(services, row, Action.AWAIT_CLEANUP, {"result": result, "changes": {},
+                                                                "subject_email": None},
+                          session=session, details={"contacts": len(deleted)})
+    if won:
+        shown = await notify.refresh_message(services, row.id or 0, best_effort=True) or info
+        await notify.post_in_thread(services, shown, blocks.erasure_deleted_reply(
+            shown, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True)
+    await cleanup.post_checklist(services, row.id or 0)
+    # The job row kept contact ids and message references only to resume; nothing of them is needed now.
+    await run.checkpoint({"purged": purged, "redacted": run.progress.get("redacted", 0), "checklist": True})
 
 
 async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRun) -> dict[str, int]:
     """One transaction: the intake feature's records, this feature's own copies, package files; then
-    only the keyed hash, request ids, dates and decisions remain."""
+    only the keyed hash, request ids, kinds, dates and who decided remain."""
     now = services.clock()
-    purged: dict[str, int] = {}
-    files: list[str] = []
     messages: list[list[str]] = []
+    files: list[str] = []
     async with unit_of_work(services.sessions) as session:
         # Read before purge_subject anonymises the alerts.
         messages.extend([channel, ts] for channel, ts in await intake.subject_messages(session, row.subject_hash))
@@ -450,21 +471,19 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
             messages.extend([other.channel, ts] for ts in other.pii_messages or [])
         # Events still inside deliveries not split yet must go too: split them here, in this transaction.
         await split_all_pending(session, hash_key=services.hash_key)
-        purged.update(await intake.purge_subject(session, row.subject_hash))
-        ids = await store.purge_subject_requests(session, row.subject_hash)
-        purged["requests"] = len(ids)
-        for link in await store.links_for_requests(session, ids):
-            if link.path:
-                files.append(link.path)
-            await store.forget_link_file(session, link.id or 0, revoke_at=now)
-        purged["access_packages"] = len(files)
-        purged["slack_uploads"] = await slack_files.expire_for_requests(session, ids, now)
+        forgotten = await forget_subject(session, row.subject_hash, email=row.subject_email, now=now,
+                                         keep_job_id=run.id)
+        purged = forgotten.counts
+        # Packages prepared but never released have no link row; uploads to Slack are deleted below.
+        purged["access_packages"] = purged.get("access_packages", 0) + len(files)
+        purged["slack_uploads"] = await slack_files.expire_for_requests(session, forgotten.request_ids, now)
         await erasures.record_erasure(session, subject_hash=row.subject_hash, request_id=row.id or 0,
-                                      received_at=row.received_at, erased_at=now)
+                                      received_at=row.received_at, erased_at=now, decided_by=row.approved_by,
+                                      suppressed=bool(run.progress.get("suppressed")))
         await ledger.record(session, actor=BOT, action="request.local_purge", subject=f"request:{row.id}",
                             details={"subject": f"subject:{row.subject_hash[:16]}", **purged})
-    for name in files:
-        _unlink(Path(name))
+    for name in [*files, *forgotten.files]:
+        await asyncio.to_thread(_unlink, Path(name))
     await _checkpoint(run, messages=messages)
     return purged
 
@@ -615,7 +634,7 @@ async def _execute_objection(services: Services, run: JobRun, row: store.Privacy
             await _checkpoint(run, objected=marked)
             async with unit_of_work(services.sessions) as session:
                 await ledger.record(session, actor=BOT, action="mautic.contact_objection", subject=info.ref,
-                                    details={"contact_id": cid, "dnc": "email", "reason": 3})
+                                    details={"contact_id": cid, "dnc": "email", "dnc_reason": 3})
         if str(cid) not in plans:  # the segments to leave, fixed once: a retry removes the same ones again
             memberships = await services.mautic.get_segments(cid) if marketing else []
             plans[str(cid)] = sorted({sid for s in memberships if (sid := _to_id(s.get("id"))) is not None
@@ -671,8 +690,8 @@ async def lift(services: Services, run: JobRun) -> None:
 
 
 async def daily(services: Services, run: JobRun) -> None:
-    """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files
-    and delete expired packages uploaded to Slack."""
+    """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files,
+    delete expired packages uploaded to Slack and erased hashes past ERASED_HASH_RETENTION."""
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
         approved = await store.requests_in_state(session, RequestState.APPROVED.value)
@@ -683,6 +702,18 @@ async def daily(services: Services, run: JobRun) -> None:
     await expire_files(services, now)
     await uploads.delete_due_uploads(services)
     await sweep_leftover_exports(services)
+    await forget_old_erasures(services, now)
+
+
+async def forget_old_erasures(services: Services, now: datetime) -> int:
+    """ERASED_HASH_RETENTION: the keyed hashes of people erased longer ago than that are deleted."""
+    cutoff = now - services.settings.erased_hash_retention
+    async with unit_of_work(services.sessions) as session:
+        count = await erasures.forget_erased_before(session, cutoff)
+        if count:
+            await ledger.record(session, actor=BOT, action="erasure.hashes_expired", at=now,
+                                details={"count": count, "erased_before": cutoff.isoformat()})
+    return count
 
 
 async def remind(services: Services, now: datetime) -> int:

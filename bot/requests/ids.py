@@ -22,6 +22,9 @@ class RequestButton(StrEnum):
     RESPOND = "request_respond"
     LIFT = "request_lift"
     RELEASE = "request_release"
+    # On an erasure's clean-up checklist; their value is the checklist line's id, not the request's.
+    CLEANUP_DONE = "request_cleanup_done"
+    CLEANUP_NOT_APPLICABLE = "request_cleanup_na"
 
 
 class RequestModal(StrEnum):

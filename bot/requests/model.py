@@ -7,6 +7,7 @@ cannot both win.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 
@@ -84,6 +85,9 @@ class RequestState(StrEnum):
     VERIFIED = "verified"
     APPROVED = "approved"
     RUNNING = "running"
+    # An erasure after its Mautic deletes: done only once every place Mautic keeps data (and every recipient,
+    # Art. 19) has been dealt with by a person, line by line.
+    CLEANUP = "cleanup"
     DONE = "done"
     FAILED = "failed"
     REJECTED = "rejected"
@@ -100,6 +104,7 @@ class RequestState(StrEnum):
             RequestState.VERIFIED: "Identity verified, waiting for approval",
             RequestState.APPROVED: "Approved, queued for execution",
             RequestState.RUNNING: "Running",
+            RequestState.CLEANUP: "Deleted in Mautic, awaiting clean-up",
             RequestState.DONE: "Done",
             RequestState.FAILED: "Failed",
             RequestState.REJECTED: "Rejected",
@@ -117,6 +122,7 @@ class Action(StrEnum):
     EXTEND = "extend"
     START = "start"  # the job begins executing
     COMPLETE = "complete"
+    AWAIT_CLEANUP = "await_cleanup"  # an erasure's deletes are done; its clean-up checklist is posted
     FAIL = "fail"  # the job gave up after JOB_MAX_ATTEMPTS
     RETRY = "retry"  # an approver asks for another run of a failed request
     LAPSE = "lapse"  # an approval older than APPROVAL_TTL that never ran: back to verified
@@ -144,10 +150,13 @@ TRANSITIONS: dict[tuple[RequestState, Action], RequestState] = {
     (S.APPROVED, A.LAPSE): S.VERIFIED,
     (S.RUNNING, A.START): S.RUNNING,  # a resumed job after a restart
     (S.RUNNING, A.COMPLETE): S.DONE,
+    (S.RUNNING, A.AWAIT_CLEANUP): S.CLEANUP,
+    (S.CLEANUP, A.COMPLETE): S.DONE,  # the last clean-up line was ticked
     (S.RUNNING, A.FAIL): S.FAILED,
     (S.APPROVED, A.FAIL): S.FAILED,  # the job could not even start (e.g. Mautic down throughout)
     (S.FAILED, A.RETRY): S.APPROVED,
-    **{(state, A.ACKNOWLEDGE): state for state in (S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED)},
+    **{(state, A.ACKNOWLEDGE): state for state in (S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.CLEANUP,
+                                                        S.FAILED)},
     (S.DONE, A.RESPOND): S.DONE,
     (S.DONE, A.LIFT): S.DONE,  # a carried-out restriction; the lift itself runs as a job
     (S.DONE, A.RELEASE): S.DONE,  # a prepared access package; the delivery itself runs as a job
@@ -204,7 +213,7 @@ def _why_not(state: RequestState, action: Action) -> str:
         return f"This request is already {state.value}; nothing more can be decided on it."
     if action is A.APPROVE and state is S.FILED:
         return "Identity has not been verified yet. Verify the requester's identity first, then approve."
-    if action is A.APPROVE and state in (S.APPROVED, S.RUNNING):
+    if action is A.APPROVE and state in (S.APPROVED, S.RUNNING, S.CLEANUP):
         return "This request was already approved; it runs once."
     if action is A.VERIFY and state is not S.FILED:
         return "Identity was already verified for this request."
@@ -215,3 +224,57 @@ def _why_not(state: RequestState, action: Action) -> str:
     if action is A.EXTEND:
         return "Only a pending or approved request that has not started can be extended."
     return f"`{action.value}` is not possible while the request is {state.value}."
+
+
+class CleanupPlace(StrEnum):
+    """A line of an erasure's clean-up checklist (``bot.requests.cleanup``): where data is left after the Mautic
+    delete, or a recipient to tell (Art. 19; the line names who)."""
+
+    EMAIL_STATS = "email_stats"
+    FORM_RESULTS = "form_results"
+    PAGE_HITS = "page_hits"
+    AUDIT_LOG = "audit_log"
+    WEBHOOK_LOGS = "webhook_logs"
+    RECIPIENT = "recipient"
+
+    @property
+    def label(self) -> str:
+        return {
+            CleanupPlace.EMAIL_STATS: "Email stats",
+            CleanupPlace.FORM_RESULTS: "Form results",
+            CleanupPlace.PAGE_HITS: "Page hits and asset downloads",
+            CleanupPlace.AUDIT_LOG: "Audit log",
+            CleanupPlace.WEBHOOK_LOGS: "Webhook queue and logs",
+            CleanupPlace.RECIPIENT: "Recipient notified (Art. 19)",
+        }[self]
+
+    @property
+    def how(self) -> str:
+        return {
+            CleanupPlace.EMAIL_STATS: "`email_stats` keeps `email_address` with `lead_id` emptied: delete the rows "
+                                      "(`DELETE FROM email_stats WHERE email_address = …`) or use a housekeeping "
+                                      "plugin.",
+            CleanupPlace.FORM_RESULTS: "`form_submissions` and `form_results_*` keep the submitted values: delete "
+                                       "the person's rows under Forms → Results for each form.",
+            CleanupPlace.PAGE_HITS: "`page_hits` and `asset_downloads` keep IP, URL and user agent with `lead_id` "
+                                    "emptied: purge by IP or date.",
+            CleanupPlace.AUDIT_LOG: "`audit_log` names the contact in its delete entry: "
+                                    "`bin/console mautic:maintenance:cleanup --gdpr`, or delete the rows for these "
+                                    "contact ids.",
+            CleanupPlace.WEBHOOK_LOGS: "`webhook_queue`, `webhook_logs.note` and Mautic's log files may hold the "
+                                       "payload: clear failed-delivery logs and rotate logs.",
+            CleanupPlace.RECIPIENT: "Tell this recipient of the erasure (Art. 19), or mark it not applicable if "
+                                    "they never received this person's data.",
+        }[self]
+
+
+MAUTIC_PLACES = (CleanupPlace.EMAIL_STATS, CleanupPlace.FORM_RESULTS, CleanupPlace.PAGE_HITS,
+                 CleanupPlace.AUDIT_LOG, CleanupPlace.WEBHOOK_LOGS)
+
+
+def checklist(recipients: Sequence[str]) -> list[tuple[str, str | None]]:
+    """The lines of one erasure's checklist: every Mautic place, then every recipient (names trimmed to fit)."""
+    return [*((place.value, None) for place in MAUTIC_PLACES),
+            *((CleanupPlace.RECIPIENT.value, name.strip()[:255]) for name in recipients if name.strip())]
+
+

@@ -33,6 +33,11 @@ def _lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContex
     return services.messenger.one_at_a_time(f"request:{request_id}")
 
 
+def checklist_lock(services: Services, request_id: int) -> contextlib.AbstractAsyncContextManager[None]:
+    """One post or redraw of an erasure's clean-up checklist at a time (two ticks land in order)."""
+    return services.messenger.one_at_a_time(f"request:{request_id}:checklist")
+
+
 async def ensure_posted(services: Services, request_id: int) -> RequestInfo | None:
     """Post the request message once; later calls only return the request."""
     async with _lock(services, request_id):
@@ -83,7 +88,14 @@ async def show_decision(services: Services, info: RequestInfo, action: Action, a
                         reason: str | None = None) -> None:
     """After a committed human decision: redraw the message and say in its thread who decided what."""
     shown = await refresh_message(services, info.id, best_effort=True) or info
-    await post_in_thread(services, shown, decision_reply(shown, action.value, actor, reason=reason), best_effort=True)
+    ts = await post_in_thread(services, shown, decision_reply(shown, action.value, actor, reason=reason),
+                              best_effort=True)
+    if ts and (reason or (action is Action.VERIFY and shown.verification_note)):
+        # The reply quotes what someone typed: remember it, so an erasure of this person redacts it too.
+        async with unit_of_work(services.sessions) as session:
+            row = await store.get_request(session, info.id)
+            if row is not None:
+                await store.set_fields(session, info.id, {"pii_messages": [*(row.pii_messages or []), ts]})
 
 
 class ProgressReply:

@@ -302,11 +302,12 @@ async def decide(
         enqueue_run = True
     details: dict[str, Any] = {"from": info.state.value, "to": values["state"], "kind": info.kind.value}
     if reason:
-        details["reason"] = reason
+        # The ledger is never edited, so typed text stays out of it: that a reason was given and its keyed hash.
+        details.update(ledger.reason_fields(services.hash_key, reason))
     if identity is not None:
         details["method"] = identity.method.value
         if identity.note:
-            details["method_note"] = identity.note
+            details.update(ledger.reason_fields(services.hash_key, identity.note, name="method_note"))
     if action is Action.EXTEND:
         details["due_date"] = values["due_date"].isoformat()
         details["notified_on"] = values["extension_notified_on"].isoformat()

@@ -16,7 +16,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import UserFacingError
-from bot.requests import blocks, forms, notify, service
+from bot.requests import blocks, cleanup, forms, notify, service
 from bot.requests.commands import USAGE, parse_request_id
 from bot.requests.ids import IdentityInput, ReasonInput, RequestButton, RequestModal
 from bot.requests.model import Action, RequestKind
@@ -26,6 +26,7 @@ from bot.slack.blocks import escape
 from bot.slack.buttons import Click, Submission
 from handlers.slack.answers import tell_user
 from handlers.slack.commands import CommandCall, Subcommand
+from storage.erasure_cleanup import LineState
 
 
 def _filer(kind: RequestKind) -> Callable[[CommandCall], Awaitable[None]]:
@@ -63,7 +64,8 @@ SUBCOMMANDS: list[Subcommand] = [
                "received= is the day it reached you (default today), regime= gdpr or ccpa",
                _filer(RequestKind.ACCESS)),
     Subcommand("erase", USAGE[RequestKind.ERASURE].usage, USAGE[RequestKind.ERASURE].example,
-               "file an erasure request (Art. 17): delete the person in Mautic and in the bot",
+               "file an erasure request (Art. 17): delete the person in Mautic and in the bot; done once an "
+               "approver has ticked its clean-up checklist",
                _filer(RequestKind.ERASURE)),
     Subcommand("rectify", USAGE[RequestKind.RECTIFICATION].usage, USAGE[RequestKind.RECTIFICATION].example,
                "file a rectification request (Art. 16): correct contact fields in Mautic",
@@ -135,6 +137,28 @@ def register(bolt: AsyncApp, services: Services) -> None:
 
         return on_submit
 
+    def cleanup_click(state: LineState) -> Callable[..., Awaitable[None]]:
+        """A clean-up checklist line's Done / Not applicable: recorded before the ack, the checklist after."""
+
+        async def on_click(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                           client: AsyncWebClient) -> None:
+            clicked = Click.from_body(body)
+            if clicked.ref is None:
+                await ack()
+                return
+            try:
+                ticked = await cleanup.tick(services, clicked.ref, clicked.user_id, state)
+            except UserFacingError as exc:
+                await ack()
+                await tell_user(body, respond, client, exc.message)
+                return
+            await ack()
+            await cleanup.after_tick(services, ticked)
+
+        return on_click
+
+    bolt.action(RequestButton.CLEANUP_DONE)(cleanup_click(LineState.DONE))
+    bolt.action(RequestButton.CLEANUP_NOT_APPLICABLE)(cleanup_click(LineState.NOT_APPLICABLE))
     bolt.action(RequestButton.VERIFY)(click(Action.VERIFY, blocks.identity_modal))
     bolt.view(RequestModal.VERIFY)(submission(Action.VERIFY, forms.identity, IdentityInput.METHOD_BLOCK))
     bolt.action(RequestButton.APPROVE)(click(Action.APPROVE))

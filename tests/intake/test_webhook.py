@@ -133,7 +133,7 @@ async def test_send_test_payload_shape_and_unknown_types(box: Sandbox) -> None:
     assert unknown.state == InboxState.DONE and unknown.payload == {"foo": "bar"}  # stored, ignored
     deletes = [e for e in await ledger_entries(box) if e.action == "mautic.contact_deleted"]
     assert deletes and all(str(e.subject).startswith("contact:") for e in deletes)
-    assert "not an erasure" in deletes[0].details["note"]
+    assert "not an erasure" in deletes[0].details["meaning"]
 
 
 async def test_inbox_resumes_after_restart(box: Sandbox) -> None:

@@ -13,7 +13,7 @@ from bot.home.model import Dashboard, DigestLink, FormShare, OpenAlert, OpenRequ
 from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, Sandbox, sandbox
 from tests.helpers import test_tuning
-from tests.requests.helpers import click, file_request, verify_identity, wait_state
+from tests.requests.helpers import click, file_request, finish_cleanup, verify_identity, wait_state
 
 TIMEOUT = 15.0
 
@@ -61,7 +61,8 @@ async def test_app_home_shows_a_filed_request_and_updates_when_it_is_approved(ho
     # closed (gone from the Home tab) only once the answer is recorded as sent.
     await verify_identity(box, CAROL, message)
     await click(box, BOB, message, RequestButton.APPROVE)
-    await wait_state(box, message, "done", timeout=TIMEOUT)
+    await wait_state(box, message, "cleanup", timeout=TIMEOUT)
+    await finish_cleanup(box, message, BOB)  # issue 11: done once its clean-up checklist is ticked
     assert "Erasure request" in await home_shows(box, BOB.id, " · Done")  # done, still open: not answered yet
     await click(box, ALICE, message, RequestButton.RESPOND)
     shown = await home_shows(box, BOB.id, "No open requests.")

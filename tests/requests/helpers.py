@@ -135,3 +135,29 @@ async def release(box: Sandbox, message: Message, person: Person) -> str:
     await wait_thread(box, message, "is prepared")
     await click(box, person, message, RequestButton.RELEASE)
     return await wait_thread(box, message, "released by")
+def cleanup_buttons(checklist: Message, action_id: str = RequestButton.CLEANUP_DONE) -> list[tuple[str, str]]:
+    """(block_id, value) of every open line's button ``action_id`` on an erasure's clean-up checklist."""
+    return [(str(b["block_id"]), str(e["value"])) for b in checklist.blocks if b.get("type") == "actions"
+            for e in b["elements"] if e["action_id"] == action_id]
+
+
+async def checklist_of(box: Sandbox, message: Message) -> Message:
+    await wait_thread(box, message, "clean-up checklist")
+    return next(m for m in box.slack.thread(PRIVACY_CHANNEL, message.ts) if "clean-up checklist" in text_of(m))
+
+
+async def tick_line(box: Sandbox, person: Person, checklist: Message, block_id: str, value: str,
+                    action_id: str = RequestButton.CLEANUP_DONE) -> Any:
+    result = await box.user.click(person.id, checklist, action_id, value, block_id=block_id)
+    assert result.status == 200, result.text
+    return result
+
+
+async def finish_cleanup(box: Sandbox, message: Message, person: Person) -> store.PrivacyRequest:
+    """Wait for the erasure's clean-up checklist, tick every line Done, and wait until the request is done."""
+    checklist = await checklist_of(box, message)
+    while buttons := cleanup_buttons(checklist):
+        await tick_line(box, person, checklist, *buttons[0])
+        await box.slack.wait_until(lambda line=buttons[0]: line not in cleanup_buttons(checklist),  # type: ignore[misc]
+                                   timeout=TIMEOUT, describe="the ticked line redrawn")
+    return await wait_state(box, message, "done")

@@ -20,6 +20,7 @@ from tests.helpers import ledger, text_of
 from tests.requests.helpers import (
     click,
     file_request,
+    finish_cleanup,
     load_row,
     release,
     request_id_of,
@@ -64,16 +65,17 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
                              for e in b["elements"] if e["action_id"] == RequestButton.APPROVE)
     assert approve_button["style"] == "danger" and approve_button["confirm"]["style"] == "danger"
     await approve(box, message, approver=CAROL, verifier=BOB)
-    row = await wait_state(box, message, "done")
+    row = await wait_state(box, message, "cleanup")
 
     # Mautic: both exact matches deleted once and confirmed gone; the prefix match untouched.
     assert fake.contact(first) is None and fake.contact(second) is None and fake.contact(bystander) is not None
     deletes = [c.path for c in fake.calls if c.method == "DELETE"]
     assert sorted(deletes) == sorted([f"/api/contacts/{first}/delete", f"/api/contacts/{second}/delete"])
-    summary = await wait_thread(box, message, "Deleted in Mautic and confirmed gone")
-    assert f"#{first}, #{second}" in summary
-    leftovers = await wait_thread(box, message, "What Mautic still holds")
-    assert f"contact #{first}: 2 email stats row(s)" in leftovers and "maintenance:cleanup" in leftovers
+    summary = await wait_thread(box, message, "contacts deleted in Mautic")
+    assert f"#{first}, #{second}" in summary and "Not done yet" in summary and "Art. 17(3)(b)" in summary
+    checklist = await wait_thread(box, message, "clean-up checklist")
+    assert "before the delete: 2 row(s)" in checklist
+    await finish_cleanup(box, message, BOB)
 
     # The bot's own store keeps only the keyed hash, request ids, dates and decisions.
     digest = subject_hash(box.services.hash_key, "jane@example.com")
@@ -100,7 +102,7 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
     assert "Redacted" in text_of(alert)
     assert "(erased subject)" in text_of(dsar) and "(erased subject)" in text_of(message)
     reloaded = await load_row(box, request_id_of(message))
-    assert reloaded is not None and reloaded.result["deleted"] == [first, second]
+    assert reloaded is not None and reloaded.result["contacts"] == 2 and "deleted" not in reloaded.result
 
 
 async def test_rectification_applies_patch_and_shows_before_after(box: Sandbox) -> None:
@@ -168,7 +170,7 @@ async def test_erasure_of_an_address_with_an_apostrophe_finds_it_on_mautic_5(box
     message = await file_request(box, ALICE, "erase O'Brien@example.com per letter")
     assert f"(#{cid})" in text_of(message) or f"#{cid}" in text_of(message)
     await approve(box, message, approver=CAROL, verifier=BOB)
-    await wait_state(box, message, "done")
+    await wait_state(box, message, "cleanup")
     assert box.mautic.contact(cid) is None and box.mautic.contact(other) is not None
 
 

@@ -60,7 +60,9 @@ async def test_the_identity_modal_records_the_method(box: Sandbox) -> None:
     await wait_thread(box, message, "verified the requester's identity (Other: Called back")
     (entry,) = await ledger(box, "request.verify")
     assert entry.actor == CAROL.id
-    assert entry.details["method"] == "other" and entry.details["method_note"] == "Called back on the number in our CRM"
+    # The typed note stays on the request (until an erasure) but never enters the ledger: given, and its hash.
+    assert entry.details["method"] == "other" and entry.details["method_note_given"] is True
+    assert "Called back" not in str(entry.details)
 
     # A second submission of the same (stale) modal is refused: identity was already verified.
     again = await submit_identity(box, BOB, view, "document")

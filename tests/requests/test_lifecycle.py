@@ -65,7 +65,7 @@ async def test_a_lapsed_approval_returns_to_verified_and_can_be_approved_again(b
 
     # Approving again runs it (a new run, so the job's dedupe key is new too).
     await click(box, BOB, message, RequestButton.APPROVE)
-    row = await wait_state(box, message, "done")
+    row = await wait_state(box, message, "cleanup")
     assert row.runs == 2 and row.approved_by == BOB.id and box.mautic.contact(cid) is None
 
 

@@ -100,12 +100,14 @@ def test_the_access_reply_keeps_what_the_bot_holds_whatever_the_number_of_contac
             assert len(listed) == 7 and texts[7] == f"…and {contacts - 7} more contacts, all in the package"
 
 
-def test_leftovers_not_exposed_by_the_stats_api_are_uncounted_not_empty() -> None:
-    from bot.requests.blocks import leftovers_reply
+def test_the_clean_up_checklist_says_uncounted_not_empty_when_the_stats_api_hides_a_table() -> None:
+    from types import SimpleNamespace
 
-    unexposed = leftovers_reply({"7": {"email_stats": None, "form_submissions": 0}})["text"]
-    assert "Not counted, because this Mautic does not expose them through its stats API: `email_stats`" in unexposed
-    assert "no email or form rows" not in unexposed
-    counted = leftovers_reply({"7": {"email_stats": 3, "form_submissions": None}})["text"]
-    assert "contact #7: 3 email stats row(s)" in counted and "`form_submissions`" in counted
-    assert "no email or form rows" in leftovers_reply({"7": {"email_stats": 0, "form_submissions": 0}})["text"]
+    from bot.requests.blocks import cleanup_checklist
+
+    lines = [SimpleNamespace(id=i, place=place, recipient=None, state="open", decided_by=None, decided_at=None)
+             for i, place in enumerate(("email_stats", "form_results"), start=1)]
+    unexposed = str(cleanup_checklist(7, lines, {"email_stats": None, "form_submissions": 0})["blocks"])
+    assert "does not expose the table through its stats API" in unexposed and "0 row(s)" in unexposed
+    counted = str(cleanup_checklist(7, lines, {"email_stats": 3, "form_submissions": None})["blocks"])
+    assert "before the delete: 3 row(s)" in counted and "check it by hand" in counted

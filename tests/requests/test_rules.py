@@ -93,18 +93,21 @@ S, A = RequestState, Action
 REFUSALS = {
     "Identity has not been verified yet. Verify the requester's identity first, then approve.": {
         (S.FILED, A.APPROVE)},
-    "This request was already approved; it runs once.": {(S.APPROVED, A.APPROVE), (S.RUNNING, A.APPROVE)},
+    "This request was already approved; it runs once.": {(S.APPROVED, A.APPROVE), (S.RUNNING, A.APPROVE),
+                                                          (S.CLEANUP, A.APPROVE)},
     "Identity was already verified for this request.": {
-        (S.VERIFIED, A.VERIFY), (S.APPROVED, A.VERIFY), (S.RUNNING, A.VERIFY), (S.FAILED, A.VERIFY)},
+        (S.VERIFIED, A.VERIFY), (S.APPROVED, A.VERIFY), (S.RUNNING, A.VERIFY), (S.FAILED, A.VERIFY),
+        (S.CLEANUP, A.VERIFY)},
     "Only a failed request can be retried.": {
-        (S.FILED, A.RETRY), (S.VERIFIED, A.RETRY), (S.APPROVED, A.RETRY), (S.RUNNING, A.RETRY)},
+        (S.FILED, A.RETRY), (S.VERIFIED, A.RETRY), (S.APPROVED, A.RETRY), (S.RUNNING, A.RETRY),
+        (S.CLEANUP, A.RETRY)},
     "Only a pending request (not yet approved) can be rejected.": {
-        (S.APPROVED, A.REJECT), (S.RUNNING, A.REJECT), (S.FAILED, A.REJECT)},
+        (S.APPROVED, A.REJECT), (S.RUNNING, A.REJECT), (S.FAILED, A.REJECT), (S.CLEANUP, A.REJECT)},
     "Only a pending or approved request that has not started can be extended.": {
-        (S.RUNNING, A.EXTEND), (S.FAILED, A.EXTEND)},
+        (S.RUNNING, A.EXTEND), (S.FAILED, A.EXTEND), (S.CLEANUP, A.EXTEND)},
     "The answer can be recorded as sent once the request is done or rejected.": {
         (S.FILED, A.RESPOND), (S.VERIFIED, A.RESPOND), (S.APPROVED, A.RESPOND), (S.RUNNING, A.RESPOND),
-        (S.FAILED, A.RESPOND)},
+        (S.FAILED, A.RESPOND), (S.CLEANUP, A.RESPOND)},
     "This request was already answered; the confirmation of receipt no longer applies.": {
         (S.DONE, A.ACKNOWLEDGE), (S.REJECTED, A.ACKNOWLEDGE)},
 }
@@ -136,11 +139,12 @@ def test_each_action_is_allowed_from_exactly_its_table_states() -> None:
         A.REJECT: {S.FILED, S.VERIFIED},
         A.EXTEND: {S.FILED, S.VERIFIED, S.APPROVED},
         A.START: {S.APPROVED, S.RUNNING},
-        A.COMPLETE: {S.RUNNING},
+        A.COMPLETE: {S.RUNNING, S.CLEANUP},
+        A.AWAIT_CLEANUP: {S.RUNNING},
         A.FAIL: {S.RUNNING, S.APPROVED},
         A.RETRY: {S.FAILED},
         A.LAPSE: {S.APPROVED},
-        A.ACKNOWLEDGE: {S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.FAILED},
+        A.ACKNOWLEDGE: {S.FILED, S.VERIFIED, S.APPROVED, S.RUNNING, S.CLEANUP, S.FAILED},
         A.RESPOND: {S.DONE, S.REJECTED},
         A.LIFT: {S.DONE},
         A.RELEASE: {S.DONE},

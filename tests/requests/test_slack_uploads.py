@@ -93,7 +93,7 @@ async def test_uploaded_packages_are_deleted_on_expiry_and_on_erasure(slack_box:
     max_file = await deliver(box, "max@example.com")
     erase = await file_request(box, ALICE, "erase max@example.com")
     await approve(box, erase)
-    await wait_state(box, erase, "done")
+    await wait_state(box, erase, "cleanup")  # deleted in Mautic and purged here: the upload is due
     assert not box.slack.file_exists(max_file)
     by_file = {u.file_id: u for u in await uploads(box)}
     assert by_file[max_file].state == "deleted" and by_file[max_file].deleted_at is not None

@@ -14,8 +14,8 @@ change what this revision did. It needs the key only when there are entries: ``p
 the service register it from BOT_SECRET_KEY (storage.migrate hands it over as ``ledger_key``).
 Downgrading re-chains with plain SHA-256 again.
 
-Revision ID: 0011_harden9
-Revises: 0010_consent11
+Revision ID: 0012_harden9
+Revises: 0011_erase11
 Create Date: 2026-12-01
 """
 
@@ -33,8 +33,8 @@ from alembic import op
 
 from storage.types import JSONType, UTCDateTime
 
-revision: str = "0011_harden9"
-down_revision: str | Sequence[str] | None = "0010_consent11"
+revision: str = "0012_harden9"
+down_revision: str | Sequence[str] | None = "0011_erase11"
 
 GENESIS = "0" * 64
 BATCH = 1000
