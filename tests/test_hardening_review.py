@@ -1,8 +1,11 @@
 """Gaps found reviewing issue 9's hardening: an option value echoed into an answer unescaped, a loopback
-test fooled by a URL's fragment, SQL parameters (bodies, addresses) quoted in database errors."""
+test fooled by a URL's fragment, SQL parameters (bodies, addresses) quoted in database errors, the Home tab
+listing requests to people who may not run `/privacy requests`."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +14,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import UserFacingError
+from bot.home.blocks import MEMBERS_ONLY, home_view
+from bot.home.model import Dashboard, FormShare, OpenRequest, Viewer
 from bot.requests.commands import parse_request
 from bot.requests.model import RequestKind
 from bot.settings import Settings, is_loopback_url
+from sandbox.harness import ALICE, MALLORY, sandbox
 from storage.db import make_engine
+from tests.helpers import test_tuning
+from tests.ops.test_app_home import home_shows, open_home
+from tests.requests.helpers import file_request
 
 MARKUP = ("<!channel>", "<https://evil.example")
 
@@ -56,3 +65,27 @@ async def test_a_failing_statement_does_not_quote_its_parameters(db_url: str) ->
         assert "no_such_table" in str(failed.value)
     finally:
         await engine.dispose()
+
+
+async def test_the_home_tab_shows_requests_only_to_requesters_and_approvers(db_url: str, tmp_path: Path) -> None:
+    # /privacy requests, status and forms are for requesters and approvers; the Home tab lists the same.
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports",
+                       privacy_requesters=[ALICE.id], app_home_debounce=timedelta(milliseconds=200)) as box:
+        await file_request(box, ALICE, "dsar jane.home@example.com")
+        for user in (ALICE.id, MALLORY.id):
+            await open_home(box, user)
+        assert "Access request" in await home_shows(box, ALICE.id, "Access request")
+        shown = await home_shows(box, MALLORY.id, "Only privacy requesters and approvers")
+        assert "j***@example.com" not in shown and "Open requests" not in shown
+        await box.jobs_idle()
+
+
+def test_a_stranger_s_home_view_holds_no_data() -> None:
+    board = Dashboard(
+        requests=(OpenRequest(7, "access", "Access request (DSAR)", "j***@example.com", "Filed", "filed",
+                              date(2026, 12, 4), "U0BOB", "C0PRIVACY", "1.000200"),),
+        alerts=(), alerts_total=0, digests=(), forms=(FormShare("Newsletter", 10, 0.8),), ledger_entries=3,
+        ledger_head="ab" * 32, workspace_url="https://acme.slack.com/")
+    view = str(home_view(board, Viewer("U0MALLORY", is_approver=False, is_member=False), today=date(2026, 12, 1)))
+    assert MEMBERS_ONLY in view
+    assert not any(text in view for text in ("j***@example.com", "#7", "Newsletter", "abababab"))

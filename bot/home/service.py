@@ -81,7 +81,9 @@ class Workspace:
 async def publish(services: Services, workspace: Workspace, user_id: str, board: Dashboard | None = None) -> bool:
     """Publish ``user_id``'s dashboard unless Slack already shows exactly this view; True when published."""
     board = board or await read_dashboard(services, await workspace.url(services))
-    viewer = Viewer(user_id, await services.permissions.is_approver(user_id))
+    is_approver = await services.permissions.is_approver(user_id)
+    # Membership is read on every publish, as for every decision: someone removed loses the data at the next one.
+    viewer = Viewer(user_id, is_approver, is_member=is_approver or await services.permissions.may_file(user_id))
     view = home_view(board, viewer, today=services.clock().date())
     digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
     async with unit_of_work(services.sessions) as session:
