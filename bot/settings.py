@@ -345,12 +345,17 @@ _KEY_ALPHABETS = ((re.compile(r"[0-9a-fA-F]+"), 4.0), (re.compile(r"[A-Za-z0-9+/
 
 def key_entropy_bits(key: str) -> float:
     """An upper estimate of a key's entropy: its length times what its alphabet allows per character,
-    and nothing for a key of a few repeated characters (``aaaa…``, ``abab…``). A random 32-byte key
-    written in hex or base64 scores 256 or more; a word, a date or a short phrase does not."""
+    and nothing for a key of a few repeated characters (``aaaa…``, ``abab…``). A key that repeats a block
+    (``0123456789abcdef`` four times) counts one block only. A random 32-byte key written in hex or base64
+    scores 256 or more; a word, a date or a short phrase does not."""
     if len(set(key)) < 10:
         return 0.0
     per_char = next((bits for pattern, bits in _KEY_ALPHABETS if pattern.fullmatch(key)), math.log2(95))
-    return len(key.rstrip("=")) * per_char
+    key = key.rstrip("=")
+    # The shortest block the key repeats: the first place the key occurs again in itself doubled (linear,
+    # and the key is a setting, not outside input).
+    period = (key + key).find(key, 1)
+    return min(len(key), period) * per_char
 
 
 def load_settings(**overrides: object) -> Settings:
