@@ -19,6 +19,8 @@ import holidays
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from yarl import URL
 
 CommaList = Annotated[list[str], NoDecode]
@@ -254,6 +256,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
             raise ValueError("expected sqlite:///path.db or postgresql://user@host/db")
+        try:  # the parser the engine uses (a port that is no number fails only there, with a traceback)
+            _ = make_url(value).port
+        except (ArgumentError, ValueError):
+            # Not chained, and the value not quoted: the URL carries the database password.
+            raise ValueError("is not a database URL SQLAlchemy can read (check the port, and "
+                             "percent-encode special characters in the password)") from None
         return value
 
     @model_validator(mode="after")

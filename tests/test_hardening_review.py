@@ -1,9 +1,11 @@
 """Gaps found reviewing issue 9's hardening: an option value echoed into an answer unescaped, a loopback
 test fooled by a URL's fragment, SQL parameters (bodies, addresses) quoted in database errors, the Home tab
-listing requests to people who may not run `/privacy requests`."""
+listing requests to people who may not run `/privacy requests`, a traceback for a database that is not there."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,16 @@ from bot.home.blocks import MEMBERS_ONLY, home_view
 from bot.home.model import Dashboard, FormShare, OpenRequest, Viewer
 from bot.requests.commands import parse_request
 from bot.requests.model import RequestKind
-from bot.settings import Settings, is_loopback_url
+from bot.settings import ConfigError, Settings, is_loopback_url, load_settings
 from sandbox.harness import ALICE, MALLORY, sandbox
 from storage.db import make_engine
-from tests.helpers import test_tuning
+from tests.helpers import child_env, test_tuning
 from tests.ops.test_app_home import home_shows, open_home
 from tests.requests.helpers import file_request
 
 MARKUP = ("<!channel>", "<https://evil.example")
+PASSWORD = "pg-s3cret-Pa55"
+KEY = "4fafc6af54fdffd1b3868a8658cd085da6da002bfa2c6c34202cd145a1459659"
 
 
 @pytest.mark.parametrize("option", ["regime=&lt;!channel&gt;", "received=&lt;https://evil.example|x&gt;",
@@ -89,3 +93,23 @@ def test_a_stranger_s_home_view_holds_no_data() -> None:
     view = str(home_view(board, Viewer("U0MALLORY", is_approver=False, is_member=False), today=date(2026, 12, 1)))
     assert MEMBERS_ONLY in view
     assert not any(text in view for text in ("j***@example.com", "#7", "Newsletter", "abababab"))
+
+
+async def test_migrate_and_verify_answer_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://bot:{PASSWORD}@127.0.0.1:1/privacy"  # port 1: nothing listens there
+    for args in (["migrate"], ["audit", "verify"]):
+        env = child_env({"DATABASE_URL": url, "BOT_SECRET_KEY": KEY})
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *args, env=env, cwd=tmp_path,
+                                                       stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        said = (out + err).decode()
+        assert process.returncode == 1, said
+        assert said.startswith("database error: ConnectionRefusedError") and said.count("\n") == 1, said
+        assert PASSWORD not in said and "Traceback" not in said
+
+
+def test_a_database_url_the_engine_cannot_read_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_env_file=None, database_url=f"postgresql://bot:{PASSWORD}@db:fivefour/privacy")
+    assert "DATABASE_URL: is not a database URL" in str(refused.value) and PASSWORD not in str(refused.value)
