@@ -5,6 +5,8 @@ listing requests to people who may not run `/privacy requests`, a traceback for 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.errors import UserFacingError
 from bot.home.blocks import MEMBERS_ONLY, home_view
 from bot.home.model import Dashboard, FormShare, OpenRequest, Viewer
+from bot.logs import JsonFormatter
 from bot.requests.commands import parse_request
 from bot.requests.model import RequestKind
 from bot.settings import ConfigError, Settings, is_loopback_url, load_settings
@@ -113,3 +116,12 @@ def test_a_database_url_the_engine_cannot_read_is_a_configuration_error() -> Non
     with pytest.raises(ConfigError) as refused:
         load_settings(_env_file=None, database_url=f"postgresql://bot:{PASSWORD}@db:fivefour/privacy")
     assert "DATABASE_URL: is not a database URL" in str(refused.value) and PASSWORD not in str(refused.value)
+
+
+def test_structured_log_extras_are_masked_too() -> None:
+    record = logging.makeLogRecord({"msg": "delivery", "levelno": logging.INFO, "levelname": "INFO",
+                                    "payload": {"email": "jane.extra@example.com", "n": 1}, "port": 3000,
+                                    "note": "to jane.extra%40example.com"})
+    line = json.loads(JsonFormatter().format(record))
+    assert line["port"] == 3000
+    assert "jane.extra" not in json.dumps(line) and "***@example.com" in line["payload"]
