@@ -21,6 +21,7 @@ from bot.errors import UserFacingError
 from bot.home.blocks import MEMBERS_ONLY, home_view
 from bot.home.model import Dashboard, FormShare, OpenRequest, Viewer
 from bot.logs import JsonFormatter
+from bot.permissions import Permissions, SlackAudience
 from bot.requests.commands import parse_request
 from bot.requests.model import RequestKind
 from bot.settings import ConfigError, Settings, is_loopback_url, load_settings
@@ -125,3 +126,27 @@ def test_structured_log_extras_are_masked_too() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["port"] == 3000
     assert "jane.extra" not in json.dumps(line) and "***@example.com" in line["payload"]
+
+
+class _Groups:
+    """usergroups.users.list from a dict, counting the calls."""
+
+    def __init__(self, members: dict[str, list[str]]) -> None:
+        self.members, self.calls = members, 0
+
+    async def usergroups_users_list(self, *, usergroup: str) -> dict[str, Any]:
+        self.calls += 1
+        return {"ok": True, "users": list(self.members.get(usergroup, []))}
+
+
+async def test_one_pass_over_many_viewers_reads_each_group_once_and_decisions_read_afresh() -> None:
+    slack = _Groups({"S0DPO": ["U0CAROL"], "S0MKT": ["U0ALICE"]})
+    rules = Permissions(SlackAudience(["S0DPO"], slack), SlackAudience(["S0MKT"], slack))  # type: ignore[arg-type]
+    one_pass = rules.one_pass()
+    for user in ("U0CAROL", "U0ALICE", "U0MALLORY", "U0DAVE"):
+        await one_pass.is_approver(user)
+        await one_pass.may_file(user)
+    assert slack.calls == 2  # each group once for the whole pass
+    assert await one_pass.is_approver("U0CAROL") and not await one_pass.may_file("U0MALLORY")
+    slack.members["S0DPO"] = []
+    assert not await rules.is_approver("U0CAROL") and slack.calls == 3  # the rules themselves keep nothing
