@@ -229,11 +229,11 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/") if value is not None else None
 
-    @field_validator("mautic_base_url", "public_url")
+    @field_validator("mautic_base_url", "public_url", "slack_api_url")
     @classmethod
     def _https_unless_loopback(cls, value: str | None) -> str | None:
-        # Mautic gets Basic credentials and the public URL carries export links: plain http only where the
-        # traffic never leaves the machine.
+        # Mautic gets Basic credentials, the public URL carries export links and the Slack API the bot token:
+        # plain http only where the traffic never leaves the machine.
         if value is not None and value.startswith("http://") and not is_loopback_url(value):
             raise ValueError("must start with https:// (plain http:// only for localhost or 127.0.0.1)")
         return value

@@ -51,7 +51,7 @@ def test_a_bad_option_value_is_echoed_escaped(option: str) -> None:
                                  "http://evil.example\\@127.0.0.1", "http://127.0.0.1@evil.example"])
 def test_plain_http_to_a_remote_host_dressed_as_loopback_is_refused(url: str) -> None:
     assert not is_loopback_url(url)
-    for name in ("mautic_base_url", "public_url"):
+    for name in ("mautic_base_url", "public_url", "slack_api_url"):  # Slack's API gets the bot token
         values: dict[str, Any] = {name: url}
         with pytest.raises(ValidationError, match="must start with https://"):
             Settings(_env_file=None, **values)  # type: ignore[call-arg]
