@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot.settings import ConfigError, Settings, diagnose_settings, load_settings
@@ -15,6 +16,23 @@ if TYPE_CHECKING:
     from bot.app import Role
 
 WORKER_NICENESS = 10  # added to a worker's scheduling niceness (lower priority than the web processes)
+
+
+def _on_database(command: Callable[[], int]) -> int:
+    """Run a command that only talks to the database: a database that cannot be reached or refuses gets one
+    clear line (exit 1), not a traceback. The URL is never printed: it may carry the password."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return command()
+    except Exception as exc:
+        # OSError: nothing answers; asyncpg's own errors: the server refused (role, password, database name).
+        if not isinstance(exc, OSError | SQLAlchemyError) and type(exc).__module__.split(".", 1)[0] != "asyncpg":
+            raise
+        reason = str(exc).split("\n", 1)[0][:300]  # SQLAlchemy appends the statement and a link
+        print(f"database error: {type(exc).__name__}: {reason} (DATABASE_URL: is the database up and "
+              "reachable, are the user, password and database name right?)", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             from bot.cli import run_migrate
 
-            return asyncio.run(run_migrate(settings))
+            return _on_database(lambda: asyncio.run(run_migrate(settings)))
         if args.command == "audit":
             from bot.cli import run_audit_verify
 
-            return asyncio.run(run_audit_verify(settings))
+            return _on_database(lambda: asyncio.run(run_audit_verify(settings)))
         if args.command == "check":
             from bot.cli import run_check
 

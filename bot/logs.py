@@ -29,7 +29,11 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = cut_then_redact(value, EXTRA_MAX) if isinstance(value, str) else value
+                # Numbers stay numbers; anything else (a dict, a list, an object) is logged as its text, cut
+                # and masked like a message: an address inside a structure must not slip past the mask.
+                plain = value is None or isinstance(value, bool | int | float)
+                entry[key] = value if plain else cut_then_redact(value if isinstance(value, str) else str(value),
+                                                                 EXTRA_MAX)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = cut_then_redact(self.formatException(record.exc_info), TRACEBACK_MAX)

@@ -19,6 +19,8 @@ class SlackAudience:
 
     ids: list[str]
     slack: AsyncWebClient
+    # Group members already read during one pass over many users (see Permissions.one_pass), else None.
+    read: dict[str, frozenset[str]] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -33,6 +35,8 @@ class SlackAudience:
         return False
 
     async def _members(self, group: str) -> frozenset[str]:
+        if self.read is not None and group in self.read:
+            return self.read[group]
         try:
             response = await self.slack.usergroups_users_list(usergroup=group)
             members = frozenset(response.get("users") or [])
@@ -40,6 +44,8 @@ class SlackAudience:
             # A group we cannot read grants nobody; say so in the log without failing the click.
             log.warning("cannot resolve user group %s: %s", group, exc.response.get("error"))
             members = frozenset()
+        if self.read is not None:
+            self.read[group] = members
         return members
 
 
@@ -47,6 +53,15 @@ class SlackAudience:
 class Permissions:
     approvers: SlackAudience
     requesters: SlackAudience
+
+    def one_pass(self) -> Permissions:
+        """The same rules for one pass over many users (a Home tab refresh publishes every viewer's view):
+        each group is read once for the whole pass, not once per user, which kept ``usergroups.users.list``
+        (Slack's Tier 2, about 20 calls a minute) from being spent on refreshes while approvers click. It lives
+        as long as the pass; decisions always use the rules that read afresh."""
+        read: dict[str, frozenset[str]] = {}
+        return Permissions(SlackAudience(self.approvers.ids, self.approvers.slack, read),
+                           SlackAudience(self.requesters.ids, self.requesters.slack, read))
 
     async def is_approver(self, user_id: str) -> bool:
         return await self.approvers.includes(user_id)

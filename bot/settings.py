@@ -19,6 +19,9 @@ import holidays
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from yarl import URL
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -232,11 +235,11 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// URL")
         return value.rstrip("/") if value is not None else None
 
-    @field_validator("mautic_base_url", "public_url")
+    @field_validator("mautic_base_url", "public_url", "slack_api_url")
     @classmethod
     def _https_unless_loopback(cls, value: str | None) -> str | None:
-        # Mautic gets Basic credentials and the public URL carries export links: plain http only where the
-        # traffic never leaves the machine.
+        # Mautic gets Basic credentials, the public URL carries export links and the Slack API the bot token:
+        # plain http only where the traffic never leaves the machine.
         if value is not None and value.startswith("http://") and not is_loopback_url(value):
             raise ValueError("must start with https:// (plain http:// only for localhost or 127.0.0.1)")
         return value
@@ -260,6 +263,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
             raise ValueError("expected sqlite:///path.db or postgresql://user@host/db")
+        try:  # the parser the engine uses (a port that is no number fails only there, with a traceback)
+            _ = make_url(value).port
+        except (ArgumentError, ValueError):
+            # Not chained, and the value not quoted: the URL carries the database password.
+            raise ValueError("is not a database URL SQLAlchemy can read (check the port, and "
+                             "percent-encode special characters in the password)") from None
         return value
 
     @model_validator(mode="after")
@@ -328,9 +337,14 @@ REQUIRED_FOR_SERVE = (
 
 
 def is_loopback_url(url: str) -> bool:
-    """The URL's host is this machine: ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    host = re.sub(r"^[a-z]+://(?:[^@/]*@)?", "", url, flags=re.IGNORECASE).split("/", 1)[0]
-    host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    """The URL's host is this machine: ``localhost`` or a loopback address (127.0.0.0/8, ::1).
+
+    The host is read by yarl, the parser aiohttp connects with, so what is checked is where the bot would
+    connect: a hand-written split took ``http://evil.example#@127.0.0.1`` for loopback."""
+    try:
+        host = URL(url).host or ""
+    except ValueError:  # not a URL aiohttp could use either
+        return False
     if host.lower() in ("localhost", "localhost."):
         return True
     try:
@@ -346,12 +360,17 @@ _KEY_ALPHABETS = ((re.compile(r"[0-9a-fA-F]+"), 4.0), (re.compile(r"[A-Za-z0-9+/
 
 def key_entropy_bits(key: str) -> float:
     """An upper estimate of a key's entropy: its length times what its alphabet allows per character,
-    and nothing for a key of a few repeated characters (``aaaa…``, ``abab…``). A random 32-byte key
-    written in hex or base64 scores 256 or more; a word, a date or a short phrase does not."""
+    and nothing for a key of a few repeated characters (``aaaa…``, ``abab…``). A key that repeats a block
+    (``0123456789abcdef`` four times) counts one block only. A random 32-byte key written in hex or base64
+    scores 256 or more; a word, a date or a short phrase does not."""
     if len(set(key)) < 10:
         return 0.0
     per_char = next((bits for pattern, bits in _KEY_ALPHABETS if pattern.fullmatch(key)), math.log2(95))
-    return len(key.rstrip("=")) * per_char
+    key = key.rstrip("=")
+    # The shortest block the key repeats: the first place the key occurs again in itself doubled (linear,
+    # and the key is a setting, not outside input).
+    period = (key + key).find(key, 1)
+    return min(len(key), period) * per_char
 
 
 def load_settings(**overrides: object) -> Settings:

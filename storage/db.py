@@ -35,6 +35,9 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
+    # A failing statement's error would otherwise quote its parameters (a webhook body, an address) into
+    # every traceback that gets logged or shown; the statement itself is enough to find the fault.
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         _private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)

@@ -14,7 +14,8 @@ from storage.ledger import AuditEntry, derive_key, record, use_key, verify
 from storage.migrate import migrate
 from tests.helpers import child_env
 
-KEY = "0123456789abcdef" * 4  # the BOT_SECRET_KEY these ledgers are keyed with
+# The BOT_SECRET_KEY these ledgers are keyed with.
+KEY = "4fafc6af54fdffd1b3868a8658cd085da6da002bfa2c6c34202cd145a1459659"
 
 
 async def _ledger_with(db_url: str, n: int):  # type: ignore[no-untyped-def]

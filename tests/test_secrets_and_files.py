@@ -19,7 +19,7 @@ from storage.db import make_engine, ping
 from tests.helpers import test_tuning
 
 PASSWORD = "pg-s3cret-Pa55"
-STRONG = "0123456789abcdef" * 4
+STRONG = "4fafc6af54fdffd1b3868a8658cd085da6da002bfa2c6c34202cd145a1459659"
 
 
 def _settings(**values: Any) -> Settings:
@@ -39,7 +39,7 @@ def test_the_database_password_is_in_no_repr_and_no_error() -> None:
 
 
 @pytest.mark.parametrize("key", ["k", "secret", "0" * 64, "abab" * 20, "correct horse battery staple",
-                                 "0123456789abcdef" * 3])
+                                 "0123456789abcdef" * 3, "0123456789abcdef" * 4, "Tr0ub4dor&3-xyz!" * 4])
 def test_a_weak_secret_key_is_refused_with_a_clear_message(key: str) -> None:
     with pytest.raises(ConfigError, match=r"BOT_SECRET_KEY: too weak: it needs at least 32 bytes of entropy"):
         load_settings(_env_file=None, bot_secret_key=key)

@@ -67,7 +67,7 @@ def test_serve_requires_each_setting_by_name() -> None:
     bad_token = load_settings(
         _env_file=None, slack_bot_token="xoxp-user", slack_signing_secret="s", privacy_channel="C0PRIV",
         privacy_approvers="U0BOB", mautic_base_url="https://m.example.com", mautic_webhook_secret="w",
-        bot_secret_key="0123456789abcdef" * 4,
+        bot_secret_key="4fafc6af54fdffd1b3868a8658cd085da6da002bfa2c6c34202cd145a1459659",
     )
     with pytest.raises(ConfigError, match="xoxb-"):
         bad_token.require_for_serve()

@@ -12,6 +12,8 @@ from bot.slack.blocks import Block, context, divider, escape, header, section, t
 VIEW_BLOCK_LIMIT = 100  # Slack's limit for a Home tab view
 LIST_LIMIT = 15  # rows per list; the rest is counted
 DECIDABLE = ("filed", "verified")  # states in which an approver has something to decide
+MEMBERS_ONLY = ("Only privacy requesters and approvers see the open requests, alerts and forms here. "
+                "Ask a privacy approver if you need access.")
 
 
 def message_link(workspace_url: str, channel: str | None, ts: str | None, label: str) -> str:
@@ -55,6 +57,8 @@ def home_view(board: Dashboard, viewer: Viewer, *, today: date) -> dict[str, Any
     url = board.workspace_url
     blocks: list[Block] = [header("Privacy operations"),
                            context(f"As of {today.isoformat()} · refreshed when something changes")]
+    if not viewer.is_member:
+        return {"type": "home", "blocks": [*blocks, section(MEMBERS_ONLY)]}
     if viewer.is_approver:
         mine = [r for r in board.requests if r.state in DECIDABLE and r.filed_by != viewer.user_id]
         blocks += [section("*Waiting for your decision*"),

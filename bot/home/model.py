@@ -64,3 +64,6 @@ class Dashboard:
 class Viewer:
     user_id: str
     is_approver: bool
+    # A requester or approver (Permissions.may_file): only they see requests, alerts and forms, as only they
+    # may run `/privacy requests`, `status` and `forms`; anyone else who opens the tab sees a note.
+    is_member: bool

@@ -28,6 +28,7 @@ from storage.db import unit_of_work
 
 if TYPE_CHECKING:
     from bot.jobs import JobRun
+    from bot.permissions import Permissions
     from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,15 @@ class Workspace:
         return self._url
 
 
-async def publish(services: Services, workspace: Workspace, user_id: str, board: Dashboard | None = None) -> bool:
-    """Publish ``user_id``'s dashboard unless Slack already shows exactly this view; True when published."""
+async def publish(services: Services, workspace: Workspace, user_id: str, board: Dashboard | None = None,
+                  permissions: Permissions | None = None) -> bool:
+    """Publish ``user_id``'s dashboard unless Slack already shows exactly this view; True when published.
+    ``permissions``: the rules of a pass over every viewer (Permissions.one_pass), else read afresh."""
     board = board or await read_dashboard(services, await workspace.url(services))
-    viewer = Viewer(user_id, await services.permissions.is_approver(user_id))
+    rules = permissions or services.permissions
+    is_approver = await rules.is_approver(user_id)
+    # Membership is read on every publish, as for every decision: someone removed loses the data at the next one.
+    viewer = Viewer(user_id, is_approver, is_member=is_approver or await rules.may_file(user_id))
     view = home_view(board, viewer, today=services.clock().date())
     digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
     async with unit_of_work(services.sessions) as session:
@@ -101,8 +107,9 @@ async def refresh_job(services: Services, workspace: Workspace, run: JobRun) -> 
     async with unit_of_work(services.sessions) as session:
         users = [v.user_id for v in await store.viewers(session)]
     board = await read_dashboard(services, await workspace.url(services))  # read once for everyone
+    permissions = services.permissions.one_pass()  # and the user groups once for everyone
     for user_id in users:
-        await publish(services, workspace, user_id, board)
+        await publish(services, workspace, user_id, board, permissions)
 
 
 class HomeRefresher:

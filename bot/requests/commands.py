@@ -90,14 +90,14 @@ def _option(kind: RequestKind, token: str, today: date | None) -> tuple[str, dat
     value = value.strip()
     if name == "regime":
         if value.lower() not in REGIMES:
-            raise BadCommand(f"`regime` is `gdpr` or `ccpa`, not `{value[:20]}`. {right_form(kind)}")
+            raise BadCommand(f"`regime` is `gdpr` or `ccpa`, not `{escape(value[:20])}`. {right_form(kind)}")
         return name, value.lower()  # type: ignore[return-value]
     try:
         received = date.fromisoformat(value) if _ISO_DAY.match(value) else None
     except ValueError:
         received = None
     if received is None:
-        raise BadCommand(f"`received` is a date written YYYY-MM-DD, such as `2026-03-02`, not `{value[:20]}`. "
+        raise BadCommand(f"`received` is a date written YYYY-MM-DD, such as `2026-03-02`, not `{escape(value[:20])}`. "
                          f"{right_form(kind)}")
     if today is not None and received > today:
         raise BadCommand(f"The received date {received.isoformat()} is in the future (today is "

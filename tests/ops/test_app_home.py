@@ -96,7 +96,7 @@ def test_outside_text_is_escaped_and_approvers_do_not_decide_their_own_requests(
         digests=(DigestLink("compliance", datetime(2026, 11, 30, 9, tzinfo=UTC), "C0PRIVACY", "1.000300"),),
         forms=(FormShare("News <b>letter</b>", 10, 0.8),),
         ledger_entries=42, ledger_head="ab" * 32, workspace_url="https://acme.slack.com/")
-    view = home_view(board, Viewer(BOB.id, is_approver=True), today=today)
+    view = home_view(board, Viewer(BOB.id, is_approver=True, is_member=True), today=today)
     assert view["type"] == "home" and len(view["blocks"]) <= 100
     texts = "\n".join(str((b.get("text") or {}).get("text", "")) + "".join(e.get("text", "") for e in
                                                                             b.get("elements", []))
@@ -108,6 +108,7 @@ def test_outside_text_is_escaped_and_approvers_do_not_decide_their_own_requests(
     decisions = texts.split("*Open requests*", 1)[0]
     assert "#7" not in decisions  # Bob filed it, so it is not his to decide
     assert "alert #3" in decisions
-    other = home_view(board, Viewer(CAROL.id, is_approver=True), today=today)
+    other = home_view(board, Viewer(CAROL.id, is_approver=True, is_member=True), today=today)
     assert "#7" in str(other["blocks"][:4])
-    assert "Waiting for your decision" not in str(home_view(board, Viewer(ALICE.id, is_approver=False), today=today))
+    marketer = Viewer(ALICE.id, is_approver=False, is_member=True)
+    assert "Waiting for your decision" not in str(home_view(board, marketer, today=today))
