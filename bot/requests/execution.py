@@ -362,6 +362,9 @@ async def release_failed(services: Services, run: JobRun, error: str) -> None:
             result.update(release=PACKAGE_EXPIRED, package={k: v for k, v in (result.get("package") or {}).items()
                                                             if k != "path"}, expired_at=now.isoformat())
         await store.set_fields(session, request_id, {"result": result, "released_at": None, "released_by": None})
+        # What the failed attempts made but never delivered: a link not posted, upload ids granted.
+        for stale in await store.unposted_links(session, request_id):
+            await store.forget_link_file(session, stale.id or 0, revoke_at=now)
         await slack_files.expire_reserved(session, request_id, now)
         await ledger.record(session, actor=BOT, action="export.release_failed", subject=f"request:{request_id}",
                             details={"attempts": run.attempt, "error": message[:300],

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from bot.requests.execution import LEFTOVER_AGE_SECONDS, expire_prepared, sweep_leftover_exports
+from bot.jobs import JobRun
+from bot.requests.execution import LEFTOVER_AGE_SECONDS, expire_prepared, release_failed, sweep_leftover_exports
 from bot.requests.ids import RequestButton
+from bot.requests.service import RELEASE_JOB
 from sandbox.harness import ALICE, BOB, CAROL, PRIVACY_CHANNEL, Sandbox
 from storage import requests as store
 from storage.db import unit_of_work
@@ -106,3 +108,46 @@ async def test_a_release_that_fails_for_good_returns_to_prepared(slack_box_sqlit
     shared = [u for u in await uploads(box) if u.state == "shared"]
     assert len(shared) == 1 and box.slack.file_exists(shared[0].file_id)
     assert list((tmp_path / "exports").iterdir()) == []
+
+
+@pytest.fixture
+async def link_box_sqlite(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    from sandbox.harness import sandbox
+    from tests.helpers import test_tuning
+
+    async with sandbox(sqlite_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as running:
+        yield running
+
+
+async def test_a_failed_release_revokes_the_link_it_made_but_never_posted(link_box_sqlite: Sandbox) -> None:
+    box = link_box_sqlite
+    box.mautic.add_contact(email="jane@example.com", firstname="Jane")
+    dsar = await file_request(box, ALICE, "dsar jane@example.com")
+    await approve(box, dsar)
+    await wait_state(box, dsar, "done")
+    await wait_thread(box, dsar, "is prepared")
+    request_id = request_id_of(dsar)
+    row = await load_row(box, request_id)
+    assert row is not None
+    path = str(row.result["package"]["path"])
+    now = box.services.clock()
+    # As a release attempt leaves it when posting the link failed on every try: released, a link made.
+    async with unit_of_work(box.services.sessions) as session:
+        await store.set_fields(session, request_id, {"released_at": now, "released_by": CAROL.id})
+        await store.add_export_link(session, store.ExportLink(
+            request_id=request_id, token_hash="0" * 64, path=path, size=1, created_at=now,
+            expires_at=now + box.settings.export_link_ttl))
+    run = JobRun(0, RELEASE_JOB, 2, 2, {"request_id": request_id}, {}, box.services.sessions)
+    await release_failed(box.services, run, "SlackRefused: chat.postMessage: channel_not_found")
+
+    async with unit_of_work(box.services.sessions) as session:
+        (link,) = await store.links_for_requests(session, [request_id])
+    assert link.revoked_at is not None and link.path == ""  # the never-shown link cannot be used
+    assert Path(path).exists()  # noqa: ASYNC240 - the package itself stays prepared
+    row = await load_row(box, request_id)
+    assert row is not None and row.released_at is None and row.result["release_failures"] == 1
+    reply = await wait_thread(box, dsar, "could not be delivered")
+    assert "channel_not_found" in reply and "press *Release to requester* to try again" in reply
+    # Released again, it goes out with a fresh link.
+    await click(box, BOB, dsar, RequestButton.RELEASE)
+    assert "/exports/" in await wait_thread(box, dsar, "released by")
