@@ -26,7 +26,7 @@ from bot.mautic import ContactMerged, MauticNotFound, MauticRefused, Where
 from bot.privacy import normalise_email
 from bot.requests import blocks, notify, uploads
 from bot.requests.model import Action, RequestKind, RequestState, transition
-from bot.requests.package import build_access_package
+from bot.requests.package import build_access_package, without_staff
 from bot.requests.sealed import PARTIAL_SUFFIX, private_directory
 from bot.requests.view import info_from_row
 from storage import erasures, intake, ledger, slack_files
@@ -234,6 +234,20 @@ def _ledger_json(entry: ledger.AuditEntry, *, include_staff: bool) -> dict[str, 
             "subject": entry.subject, "details": details}
 
 
+STAFF_REASON = "withheld: typed by a member of our staff (ask us for it)"
+
+
+def _holdings_without_staff(holdings: dict[str, Any]) -> dict[str, Any]:
+    """Staff out of what the bot holds, as out of Mautic's records: webhook payloads kept as received (an
+    event type the bot does not handle, a failed one) carry the contact's ``owner`` and ``createdByUser``
+    (Mautic serialises them into every contact payload), and an alert's dismissal reason is free text a
+    member of staff typed (Art. 15(4), like Mautic's notes)."""
+    cleaned: dict[str, Any] = without_staff(holdings)
+    cleaned["alerts"] = [{**alert, "reason": STAFF_REASON} if alert.get("reason") else alert
+                         for alert in cleaned.get("alerts", [])]
+    return cleaned
+
+
 async def _bot_holdings(services: Services, row: store.PrivacyRequest, contact_ids: list[int]) -> dict[str, Any]:
     holdings: dict[str, Any] = {}
     include_staff = services.settings.access_include_staff
@@ -246,6 +260,8 @@ async def _bot_holdings(services: Services, row: store.PrivacyRequest, contact_i
                  *(f"alert:{a['id']}" for a in holdings.get("alerts", []) if a.get("id") is not None),
                  *(f"contact:{cid}" for cid in contact_ids)]
         entries = await ledger.entries_about(session, about)
+    if not include_staff:
+        holdings = _holdings_without_staff(holdings)
     holdings["ledger_entries"] = [_ledger_json(e, include_staff=include_staff) for e in entries]
     holdings["requests"] = [
         {"id": r.id, "type": r.kind, "state": r.state, "received_at": r.received_at.isoformat(),
