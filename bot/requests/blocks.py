@@ -7,7 +7,7 @@ Pure: data in, dicts out. Subjects appear masked only; button values carry the r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from bot.privacy import mask_email
@@ -366,9 +366,8 @@ def release_failed_reply(info: RequestInfo, message: str, *, kept_until: datetim
                  f"{escape(truncate(message, 500))}\n{then}")
 
 
-def prepared_expired_reply(info: RequestInfo, ttl: timedelta) -> dict[str, Any]:
-    days = ttl.total_seconds() / 86400
-    return reply(f"🗑️ The access package of request #{info.id} was not released within {days:g} day(s) of its "
+def prepared_expired_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]:
+    return reply(f"🗑️ The access package of request #{info.id} was not released within {ttl_days:g} day(s) of its "
                  "preparation (EXPORT_LINK_TTL) and has been deleted; nothing went out. File a new request to "
                  "prepare a fresh package.")
 

@@ -732,7 +732,8 @@ async def expire_prepared(services: Services, now: datetime) -> int:
     for row in expired:
         info = await notify.refresh_message(services, row.id or 0, best_effort=True)
         if info is not None:
-            await notify.post_in_thread(services, info, blocks.prepared_expired_reply(info, ttl), best_effort=True)
+            await notify.post_in_thread(
+                services, info, blocks.prepared_expired_reply(info, ttl.total_seconds() / 86400), best_effort=True)
     return len(expired)
 
 
