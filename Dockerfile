@@ -1,20 +1,24 @@
 # syntax=docker/dockerfile:1
 # The bot as a container: `docker compose up` (compose.yaml) runs it next to PostgreSQL.
-# Stage 1 builds the wheel and installs it with its dependencies into a virtualenv; stage 2 copies only that
+# Stage 1 installs into a virtualenv exactly what requirements.lock pins, every file checked against its hash
+# (as `make` does), then the project itself without resolving anything further; stage 2 copies only that
 # virtualenv and manifest.yml (for `setup slack`) into a slim image that runs as an unprivileged user.
+# Python 3.11: the version the lock is compiled for (`make lock`), so its markers resolve the same way.
 
-FROM python:3.12-slim AS build
+FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
 COPY storage ./storage
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --upgrade pip \
- && /opt/venv/bin/pip install .
+# No build isolation: the build backend (setuptools, wheel) comes from the lock too, hash-checked.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation .
 
-FROM python:3.12-slim AS runtime
+FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -10,7 +10,8 @@ deleted once it has served its purpose, on a schedule (``OWN_RETENTION_CRON``, d
   contact-deleted webhook; because Mautic sends that for the losing side of a merge too, the evidence is
   deleted only after Mautic confirms that neither the id (which follows merges) nor the address leads to
   a contact any more; otherwise it follows the surviving contact and is kept;
-- expired access-package files on disk, and packages uploaded to Slack (``files.delete``).
+- expired access-package files on disk (behind a link, or prepared and never released within
+  ``EXPORT_LINK_TTL``), and packages uploaded to Slack (``files.delete``).
 
 The run is one durable job per schedule slot (a dedupe key; replicas' schedulers all fire, one job runs),
 deletes in bounded batches, checkpoints its counts so a retried attempt neither repeats nor double-counts,
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bot.digests import schedule
 from bot.jobs import JobRun, RetryableJobError
 from bot.mautic import MauticUnavailable
-from bot.requests.execution import expire_files
+from bot.requests.execution import expire_files, expire_prepared
 from bot.requests.uploads import delete_due_uploads
 from storage import jobs as queue
 from storage import ledger
@@ -103,6 +104,7 @@ async def run(services: Services, job: JobRun) -> None:
         # The daily requests sweep does this too; both record each file in the ledger themselves
         # (export.file_deleted, export.slack_deleted), which is what the digest counts.
         await expire_files(services, now)
+        await expire_prepared(services, now)
         await delete_due_uploads(services)
         await checkpoint("files")
     async with unit_of_work(services.sessions) as session:

@@ -20,8 +20,6 @@ from storage import intake
 from storage import requests as store
 from storage.jobs import Job
 
-ERASED_MASK = "(erased subject)"
-
 
 @dataclass
 class Forgotten:
@@ -55,7 +53,7 @@ async def forget_subjects(session: AsyncSession, subject_hashes: Sequence[str], 
         releases = {r.id: str(r.result["release"])[:16] for r in rows
                     if r.id is not None and (r.result or {}).get("release")}
         await session.exec(update(store.PrivacyRequest).where(col(store.PrivacyRequest.id).in_(ids)).values(  # type: ignore[call-overload]
-            subject_email=None, subject_masked=ERASED_MASK, note=None, changes={}, extension_reason=None,
+            subject_email=None, subject_masked=store.ERASED_MASK, note=None, changes={}, extension_reason=None,
             reject_reason=None, verification_note=None, failure=None, contacts_found=None, result={}))
         for request_id, release in releases.items():  # a package's release state is no personal data
             await session.exec(update(store.PrivacyRequest).where(  # type: ignore[call-overload]

@@ -23,6 +23,7 @@ OPEN_STATES = ("filed", "verified", "approved", "running", "cleanup", "failed")
 # Done or rejected, a request stays open until the answer went out to the requester (responded_at).
 ANSWERED_STATES = ("done", "rejected")
 OBJECTION_KIND = "objection"  # bot.requests.model.RequestKind.OBJECTION (GDPR Art. 21(2)-(3))
+ERASED_MASK = "(erased subject)"  # what an erasure leaves in place of the masked address
 
 
 class PrivacyRequest(SQLModel, table=True):
@@ -252,6 +253,17 @@ async def linked_package_paths(session: AsyncSession) -> list[str]:
     """The package files some export link still points at (expired ones too, until the daily job forgets them)."""
     query = select(ExportLink.path).where(col(ExportLink.path) != "")
     return [str(path) for path in (await session.exec(query)).all()]
+
+
+async def prepared_packages(session: AsyncSession) -> list[PrivacyRequest]:
+    """Access requests whose sealed package waits on disk for an approver's release (no link names it yet).
+
+    Access requests are few (a handful a month), so the JSON ``result`` is read here rather than queried
+    with backend-specific JSON operators; an erased subject's package went with the erasure."""
+    query = select(PrivacyRequest).where(col(PrivacyRequest.kind) == "access", col(PrivacyRequest.state) == "done",
+                                         col(PrivacyRequest.subject_masked) != ERASED_MASK)
+    return [row for row in (await session.exec(query)).all()
+            if (row.result or {}).get("release") == "pending" and ((row.result or {}).get("package") or {}).get("path")]
 
 
 async def expired_links_with_files(session: AsyncSession, now: datetime) -> list[ExportLink]:

@@ -46,6 +46,29 @@ def test_dockerfile_is_multi_stage_and_copies_only_the_build(dockerfile: list[di
     assert not any(s["instruction"] == "RUN" and "pip install" in s["value"] for s in final)
 
 
+def test_dockerfile_installs_the_hash_checked_lock_as_make_does(dockerfile: list[dict[str, Any]]) -> None:
+    runs = [shlex.split(s["value"].replace("\\\n", " ")) for s in dockerfile if s["instruction"] == "RUN"]
+    installs = [cmd[cmd.index("install") + 1:] for run in runs for cmd in _commands(run) if "pip" in cmd[0]
+                and "install" in cmd]
+    assert ["--require-hashes", "-r", "requirements.lock"] in installs
+    (project,) = [args for args in installs if "." in args]
+    assert "--no-deps" in project  # nothing resolved beyond the lock
+    assert all("--upgrade" not in args for args in installs)  # no unpinned download either
+    with_lock = [s["instruction"] for s in dockerfile
+                 if "requirements.lock" in s["value"] and s["instruction"] != "COMMENT"]
+    assert with_lock[:2] == ["COPY", "RUN"]  # copied in before the install that reads it
+
+
+def _commands(argv: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    for word in argv:
+        if word == "&&":
+            out.append([])
+        else:
+            out[-1].append(word)
+    return [cmd for cmd in out if cmd]
+
+
 def test_dockerfile_runs_as_a_non_root_user(dockerfile: list[dict[str, Any]]) -> None:
     final = _final_stage(dockerfile)
     users = [s["value"].split(":")[0] for s in final if s["instruction"] == "USER"]

@@ -145,6 +145,9 @@ def _package_text(info: RequestInfo) -> str:
         return f"released by {_who(info.released_by)} on {_day(info.released_at)}"
     if info.erased:
         return "deleted unreleased: the person was erased since"
+    if info.package_expired:
+        return ("deleted unreleased: nobody released it in time (EXPORT_LINK_TTL after preparation); "
+                "file a new request for a fresh package")
     return "prepared; an approver who did not file the request reviews it and presses *Release to requester*"
 
 
@@ -378,9 +381,18 @@ def access_released_reply(info: RequestInfo, *, link: str | None, expires: datet
                  more=[ACCESS_SAFETY_LINE, "Press *Answer sent to requester* once it went out."])
 
 
-def release_failed_reply(info: RequestInfo, message: str) -> dict[str, Any]:
+def release_failed_reply(info: RequestInfo, message: str, *, kept_until: datetime | None) -> dict[str, Any]:
+    then = (f"The package stays prepared until {_day(kept_until)}: press *Release to requester* to try again; "
+            "after that day it is deleted unreleased." if kept_until is not None
+            else "The package file is gone; file a new request to prepare a fresh one.")
     return reply(f"❗ The access package of request #{info.id} could not be delivered: "
-                 f"{escape(truncate(message, 500))}")
+                 f"{escape(truncate(message, 500))}\n{then}")
+
+
+def prepared_expired_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]:
+    return reply(f"🗑️ The access package of request #{info.id} was not released within {ttl_days:g} day(s) of its "
+                 "preparation (EXPORT_LINK_TTL) and has been deleted; nothing went out. File a new request to "
+                 "prepare a fresh package.")
 
 
 # Why the keyed hash outlives an erasure (README, "What the bot keeps after an erasure").

@@ -26,7 +26,7 @@ from bot.mautic import ContactMerged, MauticNotFound, MauticRefused, Where
 from bot.privacy import normalise_email
 from bot.requests import blocks, cleanup, notify, uploads
 from bot.requests.model import Action, RequestKind, RequestState, checklist, transition
-from bot.requests.package import build_access_package
+from bot.requests.package import build_access_package, without_staff
 from bot.requests.sealed import PARTIAL_SUFFIX, private_directory
 from bot.requests.view import info_from_row
 from storage import erasure_cleanup as cleanup_store
@@ -241,6 +241,20 @@ def _ledger_json(entry: ledger.AuditEntry, *, include_staff: bool) -> dict[str, 
             "subject": entry.subject, "details": details}
 
 
+STAFF_REASON = "withheld: typed by a member of our staff (ask us for it)"
+
+
+def _holdings_without_staff(holdings: dict[str, Any]) -> dict[str, Any]:
+    """Staff out of what the bot holds, as out of Mautic's records: webhook payloads kept as received (an
+    event type the bot does not handle, a failed one) carry the contact's ``owner`` and ``createdByUser``
+    (Mautic serialises them into every contact payload), and an alert's dismissal reason is free text a
+    member of staff typed (Art. 15(4), like Mautic's notes)."""
+    cleaned: dict[str, Any] = without_staff(holdings)
+    cleaned["alerts"] = [{**alert, "reason": STAFF_REASON} if alert.get("reason") else alert
+                         for alert in cleaned.get("alerts", [])]
+    return cleaned
+
+
 async def _bot_holdings(services: Services, row: store.PrivacyRequest, contact_ids: list[int]) -> dict[str, Any]:
     holdings: dict[str, Any] = {}
     include_staff = services.settings.access_include_staff
@@ -253,6 +267,8 @@ async def _bot_holdings(services: Services, row: store.PrivacyRequest, contact_i
                  *(f"alert:{a['id']}" for a in holdings.get("alerts", []) if a.get("id") is not None),
                  *(f"contact:{cid}" for cid in contact_ids)]
         entries = await ledger.entries_about(session, about)
+    if not include_staff:
+        holdings = _holdings_without_staff(holdings)
     holdings["ledger_entries"] = [_ledger_json(e, include_staff=include_staff) for e in entries]
     holdings["requests"] = [
         {"id": r.id, "type": r.kind, "state": r.state, "received_at": r.received_at.isoformat(),
@@ -349,9 +365,37 @@ async def release(services: Services, run: JobRun) -> None:
 
 
 async def release_failed(services: Services, run: JobRun, error: str) -> None:
-    info = await notify.refresh_message(services, int(run.payload["request_id"]), best_effort=True)
+    """A release that failed for good goes back to prepared: the Release button returns for another try,
+    and the sealed file is kept no longer than any prepared package (``expire_prepared``: EXPORT_LINK_TTL
+    after preparation). Upload ids granted to the failed attempts are deleted in Slack now."""
+    request_id = int(run.payload["request_id"])
+    message = _public_error(error)
+    now = services.clock()
+    kept_until: datetime | None = None
+    async with unit_of_work(services.sessions) as session:
+        row = await store.get_request(session, request_id)
+        result = dict(row.result or {}) if row is not None else {}
+        if row is None or result.get("release") != "pending":
+            return
+        path = Path(str((result.get("package") or {}).get("path", "")))
+        if await asyncio.to_thread(path.is_file):
+            result["release_failures"] = int(result.get("release_failures", 0)) + 1
+            kept_until = (row.completed_at or now) + services.settings.export_link_ttl
+        else:  # nothing left to release: the request shows the package as gone
+            result.update(release=PACKAGE_EXPIRED, package={k: v for k, v in (result.get("package") or {}).items()
+                                                            if k != "path"}, expired_at=now.isoformat())
+        await store.set_fields(session, request_id, {"result": result, "released_at": None, "released_by": None})
+        # What the failed attempts made but never delivered: a link not posted, upload ids granted.
+        for stale in await store.unposted_links(session, request_id):
+            await store.forget_link_file(session, stale.id or 0, revoke_at=now)
+        await slack_files.expire_reserved(session, request_id, now)
+        await ledger.record(session, actor=BOT, action="export.release_failed", subject=f"request:{request_id}",
+                            details={"attempts": run.attempt, "error": message[:300],
+                                     "package_kept": kept_until is not None}, at=now)
+    await uploads.delete_due_uploads(services)
+    info = await notify.refresh_message(services, request_id, best_effort=True)
     if info is not None:
-        await notify.post_in_thread(services, info, blocks.release_failed_reply(info, _public_error(error)),
+        await notify.post_in_thread(services, info, blocks.release_failed_reply(info, message, kept_until=kept_until),
                                     best_effort=True)
 
 
@@ -690,8 +734,9 @@ async def lift(services: Services, run: JobRun) -> None:
 
 
 async def daily(services: Services, run: JobRun) -> None:
-    """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files,
-    delete expired packages uploaded to Slack and erased hashes past ERASED_HASH_RETENTION."""
+    """Lapse stale approvals, re-announce due-soon and overdue requests once a day, expire package files
+    (behind links, and prepared ones never released), delete expired packages uploaded to Slack and erased
+    hashes past ERASED_HASH_RETENTION."""
     now = services.clock()
     async with unit_of_work(services.sessions) as session:
         approved = await store.requests_in_state(session, RequestState.APPROVED.value)
@@ -700,6 +745,7 @@ async def daily(services: Services, run: JobRun) -> None:
             await lapse(services, row)
     await remind(services, now)
     await expire_files(services, now)
+    await expire_prepared(services, now)
     await uploads.delete_due_uploads(services)
     await sweep_leftover_exports(services)
     await forget_old_erasures(services, now)
@@ -750,9 +796,49 @@ async def expire_files(services: Services, now: datetime) -> int:
     return len(links)
 
 
-# A package file untouched this long and not behind a link is a leftover: a build that crashed (.partial),
-# or one sealed but never linked. Younger files may belong to a build running in another replica right now
-# (the writer touches its file at every drained chunk).
+PACKAGE_EXPIRED = "expired"  # result["release"] of a prepared package deleted unreleased
+
+
+async def expire_prepared(services: Services, now: datetime) -> int:
+    """Delete prepared packages nobody released within EXPORT_LINK_TTL of their preparation.
+
+    The same period a link lives: a sealed copy of someone's data waits no longer unreleased than it would
+    wait undownloaded behind a link. The request keeps its answer-sent step (nothing went out: the thread
+    says so, and a new request prepares a fresh package); one ledger entry per file, which the compliance
+    digest counts with the other expired package files."""
+    ttl = services.settings.export_link_ttl
+    async with unit_of_work(services.sessions) as session:
+        due = [row for row in await store.prepared_packages(session)
+               if row.completed_at is not None and row.completed_at + ttl <= now]
+    expired: list[store.PrivacyRequest] = []
+    for row in due:
+        async with unit_of_work(services.sessions) as session:
+            # Re-read in the transaction: a release that went out meanwhile keeps its file.
+            current = await store.get_request(session, row.id or 0)
+            result = dict(current.result or {}) if current is not None else {}
+            if result.get("release") != "pending":
+                continue
+            path = str((result.get("package") or {}).get("path", ""))
+            package = {k: v for k, v in (result.get("package") or {}).items() if k != "path"}
+            await store.set_fields(session, row.id or 0, {
+                "result": {**result, "release": PACKAGE_EXPIRED, "package": package,
+                           "expired_at": now.isoformat()}})
+            await ledger.record(session, actor=BOT, action=FILE_DELETED, subject=f"request:{row.id}",
+                                details={"prepared": True, "released": False,
+                                         "export_link_ttl_days": ttl.total_seconds() / 86400}, at=now)
+        await asyncio.to_thread(_unlink, Path(path))
+        expired.append(row)
+    for row in expired:
+        info = await notify.refresh_message(services, row.id or 0, best_effort=True)
+        if info is not None:
+            await notify.post_in_thread(
+                services, info, blocks.prepared_expired_reply(info, ttl.total_seconds() / 86400), best_effort=True)
+    return len(expired)
+
+
+# A package file untouched this long and neither behind a link nor prepared for release is a leftover: a
+# build that crashed (.partial), or one sealed that no request or link names. Younger files may belong to a
+# build running in another replica right now (the writer touches its file at every drained chunk).
 LEFTOVER_AGE_SECONDS = 15 * 60
 PACKAGE_SUFFIX = ".zip.sealed"
 
@@ -761,6 +847,9 @@ async def sweep_leftover_exports(services: Services) -> int:
     """Make EXPORT_DIR private (0700) and delete leftover package files; run at start and daily."""
     async with unit_of_work(services.sessions) as session:
         linked = {Path(path).name for path in await store.linked_package_paths(session)}
+        # A prepared package waits for its release with no link yet: it is not a leftover (expire_prepared
+        # deletes it once EXPORT_LINK_TTL has passed unreleased).
+        linked |= {Path(str(row.result["package"]["path"])).name for row in await store.prepared_packages(session)}
     return await asyncio.to_thread(_sweep, Path(services.settings.export_dir), linked,
                                    time.time() - LEFTOVER_AGE_SECONDS)
 

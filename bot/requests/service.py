@@ -77,6 +77,12 @@ def holidays(services: Services) -> Holidays:
     return holiday_calendar(services.settings.deadline_holidays)
 
 
+
+def release_dedupe_key(request_id: int, result: dict[str, Any]) -> str:
+    """One release job per click that won; a release that failed for good may be pressed again."""
+    failures = int(result.get("release_failures", 0))
+    return f"request:{request_id}:release" + (f":{failures}" if failures else "")
+
 async def file_request(services: Services, *, user_id: str, channel_id: str, kind: RequestKind,
                        args: str) -> RequestInfo:
     """Check the filer, parse the command, then store the request, its audit entry and the job that
@@ -193,6 +199,9 @@ async def check_may_act(services: Services, request_id: int, actor: str, action:
                            f"(by <@{info.released_by}>).")
         if info.erased:
             raise Conflict("The person was erased since; their prepared package was deleted with their data.")
+        if info.package_expired:
+            raise Conflict(f"The package of request #{info.id} was deleted unreleased (EXPORT_LINK_TTL passed); "
+                           "file a new request to prepare a fresh one.")
         raise Conflict("Only a prepared access package can be released.")
     if action is Action.RESPOND and info.responded_at is not None:
         raise Conflict(f"The answer was already recorded as sent on {info.responded_at:%Y-%m-%d} "
@@ -326,7 +335,7 @@ async def decide(
                                     max_attempts=services.settings.job_max_attempts)
             if release_job:  # the link (or upload) goes out after the ack, as a durable job
                 await queue.enqueue(session, RELEASE_JOB, {"request_id": request_id},
-                                    dedupe_key=f"request:{request_id}:release",
+                                    dedupe_key=release_dedupe_key(request_id, info.result),
                                     max_attempts=services.settings.job_max_attempts)
             if enqueue_run:
                 # The dedupe key names the run, so a replayed click can never queue a second execution.

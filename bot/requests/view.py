@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.requests.model import ANSWERED, RequestKind, RequestState
+from storage.requests import ERASED_MASK
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,17 @@ class RequestInfo:
     @property
     def awaiting_release(self) -> bool:
         """Prepared and not yet released; a subject erased since has no package left to release."""
-        return self.package_prepared and self.released_at is None and not self.erased
+        return (self.package_prepared and self.released_at is None and not self.erased
+                and not self.package_expired)
+
+    @property
+    def package_expired(self) -> bool:
+        """Deleted unreleased: nobody released it within EXPORT_LINK_TTL of its preparation."""
+        return self.package_prepared and self.result.get("release") == "expired"
 
     @property
     def erased(self) -> bool:
-        return self.subject_masked == "(erased subject)"
+        return self.subject_masked == ERASED_MASK
 
 
 def info_from_row(row: Any) -> RequestInfo:
