@@ -126,7 +126,7 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
     metrics = Metrics()
     jobs = JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base)
     jobs.observe(metrics.job_settled)
-    messenger = SlackMessenger(slack)
+    messenger = SlackMessenger(slack, sessions=sessions)
     messenger.observe(metrics.slack_call)
     permissions = Permissions(
         approvers=SlackAudience(settings.privacy_approvers, slack),

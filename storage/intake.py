@@ -101,6 +101,9 @@ class InboxDelivery(SQLModel, table=True):
     body: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
     # For matching a delivery against Mautic's webhook log, and the dead letter's dedupe key.
     body_sha256: str = Field(max_length=64)
+    # Set when the delivery came through the local spool (the database was down when it arrived): moving
+    # the spool again after a crash finds it here and inserts nothing twice.
+    spool_key: str | None = Field(default=None, max_length=64)
 
 
 class ConsentRecord(SQLModel, table=True):
@@ -176,6 +179,8 @@ class Withdrawal(SQLModel, table=True):
     restored_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
+# A unique index rather than a constraint: the migration adds it without rebuilding the table on SQLite.
+Index("ix_inbox_deliveries_spool_key", InboxDelivery.spool_key, unique=True)  # type: ignore[arg-type]
 Index("ix_consent_alerts_burst_lookup", ConsentAlert.burst_key, ConsentAlert.created_at)  # type: ignore[arg-type]
 
 

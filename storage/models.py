@@ -10,5 +10,6 @@ from storage.jobs import Job
 from storage.ledger import AuditEntry
 from storage.requests import ErasedSubject, ExportLink, PrivacyRequest, RequestDecision  # noqa: F401
 from storage.slack_deliveries import SlackDelivery  # noqa: F401
+from storage.slack_posts import SlackPost  # noqa: F401
 
 __all__ = ["AuditEntry", "Job"]

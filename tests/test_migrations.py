@@ -38,7 +38,8 @@ def three_head_scripts(into: Path) -> Path:
 
 
 # 0006: Socket Mode's taken deliveries and the App Home viewers.
-TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers"}
+# 0008: exactly-once Slack posts.
+TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers", "slack_posts"}
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

@@ -171,7 +171,8 @@ async def _tell_thread_and_update(services: Services, run: JobRun, lead: Consent
                                   progress: dict[str, Any]) -> None:
     if not progress.get("thread") and lead.channel_id and lead.message_ts:
         await services.messenger.post(lead.channel_id, thread_ts=lead.message_ts,
-                                      text=decision_thread_text(alert_view(lead, services), members))
+                                      text=decision_thread_text(alert_view(lead, services), members),
+                                      once=f"job:{run.id}:decision-note")
         progress["thread"] = True
         await run.checkpoint(progress)  # a retried attempt must not post the note twice
     if lead.message_ts:

@@ -260,7 +260,8 @@ async def _execute_access(services: Services, run: JobRun, row: store.PrivacyReq
         link = f"{settings.external_url}/exports/{token}"
     done = await notify.refresh_message(services, row.id or 0, best_effort=True)
     await notify.post_in_thread(services, done or info, blocks.access_done_reply(
-        info, link=link, expires=expires, counts=counts, uploaded=link is None), best_effort=True)
+        info, link=link, expires=expires, counts=counts, uploaded=link is None), best_effort=True,
+        once=f"job:{run.id}:access-done")
 
 
 def token_hash(token: str) -> str:
@@ -353,8 +354,10 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
         return
     done = await notify.refresh_message(services, row.id or 0, best_effort=True) or info
     await notify.post_in_thread(services, done, blocks.erasure_done_reply(
-        done, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True)
-    await notify.post_in_thread(services, done, blocks.leftovers_reply(leftovers), best_effort=True)
+        done, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True,
+        once=f"job:{run.id}:erasure-done")
+    await notify.post_in_thread(services, done, blocks.leftovers_reply(leftovers), best_effort=True,
+                                once=f"job:{run.id}:erasure-leftovers")
 
 
 async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRun) -> dict[str, int]:

@@ -10,7 +10,7 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (every table on the metadata)
 from storage.db import make_engine
-from storage.migrate import MIGRATIONS, current_heads, migrate, upgrade
+from storage.migrate import MIGRATIONS, current_heads, migrate, script_head, upgrade
 
 LATE_EVENING = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)
 COMPLETED = datetime(2026, 2, 3, 10, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ async def test_an_existing_request_gets_its_filing_day_as_received_date(db_url: 
                 due_date=date(2026, 2, 28), original_due_date=date(2026, 2, 28), result={}, runs=1, pii_messages=[],
                 updated_at=LATE_EVENING, completed_at=COMPLETED))
         await migrate(engine)
-        assert await current_heads(engine) == {"0007_request_deadlines"}
+        assert await current_heads(engine) == {script_head()}
         async with engine.connect() as conn:
             rows = (await conn.execute(select(requests.c.received_on, requests.c.due_note, requests.c.responded_at)
                                        .order_by(requests.c.id))).all()

@@ -100,6 +100,9 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "chat.postEphemeral": {"chat:write"},
     "files.upload_v2": {"files:write"},  # files.getUploadURLExternal + files.completeUploadExternal
     "usergroups.users.list": {"usergroups:read"},
+    # A keyed post looks for its message after a crash; the privacy channel may be public or private.
+    "conversations.history": {"channels:history", "groups:history"},
+    "conversations.replies": {"channels:history", "groups:history"},
     "views.open": set(),
     "views.update": set(),
     "views.publish": set(),
