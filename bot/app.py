@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.approvals import Approvals
 from bot.clock import Clock, system_clock
 from bot.home.service import HomeRefresher
+from bot.intake.spool import DeliverySpool, SpoolingIntake
 from bot.intake.writer import DeliveryWriter
 from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
@@ -27,7 +28,7 @@ from bot.policy import load_policy
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.messenger import SlackMessenger
-from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
+from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
 from handlers.jobs import register_jobs, schedule_jobs
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
@@ -159,6 +160,9 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         app[SERVICES] = services
         app[BOLT] = build_bolt_app(services)
         writer = app[INTAKE_WRITER] = DeliveryWriter(services)
+        settings = services.settings
+        intake = app[INTAKE] = SpoolingIntake(services, writer,
+                                              DeliverySpool(settings.spool_dir, settings.spool_max_bytes))
         register_jobs(services.jobs, services, writer)
         for observer in tuning.job_observers:
             services.jobs.observe(observer)
@@ -166,7 +170,9 @@ def _services(tuning: Tuning):  # type: ignore[no-untyped-def]
         services.messenger.observe(refresher.on_slack_call)
         refresher.start()
         services.jobs.start()
+        intake.start()
         yield
+        await intake.stop()
         await refresher.stop()
         await services.jobs.stop()
 

@@ -5,7 +5,14 @@ Each feature keeps its tables in its own module; add the import here.
 
 from storage.digests import DigestRun, DigestSlot, PurgeChunk, PurgeRequest  # noqa: F401
 from storage.home import HomeViewer  # noqa: F401
-from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal  # noqa: F401
+from storage.intake import (  # noqa: F401
+    ConsentAlert,
+    ConsentRecord,
+    InboxDelivery,
+    InboxEvent,
+    SpoolMove,
+    Withdrawal,
+)
 from storage.jobs import Job
 from storage.ledger import AuditEntry
 from storage.requests import ErasedSubject, ExportLink, PrivacyRequest, RequestDecision  # noqa: F401

@@ -38,8 +38,8 @@ def three_head_scripts(into: Path) -> Path:
 
 
 # 0006: Socket Mode's taken deliveries and the App Home viewers.
-# 0008: exactly-once Slack posts.
-TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers", "slack_posts"}
+# 0008: exactly-once Slack posts, deliveries moved in from the webhook spool.
+TABLES_ADDED_AFTER_THE_MERGE = {"slack_deliveries", "app_home_viewers", "slack_posts", "spool_moves"}
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

@@ -3,9 +3,9 @@
 ``slack_posts``: the intent to post (keyed by an idempotency key) committed before a post, and its ts after;
 a row without a ts is looked for in Slack by its metadata before posting again.
 
-``inbox_deliveries.spool_key``: a delivery taken into the local spool while the database did not answer
-keeps its spool record's key when it is moved into the inbox, so a move interrupted by a crash and run again
-inserts nothing twice (unique; NULL for deliveries committed directly, which never conflict).
+``spool_moves``: the keys of deliveries moved from the local spool (taken while the database did not answer)
+into the inbox, written with each delivery, so a move interrupted by a crash and run again inserts nothing
+twice.
 
 Revision ID: 0008_crash9
 Revises: 0007_request_deadlines
@@ -34,15 +34,16 @@ def upgrade() -> None:
         sa.Column("posted_at", UTCDateTime(), nullable=True),
     )
     op.create_index("ix_slack_posts_intended_at", "slack_posts", ["intended_at"])
-    # A plain ADD COLUMN and a unique index: no table rebuild, which on SQLite would also drop the table's
-    # AUTOINCREMENT (delivery ids must never be handed out twice).
-    op.add_column("inbox_deliveries", sa.Column("spool_key", sa.String(64), nullable=True))
-    op.create_index("ix_inbox_deliveries_spool_key", "inbox_deliveries", ["spool_key"], unique=True)
+    op.create_table(
+        "spool_moves",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("moved_at", UTCDateTime(), nullable=False),
+    )
+    op.create_index("ix_spool_moves_moved_at", "spool_moves", ["moved_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_inbox_deliveries_spool_key", table_name="inbox_deliveries")
-    with op.batch_alter_table("inbox_deliveries") as batch:
-        batch.drop_column("spool_key")
+    op.drop_index("ix_spool_moves_moved_at", table_name="spool_moves")
+    op.drop_table("spool_moves")
     op.drop_index("ix_slack_posts_intended_at", table_name="slack_posts")
     op.drop_table("slack_posts")
