@@ -13,6 +13,8 @@ BENCHMARKS = {
     "webhook_intake": "sustained Mautic webhook intake against a bare aiohttp handler",
     "retention_digest": "retention digest and purge-style stale scan at 100k and 1M contacts",
     "access_package": "access package for 100,000 timeline events; /privacy dsar ack latency, slow Mautic",
+    "pg_outage": "a PostgreSQL outage under 10 webhook deliveries/s: all answered 2xx, each processed once",
+    "crash_points": "kill -9 at five points, then restart: handled once, posted once, resumed within 10 s",
 }
 
 
