@@ -21,12 +21,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import Clock, system_clock
 from storage import jobs as queue
 from storage.db import SessionFactory, unit_of_work
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class JobRunner:
     _running: dict[asyncio.Task[None], JobRun] = field(default_factory=dict)
     _stopping: bool = False
     _observers: list[SettleObserver] = field(default_factory=list)
+    _next_due: datetime | None = None  # when the next job becomes claimable, as last looked up
 
     def register(self, kind: str, handler: JobHandler, *, on_failed: FailureHook | None = None) -> None:
         self.handlers[kind] = handler
@@ -142,14 +144,21 @@ class JobRunner:
                 log.exception("job loop iteration failed")
             if self._stopping:
                 break
+            # Wake at the next poll, or sooner when a job becomes due (a retry's backoff ends, or the lease of
+            # a job held by a process that died runs out): a takeover then waits for the lease alone.
+            wait = self.poll_interval
+            if self._next_due is not None:
+                # Not sooner than 50 ms: a due row another replica is claiming right now must not spin this loop.
+                wait = min(wait, max(0.05, (self._next_due - utcnow()).total_seconds() + 0.01))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()
 
     async def run_due(self) -> int:
         """Claim and start what is due; returns how many jobs were started."""
         free = self.concurrency - len(self._running)
         if free <= 0 or not self.handlers or self._stopping:
+            self._next_due = None  # a slot coming free wakes the loop anyway
             return 0
         # A job this runner still works on is never claimed again here, even if its lease ran out.
         mine = [run.id for run in self._running.values()]
@@ -158,6 +167,8 @@ class JobRunner:
                                         exclude=mine)
             runs = [(job.id, job.kind, job.attempts, job.max_attempts, dict(job.payload), dict(job.progress))
                     for job in claimed]
+            self._next_due = await queue.next_due(session, kinds=list(self.handlers),
+                                                  exclude=[*mine, *(job.id for job in claimed if job.id)])
         for job_id, kind, attempt, max_attempts, payload, progress in runs:
             assert job_id is not None
             run = JobRun(job_id, kind, attempt, max_attempts, payload, progress, self.sessions)

@@ -495,6 +495,7 @@ class FakeSlack(_ManifestApi):
         self._response_targets: dict[str, _ResponseTarget] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._delays: dict[str, float] = {}
+        self._answer_delays: dict[str, float] = {}  # answers held back after the call took effect
         self._ts_micros = FIRST_TS_MICROS
         self._serial = 0
         self._changed = asyncio.Condition()
@@ -759,6 +760,14 @@ class FakeSlack(_ManifestApi):
         else:
             self._delays[method] = seconds
 
+    def delay_answer(self, method: str, seconds: float) -> None:
+        """Let every later call to ``method`` take effect at once but hold its answer back ``seconds`` (0
+        removes it): the window in which a client that dies has posted without learning it did."""
+        if seconds <= 0:
+            self._answer_delays.pop(method, None)
+        else:
+            self._answer_delays[method] = seconds
+
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
         if not queue:
@@ -816,6 +825,8 @@ class FakeSlack(_ManifestApi):
             call.status, call.response, response = self._fault_response(fault)
             return response
         call.response = {"ok": True, **handler(call.params)}
+        if call.method in self._answer_delays:
+            await asyncio.sleep(self._answer_delays[call.method])
         return web.json_response(call.response, headers=self._scope_headers())
 
     def _error_response(self, call: RecordedCall, exc: _ApiError) -> web.Response:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint, and_, or_, true, update
+from sqlalchemy import Column, UniqueConstraint, and_, func, or_, true, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -114,6 +114,18 @@ async def extend_lease(session: AsyncSession, job_id: int, attempts: int, until:
         .values(lease_until=until)
     )
     return bool(result.rowcount)
+
+
+async def next_due(session: AsyncSession, *, kinds: list[str], exclude: Collection[int] = ()) -> datetime | None:
+    """When the next job becomes claimable: the earliest ``run_after`` of a queued job, or ``lease_until`` of a
+    running one (not in ``exclude``), so a runner can wake then instead of at its next poll."""
+    mine = col(Job.id).not_in(list(exclude)) if exclude else true()
+    queued = select(func.min(Job.run_after)).where(col(Job.state) == JobState.QUEUED, col(Job.kind).in_(kinds))
+    leased = select(func.min(Job.lease_until)).where(col(Job.state) == JobState.RUNNING, col(Job.kind).in_(kinds),
+                                                     mine)
+    times = [(await session.exec(query)).one() for query in (queued, leased)]
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 async def release(session: AsyncSession, job_id: int, attempts: int) -> bool:

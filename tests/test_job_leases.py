@@ -17,7 +17,7 @@ from storage.jobs import Job, JobState
 from storage.migrate import migrate
 from storage.types import utcnow
 
-SHORT = timedelta(seconds=0.6)
+SHORT = timedelta(seconds=0.4)
 
 
 async def _setup(db_url: str):  # type: ignore[no-untyped-def]
@@ -56,7 +56,7 @@ async def test_renewals_keep_a_long_job_with_its_runner(db_url: str) -> None:
     async def long(run: JobRun) -> None:
         runs.append(run.attempt)
         started.set()
-        await asyncio.sleep(4 * SHORT.total_seconds())  # the work itself: four leases long
+        await asyncio.sleep(3 * SHORT.total_seconds())  # the work itself: three leases long
 
     runner_a, watcher_a = _runner(sessions)
     runner_b, watcher_b = _runner(make_session_factory(engine_b))
