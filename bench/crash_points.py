@@ -284,10 +284,13 @@ async def point_erasure(box: ProcessBox, bot: BotProcess) -> dict[str, Any]:
     deletes = [c.path for c in box.mautic.calls if c.method == "DELETE"]
     completes = await scalar(box, select(func.count()).select_from(AuditEntry).where(
         AuditEntry.action == "request.complete"))
-    done_replies = [m for m in box.slack.thread(PRIVACY_CHANNEL, message.ts) if "erased" in str(m.blocks).lower()]
+    thread = box.slack.thread(PRIVACY_CHANNEL, message.ts)
+    done_replies = [m for m in thread if "done. Deleted in Mautic" in str(m.blocks)]
+    leftover_replies = [m for m in thread if "Mautic still" in str(m.blocks)]
     return {"deletes_first": deletes.count(f"/api/contacts/{first}/delete"), "deletes_second": deletes.count(path),
             "contacts_left": sum(box.mautic.contact(c) is not None for c in (first, second)),
             "ledger_request_complete": int(completes), "done_replies": len(done_replies),
+            "leftover_replies": len(leftover_replies),
             "request_messages": len(box.slack.messages(PRIVACY_CHANNEL)),
             "resumed_s": round(finished - killed_at, 2)}
 
