@@ -26,9 +26,9 @@ async def _setup(db_url: str):  # type: ignore[no-untyped-def]
     return engine, make_session_factory(engine)
 
 
-def _runner(sessions: Any, lease: timedelta = SHORT) -> tuple[JobRunner, JobWatcher]:
-    runner = JobRunner(sessions, poll_interval=0.05, backoff_base=0.01, lease=lease,
-                       lease_margin=timedelta(seconds=0.15))
+def _runner(sessions: Any, lease: timedelta = SHORT, poll: float = 0.05) -> tuple[JobRunner, JobWatcher]:
+    runner = JobRunner(sessions, poll_interval=poll, backoff_base=0.01, lease=lease,
+                       lease_margin=lease / 4)
     watcher = JobWatcher()
     runner.observe(watcher)
     return runner, watcher
@@ -56,9 +56,11 @@ async def test_renewals_keep_a_long_job_with_its_runner(db_url: str) -> None:
     async def long(run: JobRun) -> None:
         runs.append(run.attempt)
         started.set()
-        await asyncio.sleep(3 * SHORT.total_seconds())  # the work itself: three leases long
+        await asyncio.sleep(2.5 * lease.total_seconds())  # the work itself: two and a half leases long
 
-    runner_a, watcher_a = _runner(sessions)
+    # Longer than SHORT: each renewal must land within lease / 4, which a loaded 2-core box needs room for.
+    lease = timedelta(seconds=1)
+    runner_a, watcher_a = _runner(sessions, lease=lease)
     runner_b, watcher_b = _runner(make_session_factory(engine_b))
     runner_a.register("long", long)
     job_id = await _enqueue(sessions, "long")
@@ -78,6 +80,7 @@ async def test_renewals_keep_a_long_job_with_its_runner(db_url: str) -> None:
 
 
 async def test_a_dead_runners_job_is_taken_over_when_its_short_lease_runs_out(db_url: str) -> None:
+    """Taken over when the lease ends, not at the next poll: the runner wakes when the lease runs out."""
     engine, sessions = await _setup(db_url)
     job_id = await _enqueue(sessions, "k")
     async with unit_of_work(sessions) as session:  # a runner claims the job, then its process dies
@@ -87,7 +90,7 @@ async def test_a_dead_runners_job_is_taken_over_when_its_short_lease_runs_out(db
     async def work(run: JobRun) -> None:
         ran.append(run.attempt)
 
-    runner, watcher = _runner(sessions)
+    runner, watcher = _runner(sessions, poll=60.0)  # a poll would come far too late for the wait below
     runner.register("k", work)
     runner.start()
     await watcher.wait_for(job_id, "done", timeout=10)
