@@ -72,6 +72,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     sent[n] = (at, status, text, loop.time() - started)
 
                 tasks: list[asyncio.Task[None]] = []
+                moved_at: list[float] = []
+
+                async def note_moved() -> None:
+                    await intake.drained()  # the mover ends once the spool is in the inbox
+                    moved_at.append(loop.time())
+
                 total = int(args.rate * (args.before + args.outage + args.after))
                 start = loop.time()
                 restored_at = 0.0
@@ -88,12 +94,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             proxy.cut("refuse")  # drop the hung connections so the pool opens fresh ones
                             proxy.restore()
                         restored_at = loop.time()
+                        tasks.append(asyncio.create_task(note_moved()))
                         print(f"t={due - start:5.1f}s  proxy restored", file=sys.stderr)
                     await asyncio.sleep(max(0.0, due - loop.time()))
                     tasks.append(asyncio.create_task(send(n)))
                 await asyncio.gather(*tasks)
                 await intake.drained()
-                drained_at = loop.time()
+                drained_at = moved_at[0] if moved_at else loop.time()
                 await box.jobs_idle(timeout=300)
                 processed_at = loop.time()
                 async with unit_of_work(box.services.sessions) as session:
