@@ -183,7 +183,8 @@ class JobRunner:
         self._wake.set()
 
     async def _execute(self, run: JobRun) -> None:
-        # Claimed a moment ago: counting the lease from now errs on the safe side by that moment only.
+        # The row's lease counts from the claim a moment ago; counting from now is that moment late, which
+        # lease_margin (stopping the handler a second early) more than covers.
         held_until = asyncio.get_running_loop().time() + self.lease.total_seconds()
         work: asyncio.Future[None] = asyncio.ensure_future(self.handlers[run.kind](run))
         try:
