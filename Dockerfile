@@ -24,18 +24,21 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=3000 \
-    EXPORT_DIR=/var/lib/privacy-bot/exports
+    EXPORT_DIR=/var/lib/privacy-bot/exports \
+    SPOOL_DIR=/var/lib/privacy-bot/spool
 RUN groupadd --system --gid 10001 bot \
  && useradd --system --uid 10001 --gid bot --home-dir /app --shell /usr/sbin/nologin bot \
- && mkdir -p /app /var/lib/privacy-bot/exports \
+ && mkdir -p /app /var/lib/privacy-bot/exports /var/lib/privacy-bot/spool \
  && chown -R bot:bot /var/lib/privacy-bot
 COPY --from=build /opt/venv /opt/venv
 COPY manifest.yml /app/manifest.yml
 WORKDIR /app
 USER 10001:10001
 EXPOSE 3000
-VOLUME ["/var/lib/privacy-bot/exports"]
-# /healthz answers 200 while the database answers, 503 when it does not (no curl in the slim image).
+# The spool keeps webhook deliveries that arrived while the database did not answer: it must outlive the container.
+VOLUME ["/var/lib/privacy-bot/exports", "/var/lib/privacy-bot/spool"]
+# /healthz answers 200 while the database answers, or while deliveries can still go to the spool ("degraded");
+# 503 when neither (no curl in the slim image).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(0 if urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '3000')}/healthz\", timeout=4).status == 200 else 1)"]
 # Migrate before serving: a new image upgrades the schema first (idempotent; several replicas may race

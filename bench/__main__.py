@@ -16,6 +16,8 @@ BENCHMARKS = {
     "access_package": "access package for 100,000 timeline events; /privacy dsar ack latency, slow Mautic",
     "own_retention": "the bot's own retention deleting 160,000 old rows in batches, SQLite and PostgreSQL",
     "mask_stall": "masking on hostile text up to 1 MiB; loop stall of an unsigned 1 MiB POST",
+    "pg_outage": "a PostgreSQL outage under 10 webhook deliveries/s: all answered 2xx, each processed once",
+    "crash_points": "kill -9 at five points, then restart: handled once, posted once, resumed within 10 s",
 }
 
 

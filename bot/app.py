@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.approvals import Approvals
 from bot.clock import Clock, system_clock
 from bot.home.service import HomeRefresher
+from bot.intake.spool import DeliverySpool, SpoolingIntake
 from bot.intake.writer import DeliveryWriter
 from bot.jobs import JobRunner, SettleObserver
 from bot.mautic import MauticClient
@@ -30,7 +31,7 @@ from bot.requests.execution import sweep_leftover_exports
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.messenger import SlackMessenger
-from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
+from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
 from handlers.jobs import register_jobs, schedule_jobs
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
@@ -147,7 +148,7 @@ def build_services(settings: Settings, *, engine: AsyncEngine, sessions: Session
     metrics = Metrics()
     jobs = JobRunner(sessions, clock=clock, poll_interval=job_poll_interval, backoff_base=job_backoff_base)
     jobs.observe(metrics.job_settled)
-    messenger = SlackMessenger(slack)
+    messenger = SlackMessenger(slack, sessions=sessions)
     messenger.observe(metrics.slack_call)
     permissions = Permissions(
         approvers=SlackAudience(settings.privacy_approvers, slack),
@@ -181,6 +182,9 @@ def _services(tuning: Tuning, role: Role):  # type: ignore[no-untyped-def]
         app[SERVICES] = services
         app[BOLT] = build_bolt_app(services)
         writer = app[INTAKE_WRITER] = DeliveryWriter(services)
+        settings = services.settings
+        intake = app[INTAKE] = SpoolingIntake(services, writer,
+                                              DeliverySpool(settings.spool_dir, settings.spool_max_bytes))
         register_jobs(services.jobs, services, writer)
         for observer in tuning.job_observers:
             services.jobs.observe(observer)
@@ -190,7 +194,9 @@ def _services(tuning: Tuning, role: Role):  # type: ignore[no-untyped-def]
         await _sweep_exports(services)
         if role != "web":  # a web process only enqueues; a worker claims and runs
             services.jobs.start()
+        intake.start()  # moves spooled deliveries (this process's, or a dead one's) in once the database answers
         yield
+        await intake.stop()
         await refresher.stop()
         await services.jobs.stop()
 

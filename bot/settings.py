@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Webhook intake
     webhook_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     slack_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Where verified deliveries are kept while the database does not answer (0700 directory, 0600 files),
+    # and how much it may hold before the webhook answers 503.
+    spool_dir: Path = Path("./spool")
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
 
     # Consent
     consent_fields: CommaList = Field(

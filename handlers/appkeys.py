@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from bot.intake.spool import SpoolingIntake
     from bot.intake.writer import DeliveryWriter
     from bot.services import Services
     from bot.settings import Settings
@@ -28,3 +29,4 @@ HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt")
 INTAKE_WRITER: web.AppKey[DeliveryWriter] = web.AppKey("intake_writer")
+INTAKE: web.AppKey[SpoolingIntake] = web.AppKey("intake")  # the webhook's one way to keep a delivery

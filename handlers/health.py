@@ -1,4 +1,6 @@
-"""``GET /healthz``: 200 when the database answers, 503 when it does not."""
+"""``GET /healthz``: 200 when the database answers; while it does not, 200 "degraded" as long as webhook
+deliveries are being kept in the local spool (this is still the place to send them), 503 once they cannot be.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +9,22 @@ import logging
 
 from aiohttp import web
 
-from handlers.appkeys import SERVICES
+from handlers.appkeys import INTAKE, SERVICES
 from storage.db import ping
 
 log = logging.getLogger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
+    intake = request.app[INTAKE].status()
     try:
         await asyncio.wait_for(ping(request.app[SERVICES].engine), timeout=2.0)
     except Exception as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
-        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
+        if request.app[INTAKE].spool_has_room():
+            return web.json_response({"status": "degraded", "database": "down", **intake,
+                                      "reason": "database unavailable; webhook deliveries go to the local spool"})
+        return web.json_response({"status": "unavailable", "database": "down", **intake}, status=503)
+    if intake["intake"] != "ok":  # the database is back, the spool not moved yet
+        return web.json_response({"status": "degraded", "database": "ok", **intake})
     return web.json_response({"status": "ok", "database": "ok"})

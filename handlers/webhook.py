@@ -15,7 +15,8 @@ import time
 from aiohttp import web
 
 from bot.intake.events import signature_ok
-from handlers.appkeys import INTAKE_WRITER, SERVICES
+from bot.intake.spool import SpoolFull
+from handlers.appkeys import INTAKE, SERVICES
 from handlers.limits import read_limited
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ async def mautic_webhook(request: web.Request) -> web.Response:
     except Exception:
         services.metrics.webhook_delivery("error", time.perf_counter() - started)  # e.g. the database is down
         raise
-    outcome = "accepted" if response.status == 200 else "bad_signature"
+    outcome = {200: "accepted", 401: "bad_signature"}.get(response.status, "error")
     services.metrics.webhook_delivery(outcome, time.perf_counter() - started)
     return response
 
@@ -46,7 +47,14 @@ async def _verify_and_commit(request: web.Request, raw: bytes) -> web.Response:
     if not signature_ok(raw, request.headers.get("Webhook-Signature"), secret):
         log.warning("mautic webhook: missing or wrong Webhook-Signature (%d bytes), nothing stored", len(raw))
         return web.json_response({"ok": False, "error": "invalid signature"}, status=401)
-    # Committed (in one transaction shared with concurrent deliveries) before we answer.
-    delivery = await request.app[INTAKE_WRITER].commit(raw, services.clock())
+    # Committed (in one transaction shared with concurrent deliveries) before we answer; while the database
+    # does not answer, written and fsync'd to the local spool instead, and moved into the inbox once it does.
+    try:
+        receipt = await request.app[INTAKE].accept(raw, services.clock())
+    except SpoolFull:
+        log.error("mautic webhook: database unavailable and the local spool is full; delivery refused")
+        return web.json_response({"ok": False, "error": "database unavailable and local spool full"}, status=503)
     # An opaque id only: Mautic writes this body into its webhook log.
-    return web.Response(body=b'{"ok":true,"delivery":%d}' % delivery, content_type="application/json")
+    if receipt.delivery is not None:
+        return web.Response(body=b'{"ok":true,"delivery":%d}' % receipt.delivery, content_type="application/json")
+    return web.json_response({"ok": True, "spooled": receipt.spooled})

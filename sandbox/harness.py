@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -145,6 +147,8 @@ def sandbox_settings(
         "database_url": database_url,
         "bot_secret_key": secrets.token_hex(32),
         "mautic_timeout_seconds": 10.0,
+        # Never the working directory's ./spool (a real instance's): a fresh path, created only if used.
+        "spool_dir": Path(tempfile.gettempdir()) / f"privacy-bot-sandbox-spool-{secrets.token_hex(8)}",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

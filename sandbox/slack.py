@@ -65,10 +65,12 @@ __all__ = [
 
 # The bot scopes from manifest.yml; a fake that grants everything would hide a missing scope.
 DEFAULT_SCOPES: tuple[str, ...] = (
+    "channels:history",
     "chat:write",
     "chat:write.public",
     "commands",
     "files:write",
+    "groups:history",
     "usergroups:read",
 )
 
@@ -286,6 +288,7 @@ class _Fault:
     error: str | None
     retry_after: int | None
     remaining: int
+    after_handling: bool = False
 
 
 @dataclass
@@ -344,6 +347,21 @@ def _required(params: Mapping[str, Any], key: str, error: str = "invalid_argumen
     if value in (None, ""):
         raise _ApiError(error)
     return str(value)
+
+
+def _in_range(ts: str, params: Mapping[str, Any]) -> bool:
+    """Whether a message's ts lies between ``oldest`` and ``latest`` (exclusive unless ``inclusive``)."""
+    inclusive = _flag(params.get("inclusive"))
+    value = float(ts)
+    oldest, latest = params.get("oldest"), params.get("latest")
+    try:
+        if oldest not in (None, "") and (value < float(oldest) or (value == float(oldest) and not inclusive)):
+            return False
+        if latest not in (None, "") and (value > float(latest) or (value == float(latest) and not inclusive)):
+            return False
+    except (TypeError, ValueError) as exc:
+        raise _ApiError("invalid_arguments") from exc
+    return True
 
 
 def _encode_cursor(offset: int) -> str:
@@ -478,6 +496,7 @@ class FakeSlack(_ManifestApi):
         self._response_targets: dict[str, _ResponseTarget] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._delays: dict[str, float] = {}
+        self._answer_delays: dict[str, float] = {}  # answers held back after the call took effect
         self._ts_micros = FIRST_TS_MICROS
         self._serial = 0
         self._changed = asyncio.Condition()
@@ -721,16 +740,19 @@ class FakeSlack(_ManifestApi):
         error: str | None = None,
         retry_after: int | None = None,
         times: int = 1,
+        after_handling: bool = False,
     ) -> None:
         """Make the next ``times`` calls to ``method`` fail. ``method`` may also be "upload" or
-        "webhook" for the file-upload and response_url sinks."""
+        "webhook" for the file-upload and response_url sinks. With ``after_handling`` the call takes
+        effect first and only its answer fails (a 5xx from Slack's edge after the backend posted: the
+        client cannot tell whether the message exists)."""
         if retry_after is not None and status is None:
             status = 429
         if status is None and error is None:
             raise ValueError("fail() needs a status, an error or retry_after")
         if times < 1:
             raise ValueError("times must be at least 1")
-        self._faults.setdefault(method, deque()).append(_Fault(status, error, retry_after, times))
+        self._faults.setdefault(method, deque()).append(_Fault(status, error, retry_after, times, after_handling))
 
     def slow(self, method: str, seconds: float) -> None:
         """Delay every later call to ``method`` by ``seconds`` (0 removes the delay)."""
@@ -738,6 +760,14 @@ class FakeSlack(_ManifestApi):
             self._delays.pop(method, None)
         else:
             self._delays[method] = seconds
+
+    def delay_answer(self, method: str, seconds: float) -> None:
+        """Let every later call to ``method`` take effect at once but hold its answer back ``seconds`` (0
+        removes it): the window in which a client that dies has posted without learning it did."""
+        if seconds <= 0:
+            self._answer_delays.pop(method, None)
+        else:
+            self._answer_delays[method] = seconds
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
@@ -791,9 +821,13 @@ class FakeSlack(_ManifestApi):
             await asyncio.sleep(self._delays[call.method])
         fault = self._take_fault(call.method)
         if fault is not None:
+            if fault.after_handling:
+                handler(call.params)
             call.status, call.response, response = self._fault_response(fault)
             return response
         call.response = {"ok": True, **handler(call.params)}
+        if call.method in self._answer_delays:
+            await asyncio.sleep(self._answer_delays[call.method])
         return web.json_response(call.response, headers=self._scope_headers())
 
     def _error_response(self, call: RecordedCall, exc: _ApiError) -> web.Response:
@@ -915,7 +949,9 @@ class FakeSlack(_ManifestApi):
     # ---- shared lookups --------------------------------------------------------------------------
 
     def _next_ts(self) -> str:
-        self._ts_micros += 100
+        # Slack's ts is the posting time (epoch seconds, microseconds), unique per channel: real time here too,
+        # so a client that looks a message up by when it posted it (conversations.history ``oldest``) finds it.
+        self._ts_micros = max(self._ts_micros + 100, time.time_ns() // 1000)
         return f"{self._ts_micros // 1_000_000}.{self._ts_micros % 1_000_000:06d}"
 
     def _need(self, *scopes: str) -> None:
@@ -1008,6 +1044,8 @@ class FakeSlack(_ManifestApi):
             "chat.getPermalink": self._chat_get_permalink,
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "files.getUploadURLExternal": self._files_get_upload_url,
@@ -1111,6 +1149,49 @@ class FakeSlack(_ManifestApi):
         if _flag(params.get("include_num_members")):
             info["num_members"] = len(channel.members)
         return {"channel": info}
+
+    # conversations.history / conversations.replies, per docs.slack.dev/reference/methods/conversations.history
+    # and .../conversations.replies: a *:history scope for the conversation's type; history newest first (top-level
+    # messages and broadcast replies), replies the parent first and then its replies oldest first; ``oldest`` and
+    # ``latest`` exclusive unless ``inclusive``; ``limit`` (default 100) with cursor pagination; and message
+    # ``metadata`` ({"event_type", "event_payload"}, as chat.postMessage took it) only with include_all_metadata.
+
+    def _history_scope_for(self, channel: Channel) -> str:
+        if channel.is_im:
+            return "im:history"
+        return "groups:history" if channel.is_private else "channels:history"
+
+    def _conversations_history(self, params: Json) -> Json:
+        channel = self._channel(_required(params, "channel", "channel_not_found"))
+        self._need(self._history_scope_for(channel))
+        found = [m for m in reversed(self.messages(channel.id)) if _in_range(m.ts, params)]
+        return self._history_page(found, params)
+
+    def _conversations_replies(self, params: Json) -> Json:
+        channel = self._channel(_required(params, "channel", "channel_not_found"))
+        self._need(self._history_scope_for(channel))
+        ts = _required(params, "ts", "thread_not_found")
+        parent = next((m for m in self._messages.get(channel.id, []) if m.ts == ts and not m.deleted), None)
+        if parent is None:
+            raise _ApiError("thread_not_found")
+        found = [m for m in [parent, *self.thread(channel.id, ts)] if _in_range(m.ts, params)]
+        return self._history_page(found, params)
+
+    def _history_page(self, found: list[Message], params: Json) -> Json:
+        limit = max(1, min(_int_param(params, "limit", 100), 999))
+        cursor = str(params.get("cursor") or "")
+        start = _decode_cursor(cursor) if cursor else 0
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        with_metadata = _flag(params.get("include_all_metadata"))
+        messages = []
+        for message in page:
+            out = message.to_api(self.team_id)
+            if not with_metadata:
+                out.pop("metadata", None)
+            messages.append(out)
+        return {"messages": messages, "has_more": more, "pin_count": 0,
+                "response_metadata": {"next_cursor": _encode_cursor(start + limit) if more else ""}}
 
     def _usergroups_users_list(self, params: Json) -> Json:
         self._need("usergroups:read")

@@ -104,6 +104,17 @@ class InboxDelivery(SQLModel, table=True):
     body_sha256: str = Field(max_length=64)
 
 
+class SpoolMove(SQLModel, table=True):
+    """A delivery moved from the local spool into the inbox (the database was down when it arrived), by its
+    spool record's key: written in the same transaction as the delivery, so a move interrupted by a crash and
+    run again skips what it already moved, even once those deliveries have been split and deleted."""
+
+    __tablename__ = "spool_moves"
+
+    key: str = Field(primary_key=True, max_length=64)
+    moved_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
 class ConsentRecord(SQLModel, table=True):
     """Evidence of what a form submission said about consent."""
 
@@ -285,6 +296,22 @@ async def _on_sqlite_thread(driver_connection: Any, fn: Callable[[sqlite3.Connec
     """
     result: list[int] = await driver_connection._execute(fn, driver_connection._conn)
     return result
+
+
+async def move_spooled(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime, *,
+                       forget_before: datetime) -> list[int]:
+    """Store deliveries taken by the local spool ({key, received_at, body, body_sha256}), skipping keys moved
+    before (a move that crashed after its commit and runs again); the new deliveries' ids. Keys older than
+    ``forget_before`` are forgotten: a spool file is moved within minutes of the database's return."""
+    await session.exec(delete(SpoolMove).where(col(SpoolMove.moved_at) < forget_before))  # type: ignore[call-overload]
+    if not rows:
+        return []
+    table = SpoolMove.__table__  # type: ignore[attr-defined]
+    statement = _insert(session, SpoolMove).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
+    result = await session.exec(statement, params=[{"key": r["key"], "moved_at": now} for r in rows])  # type: ignore[call-overload]
+    new = {key for (key,) in result.all()}
+    fresh = [{k: r[k] for k in ("received_at", "body", "body_sha256")} for r in rows if r["key"] in new]
+    return await insert_deliveries(session, fresh) if fresh else []
 
 
 async def read_deliveries(session: AsyncSession, *, limit: int, lock: bool = False) -> list[Any]:

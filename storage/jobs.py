@@ -8,11 +8,12 @@ handlers commit their effects together with :func:`finish` or are idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint, and_, or_, update
+from sqlalchemy import Column, UniqueConstraint, and_, func, or_, true, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -78,9 +79,11 @@ async def enqueue(
 
 
 async def claim(
-    session: AsyncSession, *, kinds: list[str], limit: int, lease: timedelta, now: datetime | None = None
+    session: AsyncSession, *, kinds: list[str], limit: int, lease: timedelta, now: datetime | None = None,
+    exclude: Collection[int] = (),
 ) -> list[Job]:
-    """Lease up to ``limit`` due jobs: queued ones whose time has come, or running ones whose lease expired."""
+    """Lease up to ``limit`` due jobs: queued ones whose time has come, or running ones whose lease expired
+    (but not those in ``exclude``: the caller's own, still running)."""
     now = now or utcnow()
     due = or_(
         and_(col(Job.state) == JobState.QUEUED, col(Job.run_after) <= now),
@@ -88,7 +91,7 @@ async def claim(
     )
     query = (
         select(Job)
-        .where(due, col(Job.kind).in_(kinds))
+        .where(due, col(Job.kind).in_(kinds), col(Job.id).not_in(list(exclude)) if exclude else true())
         .order_by(col(Job.run_after), col(Job.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -109,6 +112,28 @@ async def extend_lease(session: AsyncSession, job_id: int, attempts: int, until:
         update(Job)
         .where(col(Job.id) == job_id, col(Job.state) == JobState.RUNNING, col(Job.attempts) == attempts)
         .values(lease_until=until)
+    )
+    return bool(result.rowcount)
+
+
+async def next_due(session: AsyncSession, *, kinds: list[str], exclude: Collection[int] = ()) -> datetime | None:
+    """When the next job becomes claimable: the earliest ``run_after`` of a queued job, or ``lease_until`` of a
+    running one (not in ``exclude``), so a runner can wake then instead of at its next poll."""
+    mine = col(Job.id).not_in(list(exclude)) if exclude else true()
+    queued = select(func.min(Job.run_after)).where(col(Job.state) == JobState.QUEUED, col(Job.kind).in_(kinds))
+    leased = select(func.min(Job.lease_until)).where(col(Job.state) == JobState.RUNNING, col(Job.kind).in_(kinds),
+                                                     mine)
+    times = [(await session.exec(query)).one() for query in (queued, leased)]
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
+
+
+async def release(session: AsyncSession, job_id: int, attempts: int) -> bool:
+    """Give up a running job's lease at once (its runner stopped it), so the next claim takes it over."""
+    result = await session.exec(  # type: ignore[call-overload]
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.state) == JobState.RUNNING, col(Job.attempts) == attempts)
+        .values(lease_until=utcnow() - timedelta(microseconds=1))
     )
     return bool(result.rowcount)
 

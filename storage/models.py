@@ -7,11 +7,19 @@ from storage.digests import DigestRun, DigestSlot, PurgeChunk, PurgeRequest  # n
 from storage.erasure_cleanup import CleanupLine  # noqa: F401
 from storage.forms import FormFieldSeen, FormRevision  # noqa: F401
 from storage.home import HomeViewer  # noqa: F401
-from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal  # noqa: F401
+from storage.intake import (  # noqa: F401
+    ConsentAlert,
+    ConsentRecord,
+    InboxDelivery,
+    InboxEvent,
+    SpoolMove,
+    Withdrawal,
+)
 from storage.jobs import Job
 from storage.ledger import AuditEntry
 from storage.requests import ErasedSubject, ExportLink, PrivacyRequest, RequestDecision  # noqa: F401
 from storage.slack_deliveries import SlackDelivery  # noqa: F401
 from storage.slack_files import SlackUpload  # noqa: F401
+from storage.slack_posts import SlackPost  # noqa: F401
 
 __all__ = ["AuditEntry", "Job"]

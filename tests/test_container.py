@@ -109,7 +109,7 @@ def test_compose_runs_the_bot_on_a_healthy_postgres_with_named_volumes(compose: 
         "DATABASE_URL"]
     named = set(compose["volumes"])
     mounts = [v.split(":")[0] for service in (bot, db) for v in service["volumes"]]
-    assert set(mounts) == named == {"pgdata", "exports"}
+    assert set(mounts) == named == {"pgdata", "exports", "spool"}
     assert bot["environment"]["EXPORT_DIR"] in [v.split(":")[1] for v in bot["volumes"]]
 
 

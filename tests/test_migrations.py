@@ -38,10 +38,10 @@ def three_head_scripts(into: Path) -> Path:
 
 
 # 0006: Socket Mode's taken deliveries and the App Home viewers; then export uploads, form revisions and
-# fields seen, erasure clean-up checklists.
+# fields seen, erasure clean-up checklists, exactly-once Slack posts, deliveries moved in from the spool.
 TABLES_ADDED_AFTER_THE_MERGE = {
     "slack_deliveries", "app_home_viewers", "slack_export_files", "form_revisions", "form_fields_seen",
-    "erasure_cleanup"}
+    "erasure_cleanup", "slack_posts", "spool_moves"}
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

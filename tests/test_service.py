@@ -134,6 +134,16 @@ async def test_healthz_reports_the_database(box: Sandbox, monkeypatch: pytest.Mo
     dead = make_engine("postgresql://nobody@127.0.0.1:1/none")
     monkeypatch.setattr(handlers.health, "ping", lambda _engine: ping(dead))
     try:
+        # Webhook deliveries still have a place to go (the local spool): degraded, not down.
+        async with box.http.get(f"{box.url}/healthz") as response:
+            assert response.status == 200
+            health = await response.json()
+            assert (health["status"], health["database"]) == ("degraded", "down")
+            assert "spool" in health["reason"]
+        # Once they have not (the spool is full), this instance is of no use to Mautic: 503.
+        from handlers.appkeys import INTAKE
+
+        monkeypatch.setattr(box.app[INTAKE], "spool_has_room", lambda: False)
         async with box.http.get(f"{box.url}/healthz") as response:
             assert response.status == 503
             assert (await response.json())["database"] == "down"

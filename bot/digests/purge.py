@@ -95,7 +95,7 @@ async def announce(services: Services, purge: store.PurgeRequest) -> None:
                                    filed_by=purge.filed_by, state="pending")
     posted = await services.messenger.post(
         purge.channel, text=message["text"], blocks=message["blocks"], thread_ts=purge.thread_ts,
-        reply_broadcast=purge.thread_ts is not None, best_effort=True)
+        reply_broadcast=purge.thread_ts is not None, best_effort=True, once=f"purge:{purge.id}")
     if posted is None:
         log.warning("purge #%s filed, but its request message could not be posted", purge.id)
         return
@@ -430,7 +430,8 @@ class PurgeExecution:
         messenger = self.services.messenger
         if purge.progress_ts is None:
             posted = await messenger.post(purge.channel, text=message["text"], blocks=message["blocks"],
-                                          thread_ts=purge.thread_ts, best_effort=best_effort)
+                                          thread_ts=purge.thread_ts, best_effort=best_effort,
+                                          once=f"purge:{self.purge_id}:progress")
             if posted is not None:
                 async with unit_of_work(self.services.sessions) as session:
                     await store.update_purge(session, self.purge_id, progress_ts=posted.ts)

@@ -225,7 +225,8 @@ async def post_digest(
         # Saved before posting: a click on the message's button may arrive before the post returns.
         await store.update_run(session, run_id, summary=summary)
     # Not best effort: if Slack stays unavailable the job is retried, and the retry reuses this run.
-    posted = await services.messenger.post(channel, text=message["text"], blocks=message["blocks"])
+    posted = await services.messenger.post(channel, text=message["text"], blocks=message["blocks"],
+                                           once=f"digest:{run_id}")
     assert posted is not None
     ts = posted.ts
     async with unit_of_work(services.sessions) as session:

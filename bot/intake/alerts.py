@@ -121,7 +121,7 @@ async def post_alert(services: Services, run: JobRun) -> None:
         return
     message = alert_message(alert_view(alert, services))
     posted = await services.messenger.post(services.settings.privacy_channel or "", text=message["text"],
-                                           blocks=message["blocks"])
+                                           blocks=message["blocks"], once=f"alert:{alert_id}")
     assert posted is not None  # not best effort: a failure raises and the runner retries the job
     async with unit_of_work(services.sessions) as session:
         await store.set_message(session, alert_id, posted.channel, posted.ts)

@@ -172,7 +172,8 @@ async def _tell_thread_and_update(services: Services, run: JobRun, lead: Consent
                                   progress: dict[str, Any]) -> None:
     if not progress.get("thread") and lead.channel_id and lead.message_ts:
         posted = await services.messenger.post(lead.channel_id, thread_ts=lead.message_ts,
-                                               text=decision_thread_text(alert_view(lead, services), members))
+                                               text=decision_thread_text(alert_view(lead, services), members),
+                                               once=f"job:{run.id}:decision-note")
         if posted is not None and lead.id is not None:
             async with unit_of_work(services.sessions) as session:
                 await store.remember_reply(session, lead.id, posted.ts)

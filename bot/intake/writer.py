@@ -122,6 +122,11 @@ class DeliveryWriter:
         self._last_commit = asyncio.get_running_loop().time()
         return ids
 
+    async def ensure_job(self, session: AsyncSession) -> datetime:
+        """For deliveries stored outside :meth:`commit` (moved in from the webhook spool): make sure a queued
+        process job will see what ``session`` commits."""
+        return await self._ensure_job(session)
+
     async def _ensure_job(self, session: AsyncSession) -> datetime:
         """Make sure a queued process job will see what this transaction commits; remember when it starts."""
         # One waiting job drains every pending delivery, so deliveries arriving together share it.

@@ -93,7 +93,9 @@ async def post_checklist(services: Services, request_id: int) -> None:
         message = blocks.cleanup_checklist(request_id, lines, dict((row.result or {}).get("leftovers") or {}))
         ts = lines[0].message_ts
         if ts is None:
-            posted = await services.messenger.post(row.channel, thread_ts=row.message_ts, **message)
+            # Keyed: a crash between the post and set_message below must not post a second checklist.
+            posted = await services.messenger.post(row.channel, thread_ts=row.message_ts, **message,
+                                                   once=f"request:{request_id}:cleanup-checklist")
             assert posted is not None  # not best effort: a job retries, so the checklist is never lost
             async with unit_of_work(services.sessions) as session:
                 await lines_store.set_message(session, request_id, posted.ts)

@@ -358,7 +358,8 @@ async def release(services: Services, run: JobRun) -> None:
                                          "size": package.get("size")})
         link = f"{settings.external_url}/exports/{token}"
     await notify.post_in_thread(services, info, blocks.access_released_reply(
-        info, link=link, expires=expires, max_downloads=settings.export_max_downloads))
+        info, link=link, expires=expires, max_downloads=settings.export_max_downloads),
+        once=f"job:{run.id}:access-released")
     async with unit_of_work(services.sessions) as session:
         await store.set_fields(session, request_id, {"result": {**result, "release": "done"}})
     await notify.refresh_message(services, request_id, best_effort=True)
@@ -490,7 +491,8 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
     if won:
         shown = await notify.refresh_message(services, row.id or 0, best_effort=True) or info
         await notify.post_in_thread(services, shown, blocks.erasure_deleted_reply(
-            shown, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True)
+            shown, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True,
+            once=f"job:{run.id}:erasure-deleted")
     await cleanup.post_checklist(services, row.id or 0)
     # The job row kept contact ids and message references only to resume; nothing of them is needed now.
     await run.checkpoint({"purged": purged, "redacted": run.progress.get("redacted", 0), "checklist": True})

@@ -48,7 +48,8 @@ async def ensure_posted(services: Services, request_id: int) -> RequestInfo | No
             info = info_from_row(row)
         if info.message_ts is not None:
             return info
-        posted = await services.messenger.post(info.channel, **request_message(info, today=_today(services)))
+        posted = await services.messenger.post(info.channel, **request_message(info, today=_today(services)),
+                                               once=f"request:{request_id}")
         assert posted is not None  # not best effort: a failure raises
         async with unit_of_work(services.sessions) as session:
             await store.set_fields(session, request_id, {"message_ts": posted.ts})
@@ -75,12 +76,13 @@ async def refresh_message(services: Services, request_id: int, *, best_effort: b
 
 
 async def post_in_thread(services: Services, info: RequestInfo, message: dict[str, Any], *,
-                         best_effort: bool = False) -> str | None:
-    """A reply under the request message; its ts, or None when there is no message (or, best effort, no reply)."""
+                         best_effort: bool = False, once: str | None = None) -> str | None:
+    """A reply under the request message; its ts, or None when there is no message (or, best effort, no reply).
+    ``once``: posted at most once for this key, across retries and crashes (the messenger's keyed post)."""
     if info.message_ts is None:
         return None
     posted = await services.messenger.post(info.channel, thread_ts=info.message_ts, **message,
-                                           best_effort=best_effort)
+                                           best_effort=best_effort, once=once)
     return posted.ts if posted is not None else None
 
 

@@ -10,6 +10,14 @@ under one failure policy.
 
 Callers that must not fail because Slack is briefly down (a listener whose decision is already
 committed) pass ``best_effort=True`` and get ``None`` instead of an exception.
+
+A post given ``once=<key>`` is made exactly once however often it is retried, across crashes and replicas:
+the intent is committed first (``slack_posts``, keyed by ``key``), the message carries the key in its
+``metadata``, and its ts is committed after. A later call with the key returns the recorded message; one that
+finds an intent without a ts (the process died mid-post, or Slack's answer was lost) first looks for the
+message by its metadata (``conversations.history``/``conversations.replies`` with ``include_all_metadata``)
+and posts only if it is not there. The same look-up runs before retrying a post whose answer was a 5xx or
+never came, since Slack may have posted it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -27,11 +36,19 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from storage import slack_posts
+from storage.db import SessionFactory, unit_of_work
+
 log = logging.getLogger(__name__)
 
 GiveUpHook = Callable[[str, BaseException], None]
 # Told after every call the messenger makes: (method, outcome), outcome one of "ok", "refused", "unavailable".
 CallObserver = Callable[[str, str], None]
+# What a keyed post carries in its metadata (event_payload {"key": …}), to be found again after a crash.
+POST_EVENT_TYPE = "privacy_bot_post"
+# How far before its intent a keyed post is looked for (clock skew between this host and Slack).
+LOOKUP_SLACK = timedelta(minutes=2)
+LOOKUP_PAGES = 10  # of 200 messages each: a privacy channel over a few minutes holds far fewer
 
 
 class SlackError(Exception):
@@ -66,6 +83,8 @@ class SlackMessenger:
     _observers: list[CallObserver] = field(default_factory=list)
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
+    # Where keyed posts record their intent and ts (the bot's database); without it ``once`` is refused.
+    sessions: SessionFactory | None = None
 
     @contextlib.asynccontextmanager
     async def one_at_a_time(self, key: str) -> AsyncIterator[None]:
@@ -84,18 +103,92 @@ class SlackMessenger:
                 self._locks[key] = (lock, users - 1)
 
     async def post(self, channel: str, *, text: str, blocks: list[dict[str, Any]] | None = None,
-                   thread_ts: str | None = None, best_effort: bool = False, **extra: Any) -> Posted | None:
-        """``chat.postMessage`` with link and media unfurling off (nothing the bot posts should be fetched)."""
+                   thread_ts: str | None = None, best_effort: bool = False, once: str | None = None,
+                   **extra: Any) -> Posted | None:
+        """``chat.postMessage`` with link and media unfurling off (nothing the bot posts should be fetched).
+
+        ``once``: an idempotency key ("alert:12"); the message is posted at most once for it, ever (see the
+        module's docstring). Not inside a unit of work: the intent is committed in one of its own.
+        """
         kwargs: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False, "unfurl_media": False,
                                   **extra}
         if blocks is not None:
             kwargs["blocks"] = blocks
         if thread_ts is not None:
             kwargs["thread_ts"] = thread_ts
+        if once is not None:
+            return await self._post_once(once, kwargs, best_effort)
         response = await self.call("chat.postMessage", best_effort=best_effort, **kwargs)
         if response is None:
             return None
         return Posted(str(response["channel"]), str(response["ts"]))
+
+    async def _post_once(self, key: str, kwargs: dict[str, Any], best_effort: bool) -> Posted | None:
+        if self.sessions is None:
+            raise RuntimeError("a keyed post needs the messenger's sessions")
+        channel, thread_ts = str(kwargs["channel"]), kwargs.get("thread_ts")
+        async with unit_of_work(self.sessions) as session:
+            intent, first = await slack_posts.intend(session, key, channel, thread_ts, _now())
+        if intent.ts is not None:
+            return Posted(intent.channel, intent.ts)
+        since = intent.intended_at - LOOKUP_SLACK
+
+        async def look_up() -> Posted | None:
+            found = await self._find(key, channel, thread_ts, since)
+            if found is not None:
+                log.info("slack post %s found already posted (ts %s), not posting again", key, found.ts)
+                await self._record(key, found)
+            return found
+
+        if not first:  # an earlier attempt may have posted before it died or lost Slack's answer
+            try:
+                found = await look_up()
+            except SlackError as exc:
+                if not best_effort:
+                    raise
+                log.warning("slack post %s: could not look for an earlier copy (%s)", key, exc.error)
+                return None
+            if found is not None:
+                return found
+        kwargs = {**kwargs, "metadata": {"event_type": POST_EVENT_TYPE, "event_payload": {"key": key}}}
+        response = await self._with_policy("chat.postMessage", self.client.chat_postMessage, kwargs, best_effort,
+                                           recheck=look_up)
+        if response is None:
+            return None
+        if isinstance(response, Posted):
+            return response
+        posted = Posted(str(response["channel"]), str(response["ts"]))
+        await self._record(key, posted)
+        return posted
+
+    async def _record(self, key: str, posted: Posted) -> None:
+        assert self.sessions is not None
+        async with unit_of_work(self.sessions) as session:
+            await slack_posts.record_posted(session, key, posted.channel, posted.ts, _now())
+
+    async def _find(self, key: str, channel: str, thread_ts: str | None, since: datetime) -> Posted | None:
+        """The bot's message carrying ``key`` in its metadata, posted after ``since``; None if there is none."""
+        params: dict[str, Any] = {"channel": channel, "oldest": f"{since.timestamp():.6f}",
+                                  "include_all_metadata": True, "limit": 200}
+        cursor = None
+        for _page in range(LOOKUP_PAGES):
+            if cursor:
+                params["cursor"] = cursor
+            if thread_ts is not None:  # a reply: its thread (channels:history, or groups:history when private)
+                response = await self.call("conversations.replies", ts=thread_ts, **params)
+            else:
+                response = await self.call("conversations.history", **params)
+            assert response is not None
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == POST_EVENT_TYPE and payload.get("key") == key:
+                    return Posted(str(response.get("channel") or channel), str(message["ts"]))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        log.warning("slack post %s: not found in %d pages; posting again", key, LOOKUP_PAGES)
+        return None
 
     async def update(self, channel: str, ts: str, *, text: str, blocks: list[dict[str, Any]] | None = None,
                      best_effort: bool = False, **extra: Any) -> bool:
@@ -166,9 +259,9 @@ class SlackMessenger:
         return await self._with_policy(method, getattr(self.client, method.replace(".", "_")), kwargs, best_effort)
 
     async def _with_policy(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any],
-                           best_effort: bool) -> Any:
+                           best_effort: bool, recheck: Callable[[], Awaitable[Any]] | None = None) -> Any:
         try:
-            response = await self._attempt(method, send, kwargs)
+            response = await self._attempt(method, send, kwargs, recheck)
         except SlackError as exc:
             self._observe(method, "unavailable" if isinstance(exc, SlackUnavailable) else "refused")
             if not best_effort:
@@ -187,9 +280,21 @@ class SlackMessenger:
         for observer in self._observers:
             observer(method, outcome)
 
-    async def _attempt(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Any:
+    async def _attempt(self, method: str, send: Callable[..., Awaitable[Any]], kwargs: dict[str, Any],
+                       recheck: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """Send under the policy. ``recheck`` runs before a retry that follows an answer that may hide success
+        (a 5xx, a timeout, a dropped connection; not a 429, which Slack sends before doing anything): what it
+        returns, if not None, is the outcome."""
         last: BaseException | None = None
+        ambiguous = False
         for attempt in range(1, self.attempts + 1):
+            if ambiguous and recheck is not None:
+                try:
+                    found = await recheck()
+                except SlackError:
+                    found = None  # the look-up failed too; the retry below is the best left to do
+                if found is not None:
+                    return found
             try:
                 return await send(**kwargs)
             except SlackApiError as exc:
@@ -199,13 +304,14 @@ class SlackMessenger:
                     headers = getattr(exc.response, "headers", None) or {}
                     delay = min(_seconds(headers.get("Retry-After") or headers.get("retry-after")),
                                 self.retry_after_cap)
+                    ambiguous = False
                 elif status >= 500:
-                    delay = self._backoff(attempt)
+                    delay, ambiguous = self._backoff(attempt), True
                 else:
                     raise SlackRefused(method, error) from exc
                 last = exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                delay, last = self._backoff(attempt), exc
+                delay, last, ambiguous = self._backoff(attempt), exc, True
             if attempt < self.attempts:
                 await self.sleep(delay)
         assert last is not None
@@ -215,6 +321,11 @@ class SlackMessenger:
 
     def _backoff(self, attempt: int) -> float:
         return self.backoff_base * 2 ** (attempt - 1) * (0.5 + random.random() / 2)  # noqa: S311 - jitter
+
+
+def _now() -> datetime:
+    # Wall time, not the service's clock (tests turn that): it is compared with Slack's message timestamps.
+    return datetime.now(UTC)
 
 
 def _seconds(value: Any) -> float:

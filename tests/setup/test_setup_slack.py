@@ -102,6 +102,9 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "files.completeUploadExternal": {"files:write"},
     "files.delete": {"files:write"},  # Slack-delivered access packages, on expiry and on erasure
     "usergroups.users.list": {"usergroups:read"},
+    # A keyed post looks for its message after a crash; the privacy channel may be public or private.
+    "conversations.history": {"channels:history", "groups:history"},
+    "conversations.replies": {"channels:history", "groups:history"},
     "views.open": set(),
     "views.update": set(),
     "views.publish": set(),
