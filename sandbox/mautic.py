@@ -1701,15 +1701,19 @@ class FakeMautic(_HooksApi):
             raise _ApiError(404, "Item was not found.")
         return _json({"list": segment})
 
-    async def _h_segment_add(self, request: web.Request) -> web.Response:
+    def _segment_and_contact(self, request: web.Request) -> tuple[int, int]:
+        """ListApiController::addLeadAction / removeLeadAction: 404 for a missing segment or contact; the
+        segment must be among ListModel::getUserLists(), which lists published segments only → 403."""
         sid = int(request.match_info["sid"])
         if sid not in self._segments:
             raise _ApiError(404, "Item was not found.")
         cid = self._contact_or_404(request)
         if not self._segments[sid]["isPublished"]:
-            # ListApiController::addLeadAction: the segment must be among ListModel::getUserLists(),
-            # which lists published segments only → accessDenied()
             raise _ApiError(403, "You do not have access to the requested area/action.")
+        return sid, cid
+
+    async def _h_segment_add(self, request: web.Request) -> web.Response:
+        sid, cid = self._segment_and_contact(request)
         self._join_segment(sid, self._materialise(cid))
         self._touch(cid)
         return _json({"success": 1})
@@ -1719,12 +1723,7 @@ class FakeMautic(_HooksApi):
         # ListModel::getUserLists() (published only), then LeadModel::removeFromLists(…, manuallyRemoved=true):
         # ListModel::removeLead deletes a manual membership, marks a filter-made one manuallyRemoved (so a
         # rebuild does not re-add it), skips a non-member; the answer is {"success": 1} in every case.
-        sid = int(request.match_info["sid"])
-        if sid not in self._segments:
-            raise _ApiError(404, "Item was not found.")
-        cid = self._contact_or_404(request)
-        if not self._segments[sid]["isPublished"]:
-            raise _ApiError(403, "You do not have access to the requested area/action.")
+        sid, cid = self._segment_and_contact(request)
         contact = self._materialise(cid)
         membership = contact.segments.get(sid)
         if membership is not None:
