@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bot.permissions import SlackAudience
 from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, DPO_GROUP, MALLORY, sandbox
 from tests.helpers import test_tuning
+from tests.helpers.slack import CountingGroups
 from tests.requests.helpers import click, file_request, verify_identity
 
 
-class _Groups:
-    """A Slack client stand-in that answers usergroups.users.list from a dict and counts the calls."""
-
-    def __init__(self, members: dict[str, list[str]]) -> None:
-        self.members, self.calls = members, 0
-
-    async def usergroups_users_list(self, *, usergroup: str) -> dict[str, Any]:
-        self.calls += 1
-        return {"ok": True, "users": list(self.members.get(usergroup, []))}
-
-
 async def test_group_membership_is_read_on_every_check() -> None:
-    slack = _Groups({"S0DPO": ["U0CAROL"]})
+    slack = CountingGroups({"S0DPO": ["U0CAROL"]})
     audience = SlackAudience(["U0BOB", "S0DPO"], slack)  # type: ignore[arg-type]
     assert await audience.includes("U0CAROL")
     slack.members["S0DPO"] = []  # Carol leaves the group

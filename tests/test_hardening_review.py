@@ -28,6 +28,7 @@ from bot.settings import ConfigError, Settings, is_loopback_url, load_settings
 from sandbox.harness import ALICE, MALLORY, sandbox
 from storage.db import make_engine
 from tests.helpers import child_env, test_tuning
+from tests.helpers.slack import CountingGroups
 from tests.ops.test_app_home import home_shows, open_home
 from tests.requests.helpers import file_request
 
@@ -128,19 +129,8 @@ def test_structured_log_extras_are_masked_too() -> None:
     assert "jane.extra" not in json.dumps(line) and "***@example.com" in line["payload"]
 
 
-class _Groups:
-    """usergroups.users.list from a dict, counting the calls."""
-
-    def __init__(self, members: dict[str, list[str]]) -> None:
-        self.members, self.calls = members, 0
-
-    async def usergroups_users_list(self, *, usergroup: str) -> dict[str, Any]:
-        self.calls += 1
-        return {"ok": True, "users": list(self.members.get(usergroup, []))}
-
-
 async def test_one_pass_over_many_viewers_reads_each_group_once_and_decisions_read_afresh() -> None:
-    slack = _Groups({"S0DPO": ["U0CAROL"], "S0MKT": ["U0ALICE"]})
+    slack = CountingGroups({"S0DPO": ["U0CAROL"], "S0MKT": ["U0ALICE"]})
     rules = Permissions(SlackAudience(["S0DPO"], slack), SlackAudience(["S0MKT"], slack))  # type: ignore[arg-type]
     one_pass = rules.one_pass()
     for user in ("U0CAROL", "U0ALICE", "U0MALLORY", "U0DAVE"):
