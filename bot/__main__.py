@@ -86,10 +86,11 @@ async def _serve(settings: Settings) -> None:
 
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app import create_app, server_options
 
     log = logging.getLogger("bot.serve")
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=20)
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=20,
+                           **server_options(settings))
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     log.info("listening", extra={"host": settings.host, "port": settings.port})

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.intake.writer import DeliveryWriter
     from bot.services import Services
     from bot.settings import Settings
+    from handlers.limits import ReadGate
     from storage.db import SessionFactory
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -28,3 +29,4 @@ HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt")
 INTAKE_WRITER: web.AppKey[DeliveryWriter] = web.AppKey("intake_writer")
+READ_GATE: web.AppKey[ReadGate] = web.AppKey("read_gate")

@@ -1,24 +1,109 @@
-"""Body-size limits that answer 413 before a large body is buffered."""
+"""Bounded reads of unauthenticated request bodies (``/slack/events``, ``/mautic/webhook``).
+
+Before anything is verified, a body costs memory and a connection slot, so an attacker must not be
+able to hold either for long: a declared size over the limit gets 413 before a byte is read, the body's
+signature is fed chunk by chunk while it streams in (one copy in memory; a signature that cannot match
+is refused before reading), reading the body has a deadline (408), and reads that have to wait on the
+network share a fixed number of slots (503 with ``Retry-After`` when they are all taken). A body that
+arrived with its headers (Slack's and most of Mautic's) never waits, so it takes no slot: slow or idle
+attackers filling every slot cannot starve the senders that post whole requests.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
 from aiohttp import web
 
+RETRY_AFTER_SECONDS = 1
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """Read the raw body, refusing (413) one larger than ``limit`` bytes.
+
+class StreamedSignature(Protocol):
+    """A signature check fed the body as it arrives (``bot.intake.events.WebhookSignature``, Slack's)."""
+
+    @property
+    def possible(self) -> bool: ...
+
+    def update(self, chunk: bytes) -> None: ...
+
+    def matches(self) -> bool: ...
+
+
+@dataclass
+class ReadGate:
+    """How many body reads may wait on the network at once (one gate for every unauthenticated route)."""
+
+    slots: int
+    busy: int = 0
+    refused: int = 0  # reads turned away because every slot was taken (for tests and the bench)
+
+    def try_enter(self) -> bool:
+        if self.busy >= self.slots:
+            self.refused += 1
+            return False
+        self.busy += 1
+        return True
+
+    def leave(self) -> None:
+        self.busy -= 1
+
+
+class BodyRefused(Exception):
+    """The body was not read to the end (too large, too slow, no slot, or a signature that cannot match);
+    ``response`` is the answer, and the connection is closed after it so its unread rest is not drained."""
+
+    def __init__(self, response: web.Response, outcome: str) -> None:
+        super().__init__(outcome)
+        self.response = response
+        self.outcome = outcome  # too_large, timeout, busy, bad_signature
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    max_bytes: int
+    timeout: float  # seconds to read the whole body
+
+
+def _refuse(status: int, outcome: str, error: str, headers: dict[str, str] | None = None) -> BodyRefused:
+    response = web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+    response.force_close()
+    return BodyRefused(response, outcome)
+
+
+async def read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate,
+                        signature: StreamedSignature) -> bytes:
+    """The whole body once its signature matched; raises :class:`BodyRefused` otherwise.
 
     aiohttp caches the bytes, so later ``request.text()``/``read()`` calls reuse them.
     """
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    declared = request.content_length
+    if declared is not None and declared > limits.max_bytes:
+        raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
+    if not signature.possible:
+        raise _refuse(401, "bad_signature", "invalid signature")
+    content = request.content
+    waits = not content.is_eof()  # the rest of the body is still on the network
+    if waits and not gate.try_enter():
+        raise _refuse(503, "busy", "busy, retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    try:
+        async with asyncio.timeout(limits.timeout):
+            while chunk := await content.readany():
+                size += len(chunk)
+                if size > limits.max_bytes:
+                    raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
+                signature.update(chunk)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _refuse(408, "timeout", "body not received in time") from None
+    finally:
+        if waits:
+            gate.leave()
+    if not signature.matches():
+        raise _refuse(401, "bad_signature", "invalid signature")
+    body = b"".join(chunks)  # only for a verified body; one chunk is returned as is, without a copy
     request._read_bytes = body  # aiohttp's own cache for read()/text()/json()
     return body

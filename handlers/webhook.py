@@ -1,10 +1,11 @@
 """``POST /mautic/webhook``: verify, commit the raw delivery, answer 2xx.
 
 Mautic drops events on any non-2xx, unpublishes the webhook on 410, waits without a timeout and
-stores our response body in its logs (mautic.md §1.6). So: verify over the raw bytes, store the body
-exactly as received (committed before we answer), answer fast with the delivery's id only, and leave
-everything else (parsing, per-event dedupe, dead letters, alerts) to the processing job
-(``intake.process``, bot/intake/process.py), which splits the delivery into inbox events.
+stores our response body in its logs (mautic.md §1.6). So: verify over the raw bytes while they stream
+in (``handlers.limits``), store the body exactly as received (committed before we answer), answer fast
+with the delivery's id only, and leave everything else (parsing, per-event dedupe, dead letters,
+alerts) to the processing job (``intake.process``, bot/intake/process.py), which splits the delivery
+into inbox events.
 """
 
 from __future__ import annotations
@@ -14,39 +15,38 @@ import time
 
 from aiohttp import web
 
-from bot.intake.events import signature_ok
-from handlers.appkeys import INTAKE_WRITER, SERVICES
-from handlers.limits import read_limited
+from bot.intake.events import WebhookSignature
+from handlers.appkeys import INTAKE_WRITER, READ_GATE, SERVICES
+from handlers.limits import BodyLimits, BodyRefused, read_verified
 
 log = logging.getLogger(__name__)
 
 
 async def mautic_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    settings = services.settings
     started = time.perf_counter()
+    secret = settings.mautic_webhook_secret.get_secret_value() if settings.mautic_webhook_secret else ""
+    limits = BodyLimits(settings.webhook_max_bytes, settings.body_read_timeout)
     try:
-        raw = await read_limited(request, services.settings.webhook_max_bytes)
-    except web.HTTPRequestEntityTooLarge:
-        services.metrics.webhook_delivery("too_large", time.perf_counter() - started)
-        raise
+        raw = await read_verified(request, limits, request.app[READ_GATE],
+                                  WebhookSignature(request.headers.get("Webhook-Signature"), secret))
+    except BodyRefused as refused:
+        if refused.outcome == "bad_signature":
+            log.warning("mautic webhook: missing or wrong Webhook-Signature, nothing stored")
+        services.metrics.webhook_delivery(refused.outcome, time.perf_counter() - started)
+        return refused.response
     try:
-        response = await _verify_and_commit(request, raw)
+        delivery = await store_delivery(request, raw)
     except Exception:
         services.metrics.webhook_delivery("error", time.perf_counter() - started)  # e.g. the database is down
         raise
-    outcome = "accepted" if response.status == 200 else "bad_signature"
-    services.metrics.webhook_delivery(outcome, time.perf_counter() - started)
-    return response
-
-
-async def _verify_and_commit(request: web.Request, raw: bytes) -> web.Response:
-    services = request.app[SERVICES]
-    settings = services.settings
-    secret = settings.mautic_webhook_secret.get_secret_value() if settings.mautic_webhook_secret else ""
-    if not signature_ok(raw, request.headers.get("Webhook-Signature"), secret):
-        log.warning("mautic webhook: missing or wrong Webhook-Signature (%d bytes), nothing stored", len(raw))
-        return web.json_response({"ok": False, "error": "invalid signature"}, status=401)
-    # Committed (in one transaction shared with concurrent deliveries) before we answer.
-    delivery = await request.app[INTAKE_WRITER].commit(raw, services.clock())
+    services.metrics.webhook_delivery("accepted", time.perf_counter() - started)
     # An opaque id only: Mautic writes this body into its webhook log.
     return web.Response(body=b'{"ok":true,"delivery":%d}' % delivery, content_type="application/json")
+
+
+async def store_delivery(request: web.Request, raw: bytes) -> int:
+    """The one write of a verified delivery: committed (in one transaction shared with concurrent
+    deliveries) before we answer; returns the delivery's id."""
+    return await request.app[INTAKE_WRITER].commit(raw, request.app[SERVICES].clock())

@@ -42,15 +42,52 @@ ACTED_ON = frozenset({FORM_SUBMIT, SUBSCRIPTION_CHANGED, EMAIL_SEND, CONTACT_DEL
 
 
 def sign(raw: bytes, secret: str) -> str:
-    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)), as Mautic's Http/Client.php sends it."""
+    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)), as Mautic sends it
+    (app/bundles/WebhookBundle/Http/Client.php: ``base64_encode(hash_hmac('sha256', $jsonPayload, $secret,
+    true))``)."""
     return base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode("ascii")
+
+
+class WebhookSignature:
+    """Mautic's ``Webhook-Signature`` checked while the body streams in: the HMAC is fed chunk by chunk,
+    so the check needs no joined copy of the body, and a header that cannot be a signature (missing,
+    not base64 of 32 bytes) or a missing secret fails before a byte of the body is read."""
+
+    def __init__(self, header: str | None, secret: str) -> None:
+        self.expected = _decoded_signature(header)
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256) if secret else None
+
+    @property
+    def possible(self) -> bool:
+        """False when no body can match: worth refusing before reading it."""
+        return self.expected is not None and self._mac is not None
+
+    def update(self, chunk: bytes) -> None:
+        if self._mac is not None:
+            self._mac.update(chunk)
+
+    def matches(self) -> bool:
+        """Compared in constant time; call once the whole body went through :meth:`update`."""
+        if self.expected is None or self._mac is None:
+            return False
+        return hmac.compare_digest(self._mac.digest(), self.expected)
+
+
+def _decoded_signature(header: str | None) -> bytes | None:
+    if not header:
+        return None
+    try:
+        decoded = base64.b64decode(header.strip().encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return decoded if len(decoded) == hashlib.sha256().digest_size else None
 
 
 def signature_ok(raw: bytes, header: str | None, secret: str) -> bool:
     """Compared in constant time; a missing header or secret never matches."""
-    if not header or not secret:
-        return False
-    return hmac.compare_digest(sign(raw, secret).encode("ascii"), header.strip().encode("ascii", "replace"))
+    check = WebhookSignature(header, secret)
+    check.update(raw)
+    return check.matches()
 
 
 class Disposition(StrEnum):
