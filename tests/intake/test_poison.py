@@ -27,7 +27,7 @@ TWENTY_FIVE_NINES = int("9" * 25)
 async def test_hostile_values_are_stored_cleaned(db_url: str, tmp_path: Path) -> None:
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path) as box:
         hostile = consented(5, "n@example.com")
-        submission = hostile["mautic.form_on_submit"][0]["submission"]
+        submission: Any = hostile["mautic.form_on_submit"][0]["submission"]
         submission["lead"]["id"] = TWENTY_FIVE_NINES
         submission["form"]["name"] = "News\u0000letter \ud800"
         submission["results"]["comment"] = "a\u0000b\udfffc"
