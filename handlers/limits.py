@@ -4,9 +4,9 @@ Before anything is verified, a body costs memory and a connection slot, so an at
 able to hold either for long: a declared size over the limit gets 413 before a byte is read, the body's
 signature is fed chunk by chunk while it streams in (one copy in memory; a signature that cannot match
 is refused before reading), reading the body has a deadline (408), and reads that have to wait on the
-network share a fixed number of slots (503 with ``Retry-After`` when they are all taken). A body that
-arrived with its headers (Slack's and most of Mautic's) never waits, so it takes no slot: slow or idle
-attackers filling every slot cannot starve the senders that post whole requests.
+network for longer than a short grace share a fixed number of slots (503 with ``Retry-After`` when they
+are all taken). Slack and Mautic send their bodies at network speed, within the grace, so they take no
+slot: slow or stalled attackers filling every slot cannot starve them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Protocol
 from aiohttp import web
 
 RETRY_AFTER_SECONDS = 1
+# A body still arriving after this long must hold one of the gate's slots to go on being read. Senders
+# on a working network (Slack, Mautic) finish well within it, so only slow or stalled readers compete.
+READ_GRACE_SECONDS = 0.2
 
 
 class StreamedSignature(Protocol):
@@ -84,23 +87,34 @@ async def read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate
     if not signature.possible:
         raise _refuse(401, "bad_signature", "invalid signature")
     content = request.content
-    waits = not content.is_eof()  # the rest of the body is still on the network
-    if waits and not gate.try_enter():
-        raise _refuse(503, "busy", "busy, retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.timeout
+    grace_end = loop.time() + READ_GRACE_SECONDS
+    slotted = False
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(limits.timeout):
-            while chunk := await content.readany():
-                size += len(chunk)
-                if size > limits.max_bytes:
-                    raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
-                signature.update(chunk)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise _refuse(408, "timeout", "body not received in time") from None
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline if slotted else min(grace_end, deadline)):
+                    chunk = await content.readany()  # cancelled while waiting, it leaves the buffer intact
+            except TimeoutError:
+                if slotted or loop.time() >= deadline:
+                    raise _refuse(408, "timeout", "body not received in time") from None
+                if not gate.try_enter():
+                    raise _refuse(503, "busy", "busy, retry shortly",
+                                  {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+                slotted = True
+                continue
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
+            signature.update(chunk)
+            chunks.append(chunk)
     finally:
-        if waits:
+        if slotted:
             gate.leave()
     if not signature.matches():
         raise _refuse(401, "bad_signature", "invalid signature")
