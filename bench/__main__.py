@@ -12,6 +12,7 @@ import sys
 BENCHMARKS = {
     "webhook_intake": "sustained Mautic webhook intake against a bare aiohttp handler",
     "retention_digest": "retention digest and purge-style stale scan at 100k and 1M contacts",
+    "hostile_load": "signed intake and /healthz under unsigned 1 MiB floods and 200 slow connections",
     "access_package": "access package for 100,000 timeline events; /privacy dsar ack latency, slow Mautic",
 }
 

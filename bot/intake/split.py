@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SPLIT_CHUNK = 10  # deliveries per split transaction (up to ~100 events in queue mode)
 # Bodies larger than this are parsed on a worker thread: the loop keeps answering webhooks meanwhile.
 PARSE_OFF_LOOP_BYTES = 64 * 1024
+INSERT_SLICE = 100  # inbox rows per INSERT statement
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ async def _store_together(session: AsyncSession, split: list[Split]) -> int:
         if one.delivery_id in taken:
             for row in one.rows:
                 rows.setdefault(row["dedupe_key"], row)
-    if rows:
-        await store.insert_inbox(session, list(rows.values()))
+    values = list(rows.values())
+    for start in range(0, len(values), INSERT_SLICE):
+        # One statement per slice: building a statement's parameters holds the loop, so a delivery of a
+        # thousand events is stored in slices with the loop free in between.
+        await store.insert_inbox(session, values[start:start + INSERT_SLICE])
     return len(taken)
