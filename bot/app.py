@@ -72,9 +72,10 @@ def create_app(settings: Settings, tuning: Tuning | None = None) -> web.Applicat
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """``web.AppRunner`` options every server of this app uses: idle connections (and ones still sending
-    their headers) are closed after ``KEEPALIVE_TIMEOUT`` instead of aiohttp's hour, and the unread rest
-    of a refused body is drained for at most a second before the connection closes."""
-    return {"keepalive_timeout": settings.keepalive_timeout, "lingering_time": 1.0}
+    their headers) are closed after ``KEEPALIVE_TIMEOUT`` instead of aiohttp's hour, and the connection of
+    a refused body is closed once the answer is written, without reading (aiohttp: "lingering") the rest
+    an attacker may still be sending."""
+    return {"keepalive_timeout": settings.keepalive_timeout, "lingering_time": 0}
 
 
 def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-def]

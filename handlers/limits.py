@@ -19,8 +19,9 @@ from aiohttp import web
 
 RETRY_AFTER_SECONDS = 1
 # A body still arriving after this long must hold one of the gate's slots to go on being read. Senders
-# on a working network (Slack, Mautic) finish well within it, so only slow or stalled readers compete.
-READ_GRACE_SECONDS = 0.2
+# on a working network (Slack, Mautic) finish well within it, even with the server's loop busy, so only
+# slow or stalled readers compete for slots.
+READ_GRACE_SECONDS = 1.0
 
 
 class StreamedSignature(Protocol):

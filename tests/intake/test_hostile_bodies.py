@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
+from handlers import limits
 from sandbox.harness import Sandbox, sandbox
 from sandbox.mautic import encode_like_php, sign_webhook
 from tests.helpers import test_tuning
@@ -69,7 +72,9 @@ async def test_refusals_come_before_the_body_is_read(db_url: str, tmp_path: Path
         assert await deliveries(box) == [] and len(await inbox(box)) == 1
 
 
-async def test_slow_bodies_time_out_and_cannot_starve_whole_requests(db_url: str, tmp_path: Path) -> None:
+async def test_slow_bodies_time_out_and_cannot_starve_whole_requests(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "READ_GRACE_SECONDS", 0.2)  # the test's waits stay short
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, body_read_timeout=1.5,
                        max_concurrent_reads=1, keepalive_timeout=0.5) as box:
         from handlers.appkeys import READ_GATE
