@@ -23,7 +23,7 @@ from bot.requests.model import RequestKind
 from bot.slack.buttons import Click, Submission, parse_ref
 from bot.values import MAX_ID
 
-FAST = settings(max_examples=150, deadline=None, derandomize=True,
+FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 RECEIVED = datetime(2026, 1, 2, tzinfo=UTC)
 
