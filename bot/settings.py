@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # Body reads that wait on the network at once, across /slack/events and /mautic/webhook (503 with
     # Retry-After beyond that). A body that arrived with its headers does not wait and takes no slot.
     max_concurrent_reads: int = Field(default=32, ge=1)
+    # Bodies over 64 KiB (or of undeclared size) read at once, across both routes (503 + Retry-After beyond).
+    max_concurrent_large_reads: int = Field(default=4, ge=1)
     # Seconds an idle HTTP connection (or one that has not finished its headers) stays open.
     keepalive_timeout: float = Field(default=15.0, gt=0)
     # Events taken from one delivery (Mautic sends ``webhook_limit``, default 10, per POST); the rest of

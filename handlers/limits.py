@@ -6,7 +6,8 @@ signature is fed chunk by chunk while it streams in (one copy in memory; a signa
 is refused before reading), reading the body has a deadline (408), and reads that have to wait on the
 network for longer than a short grace share a fixed number of slots (503 with ``Retry-After`` when they
 are all taken). Slack and Mautic send their bodies at network speed, within the grace, so they take no
-slot: slow or stalled attackers filling every slot cannot starve them.
+slot: slow or stalled attackers filling every slot cannot starve them. Large bodies (over 64 KiB) are
+read only a few at a time, so a flood of them cannot take all of the loop's time either.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ RETRY_AFTER_SECONDS = 1
 # on a working network (Slack, Mautic) finish well within it, even with the server's loop busy, so only
 # slow or stalled readers compete for slots.
 READ_GRACE_SECONDS = 1.0
+# A body declared larger than this (or not declared: chunked) is "large". Slack's and Mautic's usual
+# bodies are smaller (a 10-event Mautic delivery is ~10 KB); reading and hashing a large unsigned body is
+# the costliest thing an attacker can make us do, so only MAX_CONCURRENT_LARGE_READS happen at once.
+LARGE_BODY_BYTES = 64 * 1024
 
 
 class StreamedSignature(Protocol):
@@ -37,10 +42,13 @@ class StreamedSignature(Protocol):
 
 @dataclass
 class ReadGate:
-    """How many body reads may wait on the network at once (one gate for every unauthenticated route)."""
+    """How many body reads may wait on the network at once, and how many large bodies may be read at
+    once (one gate for every unauthenticated route)."""
 
     slots: int
+    large_slots: int
     busy: int = 0
+    large_busy: int = 0
     refused: int = 0  # reads turned away because every slot was taken (for tests and the bench)
 
     def try_enter(self) -> bool:
@@ -52,6 +60,16 @@ class ReadGate:
 
     def leave(self) -> None:
         self.busy -= 1
+
+    def try_enter_large(self) -> bool:
+        if self.large_busy >= self.large_slots:
+            self.refused += 1
+            return False
+        self.large_busy += 1
+        return True
+
+    def leave_large(self) -> None:
+        self.large_busy -= 1
 
 
 class BodyRefused(Exception):
@@ -87,6 +105,17 @@ async def read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate
         raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
     if not signature.possible:
         raise _refuse(401, "bad_signature", "invalid signature")
+    large = declared is None or declared > LARGE_BODY_BYTES
+    if large and not gate.try_enter_large():
+        raise _refuse(503, "busy", "busy, retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    try:
+        return await _read(request, limits, gate, signature)
+    finally:
+        if large:
+            gate.leave_large()
+
+
+async def _read(request: web.Request, limits: BodyLimits, gate: ReadGate, signature: StreamedSignature) -> bytes:
     content = request.content
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limits.timeout
