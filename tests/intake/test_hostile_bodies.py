@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from handlers import limits
+from handlers.appkeys import READ_GATE
 from sandbox.harness import Sandbox, sandbox
 from sandbox.mautic import encode_like_php, sign_webhook
 from tests.helpers import test_tuning
@@ -44,7 +45,8 @@ async def _status(reader: asyncio.StreamReader) -> tuple[int, str]:
 
 async def test_refusals_come_before_the_body_is_read(db_url: str, tmp_path: Path) -> None:
     # A long read deadline: any refusal below that waited for the body would time the test out instead.
-    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, body_read_timeout=60.0) as box:
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, body_read_timeout=60.0,
+                       max_concurrent_large_reads=1) as box:
         secret = box.settings.mautic_webhook_secret.get_secret_value()  # type: ignore[union-attr]
         well_formed = sign_webhook(b"other bytes", secret)
         cases = [
@@ -61,6 +63,25 @@ async def test_refusals_come_before_the_body_is_read(db_url: str, tmp_path: Path
             assert (path, status) == (path, expected)
             assert "Connection: close" in head  # the unread rest is not drained on a kept-alive connection
             writer.close()
+        # Large bodies are read one at a time here: while one is being read, another large one is refused.
+        gate = box.app[READ_GATE]
+        entered = asyncio.Event()
+        try_enter_large = gate.try_enter_large
+
+        def watched() -> bool:
+            taken = try_enter_large()
+            entered.set()
+            return taken
+
+        gate.try_enter_large = watched  # type: ignore[method-assign]
+        large = {"Webhook-Signature": well_formed}
+        _first_reader, first_writer = await _send_head(box, "/mautic/webhook", 100_000, large)
+        await asyncio.wait_for(entered.wait(), PATIENCE)
+        reader, writer = await _send_head(box, "/mautic/webhook", 100_000, large)
+        status, head = await _status(reader)
+        assert status == 503 and "Retry-After: 1" in head
+        writer.close()
+        first_writer.close()
         # A well-formed wrong signature is found out while the body streams: 401, nothing stored.
         body = encode_like_php(gap(1, "a@example.com"))
         reader, writer = await _send_head(box, "/mautic/webhook", len(body), {"Webhook-Signature": well_formed})
@@ -77,8 +98,6 @@ async def test_slow_bodies_time_out_and_cannot_starve_whole_requests(
     monkeypatch.setattr(limits, "READ_GRACE_SECONDS", 0.2)  # the test's waits stay short
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, body_read_timeout=1.5,
                        max_concurrent_reads=1, keepalive_timeout=0.5) as box:
-        from handlers.appkeys import READ_GATE
-
         gate = box.app[READ_GATE]
         entered = asyncio.Event()
         try_enter = gate.try_enter
