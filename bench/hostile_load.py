@@ -252,7 +252,7 @@ async def slow_connection(host: str, port: int, kind: str, until: float, figures
 
 
 async def inbox_events(database_url: str) -> tuple[int, int]:
-    """(deliveries not split yet + events pending, events stored)."""
+    """(deliveries not split yet + events pending, deliveries stored: split ones counted by their events)."""
     from sqlalchemy import text
 
     from storage.db import make_engine
@@ -261,10 +261,11 @@ async def inbox_events(database_url: str) -> tuple[int, int]:
     try:
         async with engine.connect() as conn:
             row = (await conn.execute(text(
-                "SELECT (SELECT count(*) FROM inbox_deliveries)"
-                " + (SELECT count(*) FROM intake_inbox WHERE state='pending'),"
+                "SELECT (SELECT count(*) FROM inbox_deliveries),"
+                " (SELECT count(*) FROM intake_inbox WHERE state='pending'),"
                 " (SELECT count(*) FROM intake_inbox WHERE event_type='mautic.form_on_submit')"))).one()
-            return int(row[0]), int(row[1])
+            unsplit, pending, events = (int(v) for v in row)
+            return unsplit + pending, unsplit + events // EVENTS_PER_BATCH
     finally:
         await engine.dispose()
 
@@ -317,16 +318,19 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: i
         figures.attacker_status.update(attack_figures["attackers"])
         figures.slow_closed = attack_figures["slow_closed"]
         rss = peak_rss_mb(process.pid)
-        deadline = time.perf_counter() + 300
+        drain_started = time.perf_counter()
+        deadline = drain_started + 300
         while (await inbox_events(database_url))[0] and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.25)  # polling another process's database; there is no event to await
+        drained_s = time.perf_counter() - drain_started
+        # Committed deliveries count as kept whether or not processing has reached them yet.
         stored = (await inbox_events(database_url))[1] - warmed
         process.send_signal(signal.SIGTERM)
         stalls = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=30))
         accepted = figures.signed_status[200]
         return {
             "target": target, "load": f"load average {os.getloadavg()[0]:.1f}", "sent": sent, "accepted": accepted,
-            "lost": (sent - accepted) + (accepted - stored // EVENTS_PER_BATCH),
+            "lost": (sent - accepted) + (accepted - stored), "drained_s": round(drained_s, 1),
             "signed_p50": pct(figures.signed_ms, 50), "signed_p99": pct(figures.signed_ms, 99),
             "signed_max": max(figures.signed_ms), "health_p99": pct(figures.health_ms, 99),
             "health_max": max(figures.health_ms), "health_non200": sum(
@@ -374,7 +378,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{r['health_p99']:.1f} / {r['health_max']:.1f} | {r['rss_mb']:.0f} | {r['stall_ms']} | "
             f"{r['callback_ms']} | {r['lost']} |")
     for r in results:
-        lines.append(f"\n{r['target']}: {r['load']}; attackers {r['attackers']}; "
+        lines.append(f"\n{r['target']}: {r['load']}; inbox drained {r['drained_s']} s after the load; "
+                     f"attackers {r['attackers']}; "
                      f"slow connections closed {r['slow_closed']}; healthz non-200 {r['health_non200']}")
     return "\n".join(lines)
 
