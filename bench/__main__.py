@@ -13,6 +13,7 @@ BENCHMARKS = {
     "webhook_intake": "sustained Mautic webhook intake against a bare aiohttp handler",
     "intake_wrk": "webhook intake under wrk (50 connections, 20 s): bare, SQLite, PostgreSQL, web/worker layouts",
     "retention_digest": "retention digest and purge-style stale scan at 100k and 1M contacts",
+    "hostile_load": "signed intake and /healthz under unsigned 1 MiB floods and 200 slow connections",
     "access_package": "access package for 100,000 timeline events; /privacy dsar ack latency, slow Mautic",
     "own_retention": "the bot's own retention deleting 160,000 old rows in batches, SQLite and PostgreSQL",
     "mask_stall": "masking on hostile text up to 1 MiB; loop stall of an unsigned 1 MiB POST",

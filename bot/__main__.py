@@ -130,10 +130,11 @@ async def _serve(settings: Settings, role: Role, *, spawn_listeners: bool = True
 
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app import create_app, server_options
 
     log = logging.getLogger("bot.serve")
-    runner = web.AppRunner(create_app(settings, role=role), access_log=None, shutdown_timeout=20)
+    runner = web.AppRunner(create_app(settings, role=role), access_log=None, shutdown_timeout=20,
+                           **server_options(settings))
     await runner.setup()
     listeners: list[asyncio.subprocess.Process] = []
     if role == "worker":

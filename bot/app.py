@@ -8,7 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -31,8 +31,9 @@ from bot.requests.execution import sweep_leftover_exports
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.messenger import SlackMessenger
-from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE, INTAKE_WRITER, SERVICES, SESSIONS, SETTINGS
+from handlers.appkeys import BOLT, ENGINE, HTTP, INTAKE, INTAKE_WRITER, READ_GATE, SERVICES, SESSIONS, SETTINGS
 from handlers.jobs import register_jobs, schedule_jobs
+from handlers.limits import ReadGate
 from handlers.routes import add_routes
 from handlers.slack import build_bolt_app
 from handlers.slack.socket import OnceSocketModeHandler
@@ -71,6 +72,7 @@ def create_app(settings: Settings, tuning: Tuning | None = None, *, role: Role =
     settings.require_for_serve()
     app = web.Application(client_max_size=max(settings.webhook_max_bytes, settings.slack_max_bytes))
     app[SETTINGS] = settings
+    app[READ_GATE] = ReadGate(settings.max_concurrent_reads, settings.max_concurrent_large_reads)
     app.cleanup_ctx.append(_database(settings, tuning))
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_services(tuning, role))
@@ -80,6 +82,14 @@ def create_app(settings: Settings, tuning: Tuning | None = None, *, role: Role =
     if role != "web":
         app.cleanup_ctx.append(_scheduler(tuning))
     return app
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """``web.AppRunner`` options every server of this app uses: idle connections (and ones still sending
+    their headers) are closed after ``KEEPALIVE_TIMEOUT`` instead of aiohttp's hour, and the connection of
+    a refused body is closed once the answer is written, without reading (aiohttp: "lingering") the rest
+    an attacker may still be sending."""
+    return {"keepalive_timeout": settings.keepalive_timeout, "lingering_time": 0}
 
 
 def _database(settings: Settings, tuning: Tuning):  # type: ignore[no-untyped-def]

@@ -37,7 +37,8 @@ class Metrics:
         r = self.registry
         self.webhook_deliveries = Counter(
             PREFIX + "webhook_deliveries",
-            "Mautic webhook deliveries by outcome (accepted, bad_signature, too_large, error)", ["outcome"], registry=r)
+            "Mautic webhook deliveries by outcome (accepted, bad_signature, too_large, timeout, busy, error)",
+            ["outcome"], registry=r)
         self.webhook_seconds = Histogram(
             PREFIX + "webhook_request_seconds", "Time to verify, commit and answer one Mautic webhook delivery",
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))

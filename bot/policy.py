@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from bot.values import MAX_ID as MAX_FORM_ID
+
 
 class PolicyError(Exception):
     """The policy file is unreadable or malformed; the message names the file and the problem."""
@@ -137,8 +139,12 @@ def load_policy(path: Path | None, consent_fields: Iterable[str], *, controller:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise PolicyError(f"PRIVACY_POLICY_FILE {path}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise PolicyError(f"PRIVACY_POLICY_FILE {path}: not UTF-8 text") from None
         except yaml.YAMLError as exc:
             raise PolicyError(f"PRIVACY_POLICY_FILE {path}: not valid YAML ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # a value YAML cannot build, say the date 2020-13-45
+            raise PolicyError(f"PRIVACY_POLICY_FILE {path}: not valid YAML ({type(exc).__name__}: {exc})") from None
     try:
         return PolicyFile(consent=parse_policy(data, consent_fields),
                           access=parse_access_summary(data, controller=controller, contact=contact),
@@ -191,7 +197,7 @@ def parse_policy(data: Any, consent_fields: Iterable[str]) -> ConsentPolicy:
     parse_version(data)  # a malformed version is refused wherever the document is parsed
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise PolicyError(f"unknown key(s) {sorted(unknown)}; expected {sorted(_TOP_KEYS)}")
+        raise PolicyError(f"unknown key(s) {sorted(map(str, unknown))}; expected {sorted(_TOP_KEYS)}")
     default = _names(data["consent_fields"], "consent_fields") if "consent_fields" in data else tuple(consent_fields)
     truthy = _names(data.get("truthy_values", []), "truthy_values")
     store_ip = data.get("store_source_ip", False)
@@ -216,7 +222,7 @@ def parse_policy(data: Any, consent_fields: Iterable[str]) -> ConsentPolicy:
             raise PolicyError(f"{where} must be a mapping")
         unknown = set(entry) - _FORM_KEYS
         if unknown:
-            raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(_FORM_KEYS)}")
+            raise PolicyError(f"{where}: unknown key(s) {sorted(map(str, unknown))}; expected {sorted(_FORM_KEYS)}")
         if "id" not in entry and "alias" not in entry:
             raise PolicyError(f"{where} needs an id or an alias")
         if "required" in entry and "any_of" in entry:
@@ -231,7 +237,8 @@ def parse_policy(data: Any, consent_fields: Iterable[str]) -> ConsentPolicy:
         if "id" in entry:
             ident = entry["id"]
             # true/false are refused too: they read as words, not digits.
-            if not isinstance(ident, int | str) or not str(ident).isdigit():
+            text = str(ident)
+            if not isinstance(ident, int | str) or not (text.isascii() and text.isdigit()) or int(text) > MAX_FORM_ID:
                 raise PolicyError(f"{where}.id must be a form id (a number)")
             by_id[int(entry["id"])] = rule
         if "alias" in entry:

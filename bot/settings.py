@@ -104,7 +104,22 @@ class Settings(BaseSettings):
 
     # Webhook intake
     webhook_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    slack_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Slack's requests to us are small: a slash command (text ≤ 4,000 characters), a click or a modal
+    # submission, which echo one view or message of ours (≤ 100 blocks; our largest, the Home tab, is
+    # tens of KB once form-encoded). 256 KiB leaves room for that without letting a body cost much.
+    slack_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Seconds to receive a whole request body once its headers are in (408 after that).
+    body_read_timeout: float = Field(default=10.0, gt=0)
+    # Body reads that wait on the network at once, across /slack/events and /mautic/webhook (503 with
+    # Retry-After beyond that). A body that arrived with its headers does not wait and takes no slot.
+    max_concurrent_reads: int = Field(default=32, ge=1)
+    # Bodies over 64 KiB (or of undeclared size) read at once, across both routes (503 + Retry-After beyond).
+    max_concurrent_large_reads: int = Field(default=4, ge=1)
+    # Seconds an idle HTTP connection (or one that has not finished its headers) stays open.
+    keepalive_timeout: float = Field(default=15.0, gt=0)
+    # Events taken from one delivery (Mautic sends ``webhook_limit``, default 10, per POST); the rest of
+    # a larger one is kept as a dead letter and reported, not processed.
+    max_events_per_delivery: int = Field(default=1000, ge=1)
     # Where verified deliveries are kept while the database does not answer (0700 directory, 0600 files),
     # and how much it may hold before the webhook answers 503.
     spool_dir: Path = Path("./spool")

@@ -24,3 +24,13 @@ def as_int(value: Any, default: int | None = None) -> int | None:
         if text.isascii() and text.isdigit():
             return int(text)
     return default
+
+
+# The largest id the bot's integer columns hold in both databases (PostgreSQL INTEGER is 32-bit signed).
+MAX_ID = 2**31 - 1
+
+
+def as_id(value: Any) -> int | None:
+    """An id Mautic sent, if it is one we can store: an out-of-range number (an id of 25 nines) is no id."""
+    number = as_int(value)
+    return number if number is not None and 0 <= number <= MAX_ID else None

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bot.intake.writer import DeliveryWriter
     from bot.services import Services
     from bot.settings import Settings
+    from handlers.limits import ReadGate
     from storage.db import SessionFactory
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -30,3 +31,4 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")
 BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt")
 INTAKE_WRITER: web.AppKey[DeliveryWriter] = web.AppKey("intake_writer")
 INTAKE: web.AppKey[SpoolingIntake] = web.AppKey("intake")  # the webhook's one way to keep a delivery
+READ_GATE: web.AppKey[ReadGate] = web.AppKey("read_gate")

@@ -1,24 +1,153 @@
-"""Body-size limits that answer 413 before a large body is buffered."""
+"""Bounded reads of unauthenticated request bodies (``/slack/events``, ``/mautic/webhook``).
+
+Before anything is verified, a body costs memory and a connection slot, so an attacker must not be
+able to hold either for long: a declared size over the limit gets 413 before a byte is read, the body's
+signature is fed chunk by chunk while it streams in (one copy in memory; a signature that cannot match
+is refused before reading), reading the body has a deadline (408), and reads that have to wait on the
+network for longer than a short grace share a fixed number of slots (503 with ``Retry-After`` when they
+are all taken). Slack and Mautic send their bodies at network speed, within the grace, so they take no
+slot: slow or stalled attackers filling every slot cannot starve them. Large bodies (over 64 KiB) are
+read only a few at a time, so a flood of them cannot take all of the loop's time either.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
 from aiohttp import web
 
+RETRY_AFTER_SECONDS = 1
+# A body still arriving after this long must hold one of the gate's slots to go on being read. Senders
+# on a working network (Slack, Mautic) finish well within it, even with the server's loop busy, so only
+# slow or stalled readers compete for slots.
+READ_GRACE_SECONDS = 1.0
+# A body declared larger than this (or not declared: chunked) is "large". Slack's and Mautic's usual
+# bodies are smaller (a 10-event Mautic delivery is ~10 KB); reading and hashing a large unsigned body is
+# the costliest thing an attacker can make us do, so only MAX_CONCURRENT_LARGE_READS happen at once.
+LARGE_BODY_BYTES = 64 * 1024
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """Read the raw body, refusing (413) one larger than ``limit`` bytes.
+
+class StreamedSignature(Protocol):
+    """A signature check fed the body as it arrives (``bot.intake.events.WebhookSignature``, Slack's)."""
+
+    @property
+    def possible(self) -> bool: ...
+
+    def update(self, chunk: bytes) -> None: ...
+
+    def matches(self) -> bool: ...
+
+
+@dataclass
+class ReadGate:
+    """How many body reads may wait on the network at once, and how many large bodies may be read at
+    once (one gate for every unauthenticated route)."""
+
+    slots: int
+    large_slots: int
+    busy: int = 0
+    large_busy: int = 0
+    refused: int = 0  # reads turned away because every slot was taken (for tests and the bench)
+
+    def try_enter(self) -> bool:
+        if self.busy >= self.slots:
+            self.refused += 1
+            return False
+        self.busy += 1
+        return True
+
+    def leave(self) -> None:
+        self.busy -= 1
+
+    def try_enter_large(self) -> bool:
+        if self.large_busy >= self.large_slots:
+            self.refused += 1
+            return False
+        self.large_busy += 1
+        return True
+
+    def leave_large(self) -> None:
+        self.large_busy -= 1
+
+
+class BodyRefused(Exception):
+    """The body was not read to the end (too large, too slow, no slot, or a signature that cannot match);
+    ``response`` is the answer, and the connection is closed after it so its unread rest is not drained."""
+
+    def __init__(self, response: web.Response, outcome: str) -> None:
+        super().__init__(outcome)
+        self.response = response
+        self.outcome = outcome  # too_large, timeout, busy, bad_signature
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    max_bytes: int
+    timeout: float  # seconds to read the whole body
+
+
+def _refuse(status: int, outcome: str, error: str, headers: dict[str, str] | None = None) -> BodyRefused:
+    response = web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+    response.force_close()
+    return BodyRefused(response, outcome)
+
+
+async def read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate,
+                        signature: StreamedSignature) -> bytes:
+    """The whole body once its signature matched; raises :class:`BodyRefused` otherwise.
 
     aiohttp caches the bytes, so later ``request.text()``/``read()`` calls reuse them.
     """
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    declared = request.content_length
+    if declared is not None and declared > limits.max_bytes:
+        raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
+    if not signature.possible:
+        raise _refuse(401, "bad_signature", "invalid signature")
+    large = declared is None or declared > LARGE_BODY_BYTES
+    if large and not gate.try_enter_large():
+        raise _refuse(503, "busy", "busy, retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    try:
+        return await _read(request, limits, gate, signature)
+    finally:
+        if large:
+            gate.leave_large()
+
+
+async def _read(request: web.Request, limits: BodyLimits, gate: ReadGate, signature: StreamedSignature) -> bytes:
+    content = request.content
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.timeout
+    grace_end = loop.time() + READ_GRACE_SECONDS
+    slotted = False
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline if slotted else min(grace_end, deadline)):
+                    chunk = await content.readany()  # cancelled while waiting, it leaves the buffer intact
+            except TimeoutError:
+                if slotted or loop.time() >= deadline:
+                    raise _refuse(408, "timeout", "body not received in time") from None
+                if not gate.try_enter():
+                    raise _refuse(503, "busy", "busy, retry shortly",
+                                  {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+                slotted = True
+                continue
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
+            signature.update(chunk)
+            chunks.append(chunk)
+    finally:
+        if slotted:
+            gate.leave()
+    if not signature.matches():
+        raise _refuse(401, "bad_signature", "invalid signature")
+    body = b"".join(chunks)  # only for a verified body; one chunk is returned as is, without a copy
     request._read_bytes = body  # aiohttp's own cache for read()/text()/json()
     return body

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from sqlmodel import col, select
 
-from bot.app import Tuning, create_app
+from bot.app import Tuning, create_app, server_options
 from bot.services import Services
 from bot.settings import Settings
 from handlers.appkeys import SERVICES
@@ -79,7 +79,8 @@ class Sandbox:
     async def start_bot(self) -> None:
         tuning = replace(self.tuning, job_observers=(*self.tuning.job_observers, self.jobs))
         app = create_app(self.settings, tuning)
-        self.runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        self.runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
+                                    **server_options(self.settings))
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()

@@ -12,7 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Mapping
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bot.privacy import find_emails, normalise_email, subject_hash
-from bot.values import as_int
+from bot.values import as_id
 from storage.intake import InboxState
 
 FORM_SUBMIT = "mautic.form_on_submit"
@@ -43,15 +45,52 @@ ACTED_ON = frozenset({FORM_SUBMIT, SUBSCRIPTION_CHANGED, EMAIL_SEND, CONTACT_DEL
 
 
 def sign(raw: bytes, secret: str) -> str:
-    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)), as Mautic's Http/Client.php sends it."""
+    """``Webhook-Signature`` = base64(HMAC-SHA256(raw body, secret as-is)), as Mautic sends it
+    (app/bundles/WebhookBundle/Http/Client.php: ``base64_encode(hash_hmac('sha256', $jsonPayload, $secret,
+    true))``)."""
     return base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode("ascii")
+
+
+class WebhookSignature:
+    """Mautic's ``Webhook-Signature`` checked while the body streams in: the HMAC is fed chunk by chunk,
+    so the check needs no joined copy of the body, and a header that cannot be a signature (missing,
+    not base64 of 32 bytes) or a missing secret fails before a byte of the body is read."""
+
+    def __init__(self, header: str | None, secret: str) -> None:
+        self.expected = _decoded_signature(header)
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256) if secret else None
+
+    @property
+    def possible(self) -> bool:
+        """False when no body can match: worth refusing before reading it."""
+        return self.expected is not None and self._mac is not None
+
+    def update(self, chunk: bytes) -> None:
+        if self._mac is not None:
+            self._mac.update(chunk)
+
+    def matches(self) -> bool:
+        """Compared in constant time; call once the whole body went through :meth:`update`."""
+        if self.expected is None or self._mac is None:
+            return False
+        return hmac.compare_digest(self._mac.digest(), self.expected)
+
+
+def _decoded_signature(header: str | None) -> bytes | None:
+    if not header:
+        return None
+    try:
+        decoded = base64.b64decode(header.strip().encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return decoded if len(decoded) == hashlib.sha256().digest_size else None
 
 
 def signature_ok(raw: bytes, header: str | None, secret: str) -> bool:
     """Compared in constant time; a missing header or secret never matches."""
-    if not header or not secret:
-        return False
-    return hmac.compare_digest(sign(raw, secret).encode("ascii"), header.strip().encode("ascii", "replace"))
+    check = WebhookSignature(header, secret)
+    check.update(raw)
+    return check.matches()
 
 
 class Disposition(StrEnum):
@@ -78,12 +117,42 @@ class InboundEvent:
 
 @dataclass(frozen=True)
 class Envelope:
-    """A parsed delivery. ``dead_letter`` holds why a signed body could not be read as events."""
+    """A parsed delivery. ``dead_letter`` holds why a signed body could not be read as events;
+    ``overflow`` the events past the cap on events per delivery (``{type: [event, …]}``, as Mautic groups
+    them), kept whole for a dead letter rather than processed."""
 
     events: list[InboundEvent] = field(default_factory=list)
     shape: str = "delivery"  # "delivery", "test" (Send Test Payload) or "dead-letter"
     dead_letter: str | None = None
     body_hash: str = ""
+    overflow: dict[str, list[Any]] = field(default_factory=dict)
+    overflow_count: int = 0
+
+
+# What a database cannot store of parsed JSON: NUL (PostgreSQL's text and JSONB refuse it), lone
+# surrogates (not encodable as UTF-8; json.loads joins every valid pair into one code point, so any
+# surrogate left in a str is lone). A character class: linear time on any input.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """Parsed JSON made storable in both databases: NUL and lone surrogates stripped from every string
+    and key, NaN and ±Infinity (which Python's json accepts and PostgreSQL's JSONB refuses) made null."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("", value)
+    if isinstance(value, dict):
+        return {_UNSTORABLE.sub("", str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _needs_cleaning(text: str) -> bool:
+    # NUL and surrogates can only come from \u escapes (raw ones fail to parse), non-finite numbers only
+    # from these tokens; a body with none of them is stored as parsed, at no cost.
+    return "\\u" in text or "NaN" in text or "Infinity" in text
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -116,41 +185,52 @@ def dedupe_key(event_type: str, timestamp: str, contact_id: int | None, payload:
     return hashlib.sha256(head.encode()).hexdigest()
 
 
-def parse_envelope(raw: bytes) -> Envelope:
-    """Every shape Mautic sends, or a dead letter (never an exception) for a body we cannot read."""
+def parse_envelope(raw: bytes, max_events: int | None = None) -> Envelope:
+    """Every shape Mautic sends, or a dead letter (never an exception) for a body we cannot read.
+    Past ``max_events`` events, the rest go to ``overflow`` unparsed."""
     body_hash = hashlib.sha256(raw).hexdigest()
     try:
-        data = json.loads(raw)
+        text = raw.decode("utf-8")  # what Mautic sends (json_encode); json.loads would also guess UTF-16/32
+        data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         return Envelope(shape="dead-letter", dead_letter=f"not valid JSON ({type(exc).__name__})",
                         body_hash=body_hash)
     if not isinstance(data, dict):
         return Envelope(shape="dead-letter", dead_letter=f"JSON {type(data).__name__}, expected an object",
                         body_hash=body_hash)
+    if _needs_cleaning(text):
+        data = storable(data)
     top_timestamp = data.get("timestamp") if isinstance(data.get("timestamp"), str) else None
     shape = "test" if top_timestamp is not None else "delivery"
-    events = [event for key, value in data.items() if not (key == "timestamp" and isinstance(value, str))
-              for event in _events_of(str(key), value, top_timestamp)]
-    return Envelope(events=events, shape=shape, body_hash=body_hash)
+    found: list[InboundEvent] = []
+    overflow: dict[str, list[Any]] = {}
+    overflow_count = 0
+    for key, value in data.items():
+        if key == "timestamp" and isinstance(value, str):
+            continue
+        items = value if isinstance(value, list) else [value]
+        room = len(items) if max_events is None else max(min(max_events - len(found), len(items)), 0)
+        found.extend(_event_of(str(key), item, top_timestamp) for item in items[:room])
+        if room < len(items):
+            overflow[str(key)] = items[room:]
+            overflow_count += len(items) - room
+    return Envelope(events=found, shape=shape, body_hash=body_hash, overflow=overflow,
+                    overflow_count=overflow_count)
 
 
-def inbox_rows(raw: bytes, hash_key: str, received_at: datetime) -> list[dict[str, Any]]:
+def inbox_rows(raw: bytes, hash_key: str, received_at: datetime,
+               max_events: int | None = None) -> list[dict[str, Any]]:
     """A delivery's inbox rows: one per event (identical events within a body collapse to one), or one
-    dead letter. Same keys in every row (one executemany). Never raises: a body that breaks the parser in
-    an unforeseen way (say, nesting deep enough for RecursionError) is a dead letter too."""
+    dead letter; past ``max_events`` events, one more dead letter holding the rest. Same keys in every row
+    (one executemany). Never raises: a body that breaks the parser in an unforeseen way (say, nesting deep
+    enough for RecursionError) is a dead letter too."""
     try:
-        envelope = parse_envelope(raw)
+        envelope = parse_envelope(raw, max_events)
     except Exception as exc:
         envelope = Envelope(shape="dead-letter", dead_letter=f"could not be read ({type(exc).__name__})",
                             body_hash=hashlib.sha256(raw).hexdigest())
     if envelope.dead_letter is not None:
-        hashes = [subject_hash(hash_key, email) for email in emails_in(raw)]
-        return [_row(
-            dedupe_key=envelope.body_hash, event_type=DEAD_LETTER, received_at=received_at, occurred_at=None,
-            contact_id=None, subject_hash=hashes[0] if hashes else None,
-            subject_hashes=" ".join(hashes)[:4000] or None, payload=None, raw_body=raw,
-            note=envelope.dead_letter[:200],
-        )]
+        return [dead_letter_row(raw, hash_key, received_at, envelope.dead_letter, dedupe=envelope.body_hash)]
     rows: dict[str, dict[str, Any]] = {}
     for event in envelope.events:
         if event.dedupe_key in rows:
@@ -160,7 +240,26 @@ def inbox_rows(raw: bytes, hash_key: str, received_at: datetime) -> list[dict[st
             occurred_at=event.occurred_at, contact_id=event.contact_id, subject_hash=event.subject_hash(hash_key),
             subject_hashes=_all_subjects(event, hash_key), payload=event.payload, raw_body=None, note=None,
         )
+    if envelope.overflow_count:
+        rest = json.dumps(envelope.overflow, ensure_ascii=False, default=str).encode()
+        note = (f"{envelope.overflow_count} events past the first {max_events} of one delivery "
+                f"(MAX_EVENTS_PER_DELIVERY), not processed")
+        row = dead_letter_row(rest, hash_key, received_at, note,
+                              dedupe=hashlib.sha256(f"{envelope.body_hash}:overflow".encode()).hexdigest())
+        rows[row["dedupe_key"]] = row
     return list(rows.values())
+
+
+def dead_letter_row(raw: bytes, hash_key: str, received_at: datetime, problem: str, *,
+                    dedupe: str | None = None) -> dict[str, Any]:
+    """An inbox row keeping ``raw`` as received, reported once in the channel; every address in it is
+    hashed so erasure still finds it. ``dedupe`` defaults to the body's hash (a redelivery is one row)."""
+    hashes = [subject_hash(hash_key, email) for email in emails_in(raw)]
+    return _row(
+        dedupe_key=dedupe or hashlib.sha256(raw).hexdigest(), event_type=DEAD_LETTER, received_at=received_at,
+        occurred_at=None, contact_id=None, subject_hash=hashes[0] if hashes else None,
+        subject_hashes=" ".join(hashes)[:4000] or None, payload=None, raw_body=raw, note=problem[:200],
+    )
 
 
 def _all_subjects(event: InboundEvent, hash_key: str) -> str | None:
@@ -176,12 +275,9 @@ def _row(**values: Any) -> dict[str, Any]:
     return {"state": InboxState.PENDING.value, "processed_at": None, **values}
 
 
-def _events_of(event_type: str, value: Any, top_timestamp: str | None) -> Iterator[InboundEvent]:
+def _event_of(event_type: str, item: Any, top_timestamp: str | None) -> InboundEvent:
     # Real deliveries send lists; Send Test Payload sends single objects for form/email/page types.
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        payload = item if isinstance(item, dict) else {"value": item}
-        yield build_event(event_type, payload, top_timestamp)
+    return build_event(event_type, item if isinstance(item, dict) else {"value": item}, top_timestamp)
 
 
 def build_event(event_type: str, payload: dict[str, Any], fallback_timestamp: str | None = None) -> InboundEvent:
@@ -225,7 +321,8 @@ def field_value(contact: Mapping[str, Any], alias: str) -> Any:
 
 
 def _email(value: Any) -> str | None:
-    if isinstance(value, str) and "@" in value and value.strip():
+    # 320: the longest address the columns keep (RFC 5321 allows 254); a longer "address" is none.
+    if isinstance(value, str) and "@" in value and value.strip() and len(value) <= 320:
         return normalise_email(value)
     return None
 
@@ -236,24 +333,24 @@ def contact_of(event_type: str, payload: Mapping[str, Any]) -> tuple[int | None,
         submission = _dict(payload.get("submission"))
         lead = _dict(submission.get("lead"))
         results = _dict(submission.get("results"))
-        return as_int(lead.get("id")), _email(field_value(lead, "email")) or _email(results.get("email"))
+        return as_id(lead.get("id")), _email(field_value(lead, "email")) or _email(results.get("email"))
     if event_type == CONTACT_DELETED:
         # Doctrine has nulled contact.id by then; the top-level id is the deleted one (mautic.md §1.3).
         contact = _dict(payload.get("contact"))
-        return as_int(payload.get("id")), _email(field_value(contact, "email"))
+        return as_id(payload.get("id")), _email(field_value(contact, "email"))
     if event_type == "mautic.email_on_open":
         stat = _dict(payload.get("stat"))
         lead = _dict(stat.get("lead"))
-        return as_int(lead.get("id")), _email(stat.get("emailAddress")) or _email(field_value(lead, "email"))
+        return as_id(lead.get("id")), _email(stat.get("emailAddress")) or _email(field_value(lead, "email"))
     if event_type == "mautic.page_on_hit":
         lead = _dict(_dict(payload.get("hit")).get("lead"))
-        return as_int(lead.get("id")), _email(field_value(lead, "email"))
+        return as_id(lead.get("id")), _email(field_value(lead, "email"))
     contact = _dict(payload.get("contact"))
     if contact:
         # mautic.email_on_send carries the mailer's flat contact row ({"id": "26", "email": …}: EmailBundle/
         # EventListener/WebhookSubscriber.php passes EmailSendEvent::getLead()), not the serialised entity.
         email = field_value(contact, "email") if "fields" in contact else contact.get("email")
-        return as_int(contact.get("id")), _email(email)
+        return as_id(contact.get("id")), _email(email)
     return None, None
 
 
@@ -304,15 +401,15 @@ def form_submission(payload: Mapping[str, Any], fallback_at: datetime | None = N
     ip = _dict(submission.get("ipAddress"))
     ip_text = ip.get("ipAddress") or ip.get("ip")
     return FormSubmission(
-        submission_id=as_int(submission.get("id")),
-        form_id=as_int(form.get("id")),
+        submission_id=as_id(submission.get("id")),
+        form_id=as_id(form.get("id")),
         form_name=str(form.get("name") or "(unnamed form)"),
         form_alias=str(form.get("alias") or ""),
-        contact_id=as_int(lead.get("id")),
+        contact_id=as_id(lead.get("id")),
         email=_email(field_value(lead, "email")) or _email(results.get("email")),
         results=results,
         submitted_at=parse_timestamp(submission.get("dateSubmitted")) or fallback_at,
-        source_ip=str(ip_text) if isinstance(ip_text, str) and ip_text else None,
+        source_ip=ip_text[:64] if isinstance(ip_text, str) and ip_text else None,
         page_url=page_url(submission.get("referer")),
     )
 
@@ -339,7 +436,7 @@ class SubscriptionChange:
 def subscription_change(payload: Mapping[str, Any]) -> SubscriptionChange:
     contact = _dict(payload.get("contact"))
     return SubscriptionChange(
-        contact_id=as_int(contact.get("id")),
+        contact_id=as_id(contact.get("id")),
         channel=str(payload.get("channel") or "email"),
         old_status=str(payload.get("old_status") or CONTACTABLE),
         new_status=str(payload.get("new_status") or CONTACTABLE),
@@ -356,7 +453,7 @@ class EmailSend:
 def email_send(payload: Mapping[str, Any]) -> EmailSend:
     email = _dict(payload.get("email"))
     return EmailSend(
-        email_id=as_int(email.get("id")),
+        email_id=as_id(email.get("id")),
         email_name=str(email.get("name") or payload.get("subject") or "(unnamed email)"),
         subject=str(payload.get("subject") or email.get("subject") or ""),
     )

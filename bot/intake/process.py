@@ -8,6 +8,7 @@ separate jobs enqueued in that same transaction (``bot.intake.alerts``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROCESS_CHUNK = 50  # rows per transaction: bounds how long SQLite's one writer is held
+YIELD_EVERY = 20  # rows processed between two turns of the event loop for everything else
 SWEEP_EVERY = timedelta(minutes=5)
 STALE_AFTER = timedelta(minutes=10)  # pending this long with no live job: its job failed for good
 
@@ -139,8 +141,12 @@ async def _process_chunk(services: Services, ids: list[int] | None, limit: int =
             # Fast path: the whole chunk in one savepoint, effects flushed together.
             async with session.begin_nested():
                 chunk = _Chunk(erased, objected)
-                for row in rows:
+                for n, row in enumerate(rows, 1):
                     state, kept = await _apply(session, services, row, chunk)
+                    if n % YIELD_EVERY == 0:
+                        # Most events take no database round trip (their effects are flushed together), so
+                        # without this a chunk would hold the loop for all of them at once.
+                        await asyncio.sleep(0)
                     outcomes.append({"id": row.id, "state": state, "payload": kept, "processed_at": now})
                 await chunk.flush(session)
                 await session.flush()

@@ -18,6 +18,7 @@ from bot.privacy import is_valid_email, mask_email, normalise_email, redact_emai
 from bot.requests.deadlines import REGIMES, Regime
 from bot.requests.model import IdentityMethod, RequestKind
 from bot.slack.blocks import escape
+from bot.values import MAX_ID
 
 # The contact fields a stock Mautic 5 ships with that a person may ask to have corrected (as Mautic 5.x's
 # contact API lists them). System fields (points, last_active, attribution…) are not personal data a
@@ -207,6 +208,6 @@ def parse_notice(*, confirmed: bool, told_on: str) -> date:
 def parse_request_id(args: str, *, usage: str) -> int:
     """``"12"`` or ``"#12"`` → 12, for ``/privacy status``."""
     text = (args or "").strip().lstrip("#")
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_ID:
         raise BadCommand(f"Give a request number. Use `/privacy {escape(usage)}`, for example `/privacy status 12`.")
     return int(text)

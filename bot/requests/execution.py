@@ -516,7 +516,8 @@ async def _purge_local(services: Services, row: store.PrivacyRequest, run: JobRu
                 messages.append([other.channel, other.message_ts, f"request:{other.id}"])
             messages.extend([other.channel, ts] for ts in other.pii_messages or [])
         # Events still inside deliveries not split yet must go too: split them here, in this transaction.
-        await split_all_pending(session, hash_key=services.hash_key)
+        await split_all_pending(session, hash_key=services.hash_key,
+                                max_events=services.settings.max_events_per_delivery)
         forgotten = await forget_subject(session, row.subject_hash, email=row.subject_email, now=now,
                                          keep_job_id=run.id)
         purged = forgotten.counts

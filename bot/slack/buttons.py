@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.values import MAX_ID
+
 
 def ref_value(ref_id: int) -> str:
     """The value to put on a button or in ``private_metadata`` for the thing numbered ``ref_id``."""
@@ -18,9 +20,9 @@ def ref_value(ref_id: int) -> str:
 
 def parse_ref(value: Any) -> int | None:
     """The id a value carries, or None when it is not one of ours (stale, edited or forged)."""
-    text = str(value or "").strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        return None
+    text = str(value or "").strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) > MAX_ID:
+        return None  # an id past the integer columns is none of ours, and would fail the query
     return int(text)
 
 
@@ -37,16 +39,24 @@ class Click:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Click:
-        action = (body.get("actions") or [{}])[0] or {}
-        container = body.get("container") or {}
+        actions = body.get("actions")
+        action = _dict(actions[0] if isinstance(actions, list) and actions else None)
+        container = _dict(body.get("container"))
+        message_ts = container.get("message_ts") or _dict(body.get("message")).get("ts")
+        trigger_id = body.get("trigger_id")
         return cls(
-            user_id=str((body.get("user") or {}).get("id") or ""),
+            user_id=str(_dict(body.get("user")).get("id") or ""),
             action_id=str(action.get("action_id") or ""),
             ref=parse_ref(action.get("value")),
-            channel_id=str((body.get("channel") or {}).get("id") or container.get("channel_id") or ""),
-            message_ts=container.get("message_ts") or (body.get("message") or {}).get("ts"),
-            trigger_id=body.get("trigger_id"),
+            channel_id=str(_dict(body.get("channel")).get("id") or container.get("channel_id") or ""),
+            message_ts=str(message_ts) if message_ts else None,
+            trigger_id=str(trigger_id) if trigger_id else None,
         )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A payload part as a mapping; anything else (Slack never sends it, a forger might) reads as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -59,27 +69,29 @@ class Submission:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Submission:
-        view = body.get("view") or {}
+        view = _dict(body.get("view"))
         return cls(
-            user_id=str((body.get("user") or {}).get("id") or ""),
+            user_id=str(_dict(body.get("user")).get("id") or ""),
             ref=parse_ref(view.get("private_metadata")),
-            values=((view.get("state") or {}).get("values") or {}),
+            values=_dict(_dict(view.get("state")).get("values")),
         )
+
+    def _input(self, block_id: str, action_id: str) -> dict[str, Any]:
+        return _dict(_dict(self.values.get(block_id)).get(action_id))
 
     def text(self, block_id: str, action_id: str) -> str:
         """A plain-text input's value, stripped ("" when absent)."""
-        return str(((self.values.get(block_id) or {}).get(action_id) or {}).get("value") or "").strip()
+        return str(self._input(block_id, action_id).get("value") or "").strip()
 
     def choices(self, block_id: str, action_id: str) -> list[str]:
         """The values of a checkboxes input's ticked options."""
-        selected = ((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_options") or []
-        return [str(option.get("value") or "") for option in selected]
+        selected = self._input(block_id, action_id).get("selected_options")
+        return [str(_dict(option).get("value") or "") for option in (selected if isinstance(selected, list) else [])]
 
     def day(self, block_id: str, action_id: str) -> str:
         """A datepicker's ``selected_date`` (YYYY-MM-DD), "" when none."""
-        return str(((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_date") or "")
+        return str(self._input(block_id, action_id).get("selected_date") or "")
 
     def choice(self, block_id: str, action_id: str) -> str:
         """The value of a radio-buttons or static-select input's selected option ("" when none)."""
-        selected = ((self.values.get(block_id) or {}).get(action_id) or {}).get("selected_option") or {}
-        return str(selected.get("value") or "")
+        return str(_dict(self._input(block_id, action_id).get("selected_option")).get("value") or "")
