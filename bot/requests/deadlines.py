@@ -125,11 +125,6 @@ def received_on(moment: datetime, timezone: str) -> date:
     return local_day(moment, timezone)
 
 
-def local_date(moment: datetime) -> date:
-    """The calendar date of an aware UTC timestamp."""
-    return moment.date()
-
-
 def split_holiday_spec(spec: str) -> tuple[str, str | None]:
     """``"DE-BY"`` → ``("DE", "BY")``; ``"FR"`` → ``("FR", None)``."""
     country, _, subdivision = spec.strip().upper().partition("-")
