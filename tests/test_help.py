@@ -19,7 +19,9 @@ async def test_help_shows_every_usage_as_typed(box: Sandbox) -> None:
     for usage in ("dsar <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]",
                   "erase <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]",
                   "rectify <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] <field>=<value> … [note]",
+                  "restrict <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]",
                   "optout <email> [received=YYYY-MM-DD] [note]",
+                  "object <email> [received=YYYY-MM-DD] [regime=gdpr|ccpa] [note]",
                   "status <id>", "consent <email>", "digest retention|compliance"):
         assert f"`/privacy {usage}`" in shown, usage
     assert "<email>" not in result.text  # escaped on the wire: &lt;email&gt;

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.clock import local_day
 from bot.digests import blocks, evidence, ropa
 from bot.digests.compliance import (
     ComplianceDigest,
@@ -123,7 +124,9 @@ async def compliance_digest(services: Services, *, since: datetime, until: datet
     missing: list[str] = []
     async with unit_of_work(services.sessions) as session:
         counts, weeks = await _intake_counts(session, since, until, missing)
-        requests = await store.request_figures(session, since, until, today=until.date(),
+        # Overdue on the controller's calendar (DEADLINE_TIMEZONE), as the due dates themselves are counted.
+        requests = await store.request_figures(session, since, until,
+                                               today=local_day(until, services.settings.deadline_timezone),
                                                due_soon_days=DUE_SOON_DAYS)
         purges = await store.purge_figures(session, since, until)
         own_retention = await retention_store.figures(session, since, until)

@@ -19,6 +19,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bot.clock import local_day
 from bot.home.blocks import home_view
 from bot.home.model import Dashboard, Viewer
 from bot.home.read import read_dashboard
@@ -88,7 +89,7 @@ async def publish(services: Services, workspace: Workspace, user_id: str, board:
     is_approver = await rules.is_approver(user_id)
     # Membership is read on every publish, as for every decision: someone removed loses the data at the next one.
     viewer = Viewer(user_id, is_approver, is_member=is_approver or await rules.may_file(user_id))
-    view = home_view(board, viewer, today=services.clock().date())
+    view = home_view(board, viewer, today=local_day(services.clock(), services.settings.deadline_timezone))
     digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
     async with unit_of_work(services.sessions) as session:
         if await store.published_digest(session, user_id) == digest:

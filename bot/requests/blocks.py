@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from bot.clock import local_day
 from bot.privacy import mask_email
 from bot.requests import law
 from bot.requests.deadlines import Deadline, Urgency, countdown, deadline_label, extension_label
@@ -266,7 +267,9 @@ def _identity_method(info: RequestInfo) -> str:
             else f" ({label})")
 
 
-def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | None = None) -> dict[str, Any]:
+def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | None = None,
+                   timezone: str = "UTC") -> dict[str, Any]:
+    """``timezone``: DEADLINE_TIMEZONE, whose calendar says whether a rejection came after the first period."""
     who = _who(actor)
     if action == "verify":
         return reply(f"🪪 {who} verified the requester's identity{_identity_method(info)}.")
@@ -274,7 +277,8 @@ def decision_reply(info: RequestInfo, action: str, actor: str, *, reason: str | 
         return reply(f"✅ {who} approved request #{info.id}. It runs now; progress follows in this thread.")
     if action == "reject":
         late = law.late_rejection_warning(info.regime, info.original_due_date,
-                                          (info.rejected_at or info.received_at).date(), due=info.due_date)
+                                          local_day(info.rejected_at or info.received_at, timezone),
+                                          due=info.due_date)
         return reply(f"⛔ {who} rejected request #{info.id}.\n>*Reason:* {escape(truncate(reason or '', 1000))}",
                      more=[law.rejection_duty(info.regime, info.kind.value), *([late] if late else [])])
     if action == "extend":

@@ -106,6 +106,10 @@ def _option(kind: RequestKind, token: str, today: date | None) -> tuple[str, dat
     return name, received
 
 
+def _misplaced(kind: RequestKind, option: str) -> str:
+    return f"`{option}=` goes right after the email address, before anything else. {right_form(kind)}"
+
+
 def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] = (),
                   today: date | None = None) -> ParsedRequest:
     """Parse the text after the sub-command. Raises BadCommand with a helpful message.
@@ -138,6 +142,8 @@ def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] =
         while rest and "=" in rest[0]:
             alias, _, value = rest.pop(0).partition("=")
             alias = alias.strip().lower()
+            if alias in OPTIONS:
+                raise BadCommand(_misplaced(kind, alias))
             if not _ALIAS.match(alias) or alias not in allowed:
                 known = ", ".join(f"`{escape(a)}`" for a in sorted(allowed))
                 raise BadCommand(f"`{escape(alias) or '(empty)'}` is not a field I can correct. Known fields: {known}. "
@@ -159,6 +165,10 @@ def parse_request(kind: RequestKind, args: str, *, extra_fields: Iterable[str] =
             changes[alias] = value
         if not changes:
             raise BadCommand(f"Say which fields to correct, as `field=value`. {right_form(kind)}")
+    # An option typed after the note would otherwise stay in it unseen, and the clock would start today.
+    if misplaced := next((name for token in rest if (name := token.partition("=")[0].strip().lower()) in OPTIONS
+                          and "=" in token), None):
+        raise BadCommand(_misplaced(kind, misplaced))
     note = " ".join(rest).strip() or None
     if note is not None:
         note = redact_emails(note)[:NOTE_MAX]

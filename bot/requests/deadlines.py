@@ -24,9 +24,10 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import holidays as holiday_data
+
+from bot.clock import local_day
 
 Regime = Literal["gdpr", "ccpa"]
 REGIMES: tuple[Regime, ...] = ("gdpr", "ccpa")
@@ -121,12 +122,7 @@ def acknowledgement_due(received: date, regime: Regime, holidays: Holidays = NO_
 
 def received_on(moment: datetime, timezone: str) -> date:
     """The calendar date of an aware timestamp where the controller is (``DEADLINE_TIMEZONE``)."""
-    return moment.astimezone(ZoneInfo(timezone)).date()
-
-
-def local_date(moment: datetime) -> date:
-    """The calendar date of an aware UTC timestamp."""
-    return moment.date()
+    return local_day(moment, timezone)
 
 
 def split_holiday_spec(spec: str) -> tuple[str, str | None]:

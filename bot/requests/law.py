@@ -31,13 +31,18 @@ def deadline_basis(regime: str, kind: str = "") -> str:
     return "GDPR Art. 12(3)"
 
 
-# What a CCPA denial must say, per kind of request (Cal. Code Regs. tit. 11, as amended 2023).
+# What a CCPA denial must say, per kind of request (Cal. Code Regs. tit. 11, as amended 2023). Checked against
+# the regulation text (Cornell LII / casetext copies "current through Register 2024 No. 45", and the CPPA
+# text as printed in a 2024 deskbook): §7021(a)-(b), §7022(a),(b),(e), §7023(a),(f)(1)-(2), §7024(a)-(b) and
+# §7101 word for word. §7022(f), §7024(e) and §7026(d)-(f) were checked only against secondary summaries
+# (their subsection text was not in the copies at hand): re-read them before relying on the letters.
 _CCPA_DENIAL: dict[str, str] = {
     # §7024(a)-(b): not verified → no specific pieces; treat it as a request for categories, and if that is
     # denied too, direct the consumer to the information practices in the privacy policy. §7024(e): denied for
     # a conflict with federal or state law or a CCPA exception → explain the basis (unless the law forbids
     # it) and disclose the rest of what was asked.
-    "access": ("If the identity could not be verified, say so and give the categories of information, or "
+    "access": ("If the identity could not be verified, disclose no specific pieces of information and say so; "
+               "treat it as a request for the categories of information, and if that is denied too, give or "
                "point to the information practices in the privacy policy (§7024(a)-(b)). If the law or a CCPA "
                "exception bars disclosure, explain that basis and disclose everything else asked for (§7024(e))."),
     # §7022(a): not verified → say the identity cannot be verified. §7022(f): a detailed explanation of the
@@ -49,9 +54,11 @@ _CCPA_DENIAL: dict[str, str] = {
                 "cover and use what is kept only for that purpose; if you sell or share personal information, "
                 "ask whether they want to opt out of that (§7022(f)); and tell them a record of the request is "
                 "kept (§7022(e))."),
+    # §7023(a): not verified → may deny, and tell the requestor their identity cannot be verified.
     # §7023(f)(1)-(2): explain the basis (conflicting law, CCPA exception, inadequate documentation, or
     # impossibility / disproportionate effort, the last with enough facts for a meaningful understanding).
-    "rectification": ("Explain the basis: a conflicting law, a CCPA exception, inadequate documentation, or that "
+    "rectification": ("If the identity could not be verified, say so (§7023(a)). Otherwise explain the basis: "
+                      "a conflicting law, a CCPA exception, inadequate documentation, or that "
                       "correcting is impossible or takes disproportionate effort, the last with the facts that "
                       "show why, not just the claim (§7023(f)(1)-(2))."),
     # §7026(e): an opt-out may be denied only on a good-faith, reasonable, documented belief that it is

@@ -90,7 +90,8 @@ async def show_decision(services: Services, info: RequestInfo, action: Action, a
                         reason: str | None = None) -> None:
     """After a committed human decision: redraw the message and say in its thread who decided what."""
     shown = await refresh_message(services, info.id, best_effort=True) or info
-    ts = await post_in_thread(services, shown, decision_reply(shown, action.value, actor, reason=reason),
+    ts = await post_in_thread(services, shown, decision_reply(shown, action.value, actor, reason=reason,
+                                                               timezone=services.settings.deadline_timezone),
                               best_effort=True)
     if ts and (reason or (action is Action.VERIFY and shown.verification_note)):
         # The reply quotes what someone typed: remember it, so an erasure of this person redacts it too.

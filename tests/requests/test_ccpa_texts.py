@@ -27,11 +27,12 @@ def info(kind: RequestKind = RequestKind.ACCESS, **changes: object) -> RequestIn
 
 
 @pytest.mark.parametrize(("kind", "needles"), [
-    ("access", ("§7024(a)-(b)", "information practices in the privacy policy", "§7024(e)",
-                "disclose everything else")),
+    ("access", ("disclose no specific pieces of information and say so", "request for the categories",
+                "§7024(a)-(b)", "information practices in the privacy policy", "§7024(e)", "disclose everything else")),
     ("erasure", ("§7022(a)", "detailed explanation of the basis", "opt out", "§7022(f)",
                  "a record of the request is kept (§7022(e))")),
-    ("rectification", ("inadequate documentation", "disproportionate effort", "§7023(f)(1)-(2)")),
+    ("rectification", ("could not be verified, say so (§7023(a))", "inadequate documentation",
+                       "disproportionate effort", "§7023(f)(1)-(2)")),
     ("optout", ("fraudulent", "§7026(e)")),
     ("restriction", ("the basis for the denial",)),  # not a CCPA right: the general duty only
 ])

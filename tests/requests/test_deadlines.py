@@ -31,7 +31,6 @@ from bot.requests.deadlines import (
     extension_refusal,
     holiday_calendar,
     legal_deadline,
-    local_date,
     not_working,
     notice_refusal,
     received_on,
@@ -245,7 +244,3 @@ def test_an_on_time_single_day_is_singular() -> None:
     assert Countdown(1, Urgency.ON_TIME).text == "1 day left"
     assert countdown(date(2026, 4, 14), date(2026, 4, 13), soon_days=0).text == "1 day left"
     assert [u.value for u in Urgency] == ["on_time", "due_soon", "overdue"]
-
-
-def test_local_date_is_the_utc_date() -> None:
-    assert local_date(datetime(2026, 1, 31, 23, 30, tzinfo=UTC)) == date(2026, 1, 31)

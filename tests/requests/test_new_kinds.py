@@ -109,6 +109,9 @@ async def test_a_restriction_marks_the_contacts_stays_listed_and_is_lifted(box: 
     assert [t["tag"] for t in contact["tags"]] == ["vip", "restricted"]
     patch = next(c for c in fake.calls if c.method == "PATCH")
     assert patch.path == f"/api/contacts/{cid}/edit" and patch.json["tags"] == ["restricted"]
+    (dnc,) = [c for c in fake.calls if c.method == "POST" and "/dnc/" in c.path]
+    assert dnc.path == f"/api/contacts/{cid}/dnc/email/add"
+    assert dnc.json == {"reason": 3, "comments": "Art. 18 restriction"}  # reason 3: manual
     # Answered, but still listed: the restriction is in force until lifted.
     await click(box, ALICE, message, RequestButton.RESPOND)
     await wait_thread(box, message, "went out to the requester")

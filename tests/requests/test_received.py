@@ -59,6 +59,8 @@ async def test_received_date_and_public_holidays(db_url: str, tmp_path: Path) ->
         assert filed.details["due_note"] == "25 Dec is a public holiday (Christmas Day)"
         status = await box.command(ALICE, f"status {row.id}")
         assert "2026-11-25" in status.text and "2026-12-28" in status.text
+        shown = str(status.json["blocks"])  # issue 10 item 1: status shows the received date and the regime
+        assert "*Received*" in shown and "*Regime*" in shown and "GDPR" in shown
 
 
 async def test_a_future_or_malformed_received_date_is_refused_and_nothing_is_filed(db_url: str,

@@ -85,3 +85,11 @@ def test_summary_html_lists_the_rights_of_the_requests_regime() -> None:
     assert "right to know (Cal. Civ. Code §1798.110)" in ccpa and "§1798.120" in ccpa
     assert "California Privacy Protection Agency" in ccpa
     assert "Art. 77" not in ccpa and "Art. 15" not in ccpa
+
+
+def test_whether_a_rejection_is_late_is_judged_on_the_local_calendar() -> None:
+    # 03:00 UTC on 3 Apr is still 2 Apr, the first period's last day, in Los Angeles: in time there.
+    rejected = info("gdpr", state=RequestState.REJECTED, rejected_at=datetime(2026, 4, 3, 3, tzinfo=UTC))
+    in_time = text(decision_reply(rejected, "reject", "U0BOB", reason="x", timezone="America/Los_Angeles"))
+    assert "after the first month" not in in_time
+    assert "after the first month" in text(decision_reply(rejected, "reject", "U0BOB", reason="x"))  # UTC: late
