@@ -16,8 +16,10 @@ from sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
 from sandbox.mautic import form_submission_event
 from storage.db import unit_of_work
 from storage.digests import request_figures
+from storage.intake import ConsentRecord
 from storage.jobs import Job
 from storage.ledger import verify
+from storage.slack_posts import SlackPost
 from tests.helpers import ledger, text_of
 from tests.helpers.store_scan import find_in_store, searchable_columns
 from tests.requests.helpers import (
@@ -49,7 +51,8 @@ TYPED = {
 def test_the_scan_covers_every_table_that_holds_text() -> None:
     scanned = {table for table, _ in searchable_columns()}
     assert {"audit_ledger", "privacy_requests", "request_decisions", "jobs", "consent_records", "consent_alerts",
-            "intake_inbox", "inbox_deliveries", "erasure_cleanup", "purge_chunks"} <= scanned
+            "intake_inbox", "inbox_deliveries", "erasure_cleanup", "purge_chunks", "slack_posts", "spool_moves",
+            "form_revisions", "form_fields_seen", "slack_export_files", "erased_subjects"} <= scanned
     assert ("jobs", "progress") in searchable_columns() and ("intake_inbox", "raw_body") in searchable_columns()
 
 
@@ -57,10 +60,15 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
     fake = box.mautic
     cid = fake.add_contact(email=EMAIL, firstname=NAME, lastname=SURNAME, fields={"city": CITY})
     fake.add_email_stat(cid)
+    fake.add_form(4, "Newsletter", alias="newsletter", fields=[  # its revision gives the record a label text
+        {"alias": "email", "type": "email", "leadField": "email"},
+        {"alias": "consent", "type": "checkboxgrp", "label": "Yes, send me the newsletter"}])
 
     # What the bot holds before: a consent record and an alert (dismissed with a typed reason) ...
     results = {"email": EMAIL, "firstname": NAME, "lastname": SURNAME, "city": CITY}
-    assert (await box.webhook(form_submission_event(contact_id=cid, email=EMAIL, results=results)))[0] == 200
+    referer = f"https://example.com/signup?email={EMAIL}&city={CITY}"  # kept as the record's page_url
+    assert (await box.webhook(form_submission_event(contact_id=cid, email=EMAIL, results=results,
+                                                    referer=referer)))[0] == 200
     await box.slack.wait_for("chat.postMessage")
     alert = box.slack.messages(PRIVACY_CHANNEL)[-1]
     await box.user.click(CAROL.id, alert, "consent_dismiss")
@@ -82,6 +90,13 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
     held = {(table, needle) for table, _, needle in found}
     assert {("privacy_requests", TYPED["reject"].lower()), ("request_decisions", TYPED["extend"].lower()),
             ("consent_alerts", TYPED["dismiss"].lower()), ("consent_records", EMAIL)} <= held  # the scan sees them
+    await box.jobs_idle()
+    async with unit_of_work(box.services.sessions) as session:
+        (record,) = (await session.exec(select(ConsentRecord))).all()
+        posts = (await session.exec(select(SlackPost))).all()
+    # The evidence columns are filled (the page URL without its query, which can carry the address).
+    assert record.page_url == "https://example.com/signup" and record.label_text
+    assert posts and all(p.ts for p in posts)  # exactly-once posts were made (ids only: nothing to forget)
     await click(box, BOB, message, RequestButton.APPROVE)
 
     # Deleted in Mautic, but not done: one line per place Mautic keeps data, one per recipient (Art. 19).
