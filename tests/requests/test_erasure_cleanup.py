@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
+import re
 from datetime import timedelta
 
 from sqlmodel import col, select
 
+from bot.digests.blocks import compliance_digest as compliance_message
+from bot.digests.service import compliance_digest
 from bot.requests.ids import RequestButton
 from sandbox.harness import ALICE, BOB, CAROL, MALLORY, PRIVACY_CHANNEL, Sandbox
 from sandbox.mautic import form_submission_event
@@ -114,6 +118,10 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
         figures = await request_figures(session, now - timedelta(days=7), now + timedelta(days=1),
                                         today=now.date(), due_soon_days=5)
     assert figures is not None and figures["awaiting_cleanup"] == 1
+    # The compliance digest says so (the count's path through the digest into its message).
+    digest = await compliance_digest(box.services, since=now - timedelta(days=7), until=now + timedelta(days=1))
+    rendered = json.dumps(compliance_message(digest, run_id=1)["blocks"])
+    assert re.search(r"Erasures awaiting clean-up\*?\\n1\b", rendered), rendered
     stale = dataclasses.replace(checklist, blocks=copy.deepcopy(checklist.blocks))
 
     # Only approvers tick; each line once.
