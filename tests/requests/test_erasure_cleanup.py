@@ -43,6 +43,7 @@ from tests.requests.test_access import channel_dump, refusal
 
 EMAIL = "zephyrine.q@example.com"
 NAME, SURNAME, CITY = "Zephyrine", "Quixotic-Vane", "Xanadu-upon-Tyne"
+NEW_CITY = "Xanadu-by-the-Sea"
 TYPED = {
     "dismiss": "Zebra form fixed, re-ask Zephyrine",
     "reject": "Requester Zephyrine could not prove the address",
@@ -84,6 +85,12 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
     rejected = await file_request(box, ALICE, f"dsar {EMAIL} {TYPED['note']}")
     await submit_reason(box, BOB, await open_modal(box, BOB, rejected, RequestButton.REJECT), TYPED["reject"])
     await wait_state(box, rejected, "rejected")
+    # ... a rectification carried out (its job's progress held the values before and after) ...
+    rectified = await file_request(box, ALICE, f'rectify {EMAIL} city="{NEW_CITY}"')
+    await verify_identity(box, CAROL, rectified)
+    await click(box, BOB, rectified, RequestButton.APPROVE)
+    await wait_state(box, rectified, "done")
+    assert NEW_CITY in await wait_thread(box, rectified, "applied and read back")  # shown in Slack until erased
     # ... and the erasure itself, extended with a reason and verified with a note.
     message = await file_request(box, ALICE, f"erase {EMAIL} {TYPED['note']}")
     await submit_extension(box, CAROL, await open_modal(box, CAROL, message, RequestButton.EXTEND), TYPED["extend"],
@@ -143,16 +150,16 @@ async def test_erasure_waits_for_every_clean_up_line_and_leaves_nothing_behind(b
     assert RequestButton.RESPOND in str(message.blocks)
     ticks = await ledger(box, "erasure.cleanup_ticked")
     assert len(ticks) == len(lines) and {e.actor for e in ticks} == {BOB.id, CAROL.id}
-    (complete,) = await ledger(box, "request.complete")
-    assert complete.actor == CAROL.id  # the click that closed the last line
+    complete = [e for e in await ledger(box, "request.complete") if e.details.get("kind") == "erasure"]
+    assert [e.actor for e in complete] == [CAROL.id]  # the click that closed the last line
 
-    # Slack: the replies that quoted a typed reason or note (the alert's dismissal, the request decisions) were
-    # redacted with the rest.
-    quoted = [TYPED[k] for k in ("dismiss", "reject", "extend", "identity")]
+    # Slack: the replies that quoted a typed reason or note (the alert's dismissal, the request decisions) or a
+    # field value (the rectification's before/after) were redacted with the rest.
+    quoted = [TYPED[k] for k in ("dismiss", "reject", "extend", "identity")] + [NEW_CITY]
     await box.slack.wait_until(lambda: not any(t in channel_dump(box) for t in quoted),
                                describe="typed reasons redacted in Slack")
     # Nothing of her anywhere in the store; the ledger says reasons were given, and still verifies.
-    assert await find_in_store(box.services.sessions, [EMAIL, NAME, SURNAME, CITY, *TYPED.values()]) == []
+    assert await find_in_store(box.services.sessions, [EMAIL, NAME, SURNAME, CITY, NEW_CITY, *TYPED.values()]) == []
     reasons = [e.details for e in await ledger(box, "request.reject") + await ledger(box, "request.extend")]
     assert all(d["reason_given"] is True and len(d["reason_hash"]) == 64 for d in reasons)
     async with unit_of_work(box.services.sessions) as session:
