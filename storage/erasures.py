@@ -58,15 +58,19 @@ async def record_erasure(
     session: AsyncSession, *, subject_hash: str, request_id: int, received_at: datetime, erased_at: datetime,
     kind: ErasureKind = ErasureKind.REQUEST, suppressed: bool = False, decided_by: str | None = None,
 ) -> None:
-    """Remember an erased subject (idempotent: a second erasure of the same person keeps the first row, and
-    only ever adds the suppression flag)."""
+    """Remember an erased subject (idempotent: a retry changes nothing, and the suppression flag is only ever
+    added). A later erasure of the same person (they came back, and were erased again) becomes the one the
+    row records: ERASED_HASH_RETENTION counts from it, and events older than it are covered by it."""
     existing = await session.get(ErasedSubject, subject_hash)
     if existing is None:
         session.add(ErasedSubject(subject_hash=subject_hash, request_id=request_id, kind=kind.value,
                                   suppressed=suppressed, decided_by=decided_by, received_at=received_at,
                                   erased_at=erased_at))
-    elif suppressed and not existing.suppressed:
-        existing.suppressed = True
+    else:
+        if erased_at > existing.erased_at and (existing.kind, existing.request_id) != (kind.value, request_id):
+            existing.request_id, existing.kind, existing.decided_by = request_id, kind.value, decided_by
+            existing.received_at, existing.erased_at = received_at, erased_at
+        existing.suppressed = existing.suppressed or suppressed
         session.add(existing)
     await session.flush()
 

@@ -594,14 +594,15 @@ async def is_erased_subject(session: AsyncSession, subject: str) -> bool:
     return await is_erased(session, subject)
 
 
-async def erased_among(session: AsyncSession, subjects: set[str]) -> set[str]:
-    """Which of these subjects were erased before (one query for a whole chunk of events)."""
+async def erased_among(session: AsyncSession, subjects: set[str]) -> dict[str, datetime]:
+    """Which of these subjects were erased before, and when (one query for a whole chunk of events)."""
     if not subjects:
-        return set()
+        return {}
     rows = await session.exec(
-        select(ErasedSubject.subject_hash).where(col(ErasedSubject.subject_hash).in_(sorted(subjects)))
+        select(ErasedSubject.subject_hash, ErasedSubject.erased_at)
+        .where(col(ErasedSubject.subject_hash).in_(sorted(subjects)))
     )
-    return set(rows.all())
+    return dict(rows.all())
 
 
 async def subject_messages(session: AsyncSession, subject_hash: str) -> list[tuple[str, str]]:
@@ -665,6 +666,11 @@ async def purge_subjects(session: AsyncSession, subject_hashes: Sequence[str]) -
     )
     counts["alerts_anonymised"] = int(result.rowcount or 0)
     return counts
+
+
+async def delete_inbox_rows(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Delete inbox rows outright: events that predate their subject's erasure, which it already covers."""
+    await session.exec(delete(InboxEvent).where(col(InboxEvent.id).in_(list(ids))))  # type: ignore[call-overload]
 
 
 async def purge_dead_letters(session: AsyncSession, email: str) -> int:

@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,6 +47,8 @@ def _fabricate(hint: Any, name: str = "") -> Any:
         return NOW
     if hint is date:
         return NOW.date()
+    if hint is timedelta:
+        return timedelta(days=30)
     if hint is Any or hint is object:
         return HOSTILE
     if origin in (typing.Union, types.UnionType):

@@ -103,11 +103,12 @@ class _Chunk:
     """What one processing transaction shares: who was erased, who objected to direct marketing (and when),
     consent records still to write."""
 
-    erased: set[str]
+    erased: dict[str, datetime]  # subject hash → when it was erased
     objected: dict[str, datetime] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     fields_seen: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     evidence_wanted: bool = False  # a record of a known form waits for its form revision
+    forgotten: list[int] = field(default_factory=list)  # inbox rows of events that predate their erasure
 
     async def flush(self, session: AsyncSession) -> None:
         await store.insert_consent_records(session, self.records)
@@ -150,21 +151,27 @@ async def _process_chunk(services: Services, ids: list[int] | None, limit: int =
                     outcomes.append({"id": row.id, "state": state, "payload": kept, "processed_at": now})
                 await chunk.flush(session)
                 await session.flush()
+            forgotten = chunk.forgotten
         except Exception:
             log.warning("intake: a chunk of %d events failed together; processing them one by one", len(rows))
-            outcomes = [await _apply_alone(session, services, row, erased, objected, now) for row in rows]
+            forgotten = []
+            outcomes = [await _apply_alone(session, services, row, erased, objected, now, forgotten) for row in rows]
         await session.exec(update(InboxEvent), params=outcomes)  # type: ignore[call-overload]
+        if forgotten:
+            await store.delete_inbox_rows(session, forgotten)
+            log.info("intake: %d event(s) from before their subject's erasure arrived late; forgotten", len(forgotten))
     return len(rows)
 
 
-async def _apply_alone(session: AsyncSession, services: Services, row: InboxRow, erased: set[str],
-                       objected: dict[str, datetime], now: datetime) -> dict[str, Any]:
+async def _apply_alone(session: AsyncSession, services: Services, row: InboxRow, erased: dict[str, datetime],
+                       objected: dict[str, datetime], now: datetime, forgotten: list[int]) -> dict[str, Any]:
     try:
         async with session.begin_nested():
             chunk = _Chunk(erased, objected)
             state, kept = await _apply(session, services, row, chunk)
             await chunk.flush(session)
             await session.flush()
+        forgotten.extend(chunk.forgotten)
         return {"id": row.id, "state": state, "payload": kept, "processed_at": now}
     except Exception as exc:
         # One poisonous event must not hold back the rest of the delivery.
@@ -179,6 +186,14 @@ async def _apply(session: AsyncSession, services: Services, row: InboxRow,
     if row.type == events.DEAD_LETTER:
         await _dead_letter(session, services, row)
         return InboxState.DEAD, None
+    erased_at = chunk.erased.get(row.subject) if row.subject else None
+    # Mautic stamps whole seconds: an event in the erasure's own second counts as a re-entry, never forgotten.
+    if erased_at is not None and row.occurred_at is not None and row.occurred_at < erased_at.replace(microsecond=0):
+        # Happened before the erasure, arrived after it (spooled during a database outage, or held in Mautic's
+        # webhook queue): the erasure already covers it. Kept, it would bring the address back into the store
+        # and raise a false "erased person is back" alert; its inbox row is deleted with the chunk.
+        chunk.forgotten.append(row.id)
+        return InboxState.DONE, None
     event = events.InboundEvent(row.type, row.payload, row.occurred_at, row.contact_id,
                                 _email_of(row), "", events.Disposition.ACT)
     if row.type == events.FORM_SUBMIT:
@@ -275,7 +290,7 @@ async def _form_submitted(session: AsyncSession, services: Services, row: InboxR
 
 
 async def _check_erased(session: AsyncSession, services: Services, row: InboxRow, event: events.InboundEvent,
-                        erased: set[str], *, via: str) -> None:
+                        erased: dict[str, datetime], *, via: str) -> None:
     if not row.subject or row.subject not in erased:
         return
     # Erased while they had Do-Not-Contact (a bulk purge, or an erasure): they must stay suppressed.

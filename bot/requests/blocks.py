@@ -7,7 +7,7 @@ Pure: data in, dicts out. Subjects appear masked only; button values carry the r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.clock import local_day
@@ -400,16 +400,18 @@ def prepared_expired_reply(info: RequestInfo, ttl_days: float) -> dict[str, Any]
 
 
 # Why the keyed hash outlives an erasure (README, "What the bot keeps after an erasure").
-KEPT_AFTER_ERASURE = (
-    "The bot keeps only a keyed hash of the address, the request id, its kind, dates and who decided: to show "
-    "the erasure was carried out and to defend it (GDPR Art. 17(3)(b) and (e)) and, for a person who had "
-    "Do-Not-Contact, to keep them suppressed if they are imported again. It is deleted after "
-    "ERASED_HASH_RETENTION (3 years unless configured)."
-)
+def kept_after_erasure(hash_retention: timedelta) -> str:
+    days = hash_retention.total_seconds() / 86400
+    return (
+        "The bot keeps only a keyed hash of the address, the request id, its kind, dates and who decided: to show "
+        "the erasure was carried out and to defend it (GDPR Art. 17(3)(b) and (e)) and, for a person who had "
+        f"Do-Not-Contact, to keep them suppressed if they are imported again. It is deleted after {days:g} days "
+        "(ERASED_HASH_RETENTION)."
+    )
 
 
 def erasure_deleted_reply(info: RequestInfo, *, deleted: Sequence[int], purged: dict[str, Any],
-                          redacted: int) -> dict[str, Any]:
+                          redacted: int, hash_retention: timedelta) -> dict[str, Any]:
     """The Mautic deletes and the bot's own purge are done; the request now waits for its clean-up checklist."""
     gone = ", ".join(f"#{i}" for i in deleted) or "none (no contact matched)"
     purged_text = escape(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in purged.items()) or "nothing held")
@@ -418,7 +420,7 @@ def erasure_deleted_reply(info: RequestInfo, *, deleted: Sequence[int], purged: 
         f"store was purged ({purged_text}) and {redacted} earlier bot message(s) in Slack were redacted.\n"
         "*Not done yet:* Mautic keeps data its API cannot remove, and recipients must be told (Art. 19). "
         "Tick each line of the checklist below once it is dealt with; the erasure is done when every line is.",
-        more=[KEPT_AFTER_ERASURE],
+        more=[kept_after_erasure(hash_retention)],
     )
 
 
@@ -465,9 +467,9 @@ def _counted(place: CleanupPlace, counted: dict[str, int | None]) -> str:
     return f" Counted through the stats API before the delete: {n} row(s)."
 
 
-def erasure_done_reply(info: RequestInfo) -> dict[str, Any]:
+def erasure_done_reply(info: RequestInfo, *, hash_retention: timedelta) -> dict[str, Any]:
     return reply(f"✔️ Erasure #{info.id} done: every clean-up line is ticked. Record the answer to the requester "
-                 "with *Answer sent to requester*.", more=[KEPT_AFTER_ERASURE])
+                 "with *Answer sent to requester*.", more=[kept_after_erasure(hash_retention)])
 
 
 def rectification_reply(info: RequestInfo, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

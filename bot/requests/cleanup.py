@@ -109,4 +109,5 @@ async def after_tick(services: Services, ticked: Ticked) -> None:
     if ticked.completed:
         info = await notify.refresh_message(services, ticked.request_id, best_effort=True)
         if info is not None:
-            await notify.post_in_thread(services, info, blocks.erasure_done_reply(info), best_effort=True)
+            await notify.post_in_thread(services, info, blocks.erasure_done_reply(
+                info, hash_retention=services.settings.erased_hash_retention), best_effort=True)

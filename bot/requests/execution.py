@@ -491,7 +491,8 @@ async def _execute_erasure(services: Services, run: JobRun, row: store.PrivacyRe
     if won:
         shown = await notify.refresh_message(services, row.id or 0, best_effort=True) or info
         await notify.post_in_thread(services, shown, blocks.erasure_deleted_reply(
-            shown, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0))), best_effort=True,
+            shown, deleted=deleted, purged=purged, redacted=int(run.progress.get("redacted", 0)),
+            hash_retention=services.settings.erased_hash_retention), best_effort=True,
             once=f"job:{run.id}:erasure-deleted")
     await cleanup.post_checklist(services, row.id or 0)
     # The job row kept contact ids and message references only to resume; nothing of them is needed now.

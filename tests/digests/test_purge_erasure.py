@@ -25,6 +25,7 @@ from tests.requests.helpers import file_request
 UNSUBSCRIBED = "ophelia.stale@example.com"
 SUBMITTED = "quillon.stale@example.com"
 BUSY = "busy.stale@example.com"
+DISMISSED = "Quillon signed up at the Brigadoon fair"
 
 
 async def test_a_bulk_purge_erases_in_the_bot_too_and_skips_open_requests(db_url: str, tmp_path: Path) -> None:
@@ -43,6 +44,13 @@ async def test_a_bulk_purge_erases_in_the_bot_too_and_skips_open_requests(db_url
         submission = form_submission_event(contact_id=submitted, email=SUBMITTED, results=results)
         assert (await box.webhook(submission))[0] == 200
         await box.slack.wait_for("chat.postMessage")
+        alert = box.slack.messages(PRIVACY_CHANNEL)[-1]  # dismissed with a typed reason naming the person
+        await box.user.click(BOB.id, alert, "consent_dismiss")
+        await box.slack.wait_for("views.open")
+        await box.user.submit_view(BOB.id, box.slack.views[-1], {"reason": {"reason_input": {
+            "type": "plain_text_input", "value": DISMISSED}}})
+        await box.slack.wait_until(lambda: "Dismiss* by" in text_of(alert), describe="the alert dismissed")
+        assert await find_in_store(box.services.sessions, [DISMISSED])  # held until the purge
         await file_request(box, ALICE, f"dsar {BUSY}")
 
         await box.command(BOB, "digest retention")
@@ -74,7 +82,7 @@ async def test_a_bulk_purge_erases_in_the_bot_too_and_skips_open_requests(db_url
         assert {(e.kind, e.request_id, e.decided_by) for e in erased.values()} == {("purge", 1, BOB.id)}
         assert all(c.ids == [] and c.subjects is None for c in chunks)  # ids were needed only until done
 
-        needles = [UNSUBSCRIBED, SUBMITTED, "Ophelia", "Quillon", "Marchbanks", "Brigadoon-on-Sea"]
+        needles = [UNSUBSCRIBED, SUBMITTED, "Ophelia", "Quillon", "Marchbanks", "Brigadoon-on-Sea", DISMISSED]
         assert await find_in_store(box.services.sessions, needles) == []
         assert await find_in_store(box.services.sessions, [BUSY])  # the skipped one's request is untouched
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.privacy import subject_hash
@@ -181,9 +181,9 @@ async def test_alert_on_unsubscribe_posts_an_information_message(db_url: str, tm
 
 async def test_erased_subject_reentering_is_flagged(box: Sandbox) -> None:
     subject = subject_hash(box.services.hash_key, "gone@example.com")
+    erased_at = datetime(2024, 10, 1, tzinfo=UTC)  # before the submission's timestamp (TS): a real re-entry
     async with unit_of_work(box.services.sessions) as session:
-        now = box.services.clock()
-        await record_erasure(session, subject_hash=subject, request_id=1, received_at=now, erased_at=now)
+        await record_erasure(session, subject_hash=subject, request_id=1, received_at=erased_at, erased_at=erased_at)
     assert (await box.webhook(gap(40, "Gone@Example.com", consent="yes")))[0] == 200
     (post,) = await box.slack.wait_for("chat.postMessage")
     assert "Erased data subject re-entered" in post.params["text"]

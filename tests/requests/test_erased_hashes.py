@@ -52,3 +52,20 @@ async def test_hashes_older_than_the_retention_are_deleted_by_the_daily_sweep(bo
     assert left == ["b" * 64]
     (entry,) = await ledger_entries(box, "erasure.hashes_expired")
     assert entry.details["count"] == 1
+
+
+async def test_a_second_erasure_of_the_same_person_restarts_the_retention(box: Sandbox) -> None:
+    now = box.services.clock()
+    first, second = now - timedelta(days=1096), now - timedelta(days=10)
+    async with unit_of_work(box.services.sessions) as session:
+        await record_erasure(session, subject_hash="c" * 64, request_id=3, received_at=first, erased_at=first,
+                             suppressed=True)
+        await record_erasure(session, subject_hash="c" * 64, request_id=3, received_at=first, erased_at=now)  # retry
+        row = await session.get(ErasedSubject, "c" * 64)
+        assert row is not None and (row.request_id, row.erased_at) == (3, first)
+        # They came back and were erased again (without Do-Not-Contact this time): the hash counts from then.
+        await record_erasure(session, subject_hash="c" * 64, request_id=9, received_at=second, erased_at=second)
+    assert await forget_old_erasures(box.services, now) == 0
+    async with unit_of_work(box.services.sessions) as session:
+        row = await session.get(ErasedSubject, "c" * 64)
+    assert row is not None and (row.request_id, row.erased_at, row.suppressed) == (9, second, True)

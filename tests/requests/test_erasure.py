@@ -73,6 +73,7 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
     assert sorted(deletes) == sorted([f"/api/contacts/{first}/delete", f"/api/contacts/{second}/delete"])
     summary = await wait_thread(box, message, "contacts deleted in Mautic")
     assert f"#{first}, #{second}" in summary and "Not done yet" in summary and "Art. 17(3)(b)" in summary
+    assert "deleted after 1095 days (ERASED_HASH_RETENTION)" in summary  # the configured retention, stated
     checklist = await wait_thread(box, message, "clean-up checklist")
     assert "before the delete: 2 row(s)" in checklist
     await finish_cleanup(box, message, BOB)
