@@ -2,7 +2,9 @@
 
 Each entry carries the hash of its predecessor, so an edited, deleted or reordered entry breaks
 the chain and :func:`verify` names the first bad one. Entries never hold personal data: subjects
-are referenced by opaque ids (``request:42``) or keyed hashes.
+are referenced by opaque ids (``request:42``) or keyed hashes. Mautic contact ids count as personal data
+(they point at the person in Mautic and its backups): :func:`record` replaces them by keyed refs
+(:func:`contact_ref`) before hashing, so an auditor holding the key can still ask "was contact 42 deleted?".
 
 The chain is keyed: each hash is an HMAC-SHA256 under a key derived from ``BOT_SECRET_KEY`` (HKDF), so
 someone who can write the database but does not hold the key cannot rebuild a chain over edited entries.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +36,12 @@ GENESIS = "0" * 64
 # text would outlive an erasure of the person it mentions: writers record ``reason_fields()`` instead, and
 # :func:`record` refuses these keys outright so a new writer cannot slip one in.
 FREE_TEXT_KEYS = frozenset({"reason", "note", "method_note", "comment", "comments", "text"})
+# Details keys whose value names one Mautic contact (an id), and keys whose value is a list of them (an int
+# under a plural key is a count and stays one). Any depth: {"contacts": [{"id": 41, ...}]} is covered too.
+CONTACT_ID_KEYS = frozenset({"contact_id", "contact", "first_id", "last_id"})
+CONTACT_LIST_KEYS = frozenset({"contact_ids", "contacts"})
+# A clear id as the writers give it: "contact:42" (a ref is 16 hex characters, never confused with an id).
+_CONTACT_SUBJECT = re.compile(r"contact:([0-9]{1,15})")  # fullmatch; linear
 # Any constant works; it only has to be the same for every writer of this database.
 _LEDGER_LOCK_ID = 0x5052_4956  # "PRIV"
 
@@ -114,6 +123,48 @@ def reason_fields(key: str, text: str | None, *, name: str = "reason") -> dict[s
     return {f"{name}_given": True, f"{name}_hash": reason_digest(key, text)}
 
 
+def contact_ref(key: bytes, contact_id: int | str) -> str:
+    """The ledger's name for Mautic contact ``contact_id``: the first 16 hex characters of
+    HMAC-SHA256(ledger key, ``"contact:<id>"``). Without the key a ref cannot be turned back into an id; with it
+    (``python -m bot audit contact 42``) anyone can find the entries about one contact."""
+    return hmac.new(key, f"contact:{int(contact_id)}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _is_id(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15)
+
+
+def _contact_value(key: bytes, value: Any) -> Any:
+    """One contact: an id becomes its ref; a dict describing a contact has its ``id`` replaced too."""
+    if _is_id(value):
+        return contact_ref(key, value)
+    if isinstance(value, dict):
+        return {k: _contact_value(key, v) if k == "id" else _without_ids(key, k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_contact_value(key, item) for item in value]
+    return value
+
+
+def _without_ids(key: bytes, name: str, value: Any) -> Any:
+    if name in CONTACT_ID_KEYS:
+        return _contact_value(key, value)
+    if name in CONTACT_LIST_KEYS:
+        return [_contact_value(key, item) for item in value] if isinstance(value, list) else value
+    if isinstance(value, dict):
+        return {k: _without_ids(key, k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_ids(key, "", item) for item in value]
+    return value
+
+
+def without_contact_ids(key: bytes, subject: str | None, details: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """``subject`` and ``details`` with every clear Mautic contact id replaced by its :func:`contact_ref`."""
+    if subject is not None and (found := _CONTACT_SUBJECT.fullmatch(subject)):
+        subject = f"contact:{contact_ref(key, found.group(1))}"
+    return subject, {k: _without_ids(key, k, v) for k, v in details.items()}
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -137,8 +188,9 @@ async def record(
     ).first()
     seq = (last.seq + 1) if last else 1
     prev = last.hash if last else GENESIS
+    key = _key_for(session)
     # Round-trip through JSON so the hash covers exactly what the database will return.
-    clean_details = json.loads(json.dumps(details or {}, default=str))
+    subject, clean_details = without_contact_ids(key, subject, json.loads(json.dumps(details or {}, default=str)))
     when = at or utcnow()
     entry = AuditEntry(
         seq=seq,
@@ -150,7 +202,7 @@ async def record(
         prev_hash=prev,
         hash=entry_hash(
             seq=seq, at=when, actor=actor, action=action, subject=subject,
-            details=clean_details, prev_hash=prev, key=_key_for(session),
+            details=clean_details, prev_hash=prev, key=key,
         ),
     )
     session.add(entry)
@@ -211,9 +263,12 @@ async def verify(session: AsyncSession, *, batch: int = 1000) -> VerifyResult:
 
 async def entries_about(session: AsyncSession, subjects: list[str], *, limit: int = 10_000) -> list[AuditEntry]:
     """The entries naming any of ``subjects`` (``request:12``, ``subject:<hash prefix>``, ``alert:3``,
-    ``contact:42``), oldest first: what an access package reports of the ledger about one person."""
+    ``contact:42``), oldest first: what an access package reports of the ledger about one person. A clear
+    ``contact:42`` is looked up by its ref (as :func:`record` stored it)."""
     if not subjects:
         return []
+    key = _key_for(session)
+    subjects = [without_contact_ids(key, subject, {})[0] or subject for subject in subjects]
     found: list[AuditEntry] = []
     for start in range(0, len(subjects), 500):  # bounded IN lists
         found.extend((await session.exec(

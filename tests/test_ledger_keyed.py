@@ -109,7 +109,7 @@ async def test_revision_0008_rekeys_an_existing_chain_and_says_how_the_old_one_s
     assert result.ok and result.entries == 5
     assert last.action == "ledger.rekeyed" and last.actor == "migration"
     assert last.details == {"entries": 4, "old_head": entries[-1]["hash"], "old_chain_ok": not tampered,
-                            "first_bad_seq": 3 if tampered else None}
+                            "first_bad_seq": 3 if tampered else None, "contact_ids_replaced": 0}
     assert not (await _verify_with(db_url, derive_key("not the key " + "1" * 64))).ok
 
 

@@ -9,6 +9,11 @@ checked under the scheme it was written with, and the result is appended as a la
 A ledger that was already broken is re-keyed all the same (refusing would block every upgrade), but that
 entry says so for good, and the old head hash lets anyone holding an earlier published head compare.
 
+While re-keying, clear Mautic contact ids are replaced by keyed refs (subject ``contact:42`` and values under
+contact-id keys in details; the same rule as ``storage.ledger.without_contact_ids``, frozen here): the ledger
+outlives every erasure and can never be edited afterwards, so this is the one chance. The old chain is checked
+on the entries as they were; ``ledger.rekeyed`` says how many entries had ids replaced (``contact_ids_replaced``).
+
 The code below is frozen (not imported from storage.ledger), so later changes to the live ledger cannot
 change what this revision did. It needs the key only when there are entries: ``python -m bot migrate`` and
 the service register it from BOT_SECRET_KEY (storage.migrate hands it over as ``ledger_key``).
@@ -24,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +62,53 @@ def _canonical(seq: int, at: datetime, actor: str, action: str, subject: str | N
     ).encode()
 
 
+# Frozen copy of storage.ledger's contact-id rule as of this revision.
+_CONTACT_ID_KEYS = frozenset({"contact_id", "contact", "first_id", "last_id"})
+_CONTACT_LIST_KEYS = frozenset({"contact_ids", "contacts"})
+_CONTACT_SUBJECT = re.compile(r"contact:([0-9]{1,15})")
+
+
+def _contact_ref(key: bytes, contact_id: int | str) -> str:
+    return hmac.new(key, f"contact:{int(contact_id)}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _is_id(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15)
+
+
+def _contact_value(key: bytes, value: Any) -> Any:
+    if _is_id(value):
+        return _contact_ref(key, value)
+    if isinstance(value, dict):
+        return {k: _contact_value(key, v) if k == "id" else _without_ids(key, k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_contact_value(key, item) for item in value]
+    return value
+
+
+def _without_ids(key: bytes, name: str, value: Any) -> Any:
+    if name in _CONTACT_ID_KEYS:
+        return _contact_value(key, value)
+    if name in _CONTACT_LIST_KEYS:
+        return [_contact_value(key, item) for item in value] if isinstance(value, list) else value
+    if isinstance(value, dict):
+        return {k: _without_ids(key, k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_ids(key, "", item) for item in value]
+    return value
+
+
+def _refs_for_ids(key: bytes) -> Callable[[str | None, Any], tuple[str | None, Any]]:
+    def replace(subject: str | None, details: Any) -> tuple[str | None, Any]:
+        if subject is not None and (found := _CONTACT_SUBJECT.fullmatch(subject)):
+            subject = f"contact:{_contact_ref(key, found.group(1))}"
+        if isinstance(details, dict):
+            details = {k: _without_ids(key, k, v) for k, v in details.items()}
+        return subject, details
+    return replace
+
+
 def _plain(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -64,12 +117,14 @@ def _keyed(key: bytes) -> Callable[[bytes], str]:
     return lambda data: hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def _rechain(old: Callable[[bytes], str], new: Callable[[bytes], str]) -> dict[str, Any] | None:
-    """Re-hash every entry under ``new``, checking the chain under ``old`` on the way; None when empty."""
+def _rechain(old: Callable[[bytes], str], new: Callable[[bytes], str],
+             rewrite: Callable[[str | None, Any], tuple[str | None, Any]] | None = None) -> dict[str, Any] | None:
+    """Re-hash every entry under ``new``, checking the chain under ``old`` on the way (and changing each entry's
+    subject and details by ``rewrite`` first); None when empty."""
     bind = op.get_bind()
     old_prev = new_prev = GENESIS
     first_bad: int | None = None
-    entries, after, expected_seq = 0, 0, 1
+    entries, after, expected_seq, rewritten = 0, 0, 1, 0
     while True:
         rows = bind.execute(
             sa.select(ledger).where(ledger.c.seq > after).order_by(ledger.c.seq).limit(BATCH)
@@ -82,20 +137,26 @@ def _rechain(old: Callable[[bytes], str], new: Callable[[bytes], str]) -> dict[s
                                       or old(_canonical(*content, row["prev_hash"])) != row["hash"]):
                 first_bad = row["seq"]
             old_prev = row["hash"]
+            changed: dict[str, Any] = {}
+            if rewrite is not None:
+                subject, details = rewrite(row["subject"], row["details"])
+                if (subject, details) != (row["subject"], row["details"]):
+                    changed, rewritten = {"subject": subject, "details": details}, rewritten + 1
+                    content = (*content[:4], subject, details)
             new_hash = new(_canonical(*content, new_prev))
             bind.execute(sa.update(ledger).where(ledger.c.seq == row["seq"])
-                         .values(prev_hash=new_prev, hash=new_hash))
+                         .values(prev_hash=new_prev, hash=new_hash, **changed))
             new_prev, after, expected_seq, entries = new_hash, row["seq"], row["seq"] + 1, entries + 1
     if entries == 0:
         return None
     return {"entries": entries, "old_head": old_prev, "old_chain_ok": first_bad is None, "first_bad_seq": first_bad,
-            "last_seq": after, "head": new_prev}
+            "last_seq": after, "head": new_prev, "contact_ids_replaced": rewritten}
 
 
-def _append(new: Callable[[bytes], str], summary: dict[str, Any], action: str) -> None:
+def _append(new: Callable[[bytes], str], summary: dict[str, Any], action: str, *fields: str) -> None:
     seq = summary["last_seq"] + 1
     at = datetime.now(UTC)
-    details = {k: summary[k] for k in ("entries", "old_head", "old_chain_ok", "first_bad_seq")}
+    details = {k: summary[k] for k in ("entries", "old_head", "old_chain_ok", "first_bad_seq", *fields)}
     bind = op.get_bind()
     # What the live ledger stores: a microsecond-precise UTC time, read back as written.
     bind.execute(sa.insert(ledger).values(
@@ -118,9 +179,9 @@ def upgrade() -> None:
         raise RuntimeError("BOT_SECRET_KEY is needed to key the existing audit ledger: set it and run "
                            "`python -m bot migrate` again")
     keyed = _keyed(key)
-    summary = _rechain(_plain, keyed)
+    summary = _rechain(_plain, keyed, _refs_for_ids(key))
     assert summary is not None
-    _append(keyed, summary, "ledger.rekeyed")
+    _append(keyed, summary, "ledger.rekeyed", "contact_ids_replaced")
 
 
 def downgrade() -> None:
