@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot [serve|worker|migrate|audit verify|check|ropa|setup …]``; the demo is
+"""Command line: ``python -m bot [serve|worker|migrate|audit verify|audit contact ID|check|ropa|setup …]``; the demo is
 ``python -m sandbox``."""
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     audit = commands.add_parser("audit", help="audit ledger tools")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="check the hash chain and name the first bad entry")
+    audit_contact = audit_commands.add_parser(
+        "contact", help="list the entries about one Mautic contact (the ledger names it by a keyed ref)")
+    audit_contact.add_argument("contact_id", type=int, help="the Mautic contact id, e.g. 42")
     commands.add_parser("check", help="validate settings and reach Slack and Mautic")
     ropa_parser = commands.add_parser(
         "ropa", help="write the record of processing (Art. 30) and a DPIA screening as Markdown and CSV")
@@ -88,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return _on_database(lambda: asyncio.run(run_migrate(settings)))
         if args.command == "audit":
-            from bot.cli import run_audit_verify
+            from bot.cli import run_audit_contact, run_audit_verify
 
+            if args.audit_command == "contact":
+                return _on_database(lambda: asyncio.run(run_audit_contact(settings, args.contact_id)))
             return _on_database(lambda: asyncio.run(run_audit_verify(settings)))
         if args.command == "check":
             from bot.cli import run_check

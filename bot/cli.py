@@ -1,4 +1,4 @@
-"""Sub-commands other than ``serve``: migrate, audit verify, check, ropa."""
+"""Sub-commands other than ``serve``: migrate, audit verify, audit contact, check, ropa."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bot.mautic import MauticAuthError, MauticClient, explain_auth_error
 from bot.policy import load_policy
 from bot.settings import ConfigError, Settings
 from storage.db import make_engine, make_session_factory, unit_of_work
-from storage.ledger import derive_key, use_key, verify
+from storage.ledger import contact_ref, derive_key, entries_naming_contact, use_key, verify
 from storage.migrate import current_heads, migrate
 
 
@@ -51,6 +51,26 @@ async def run_audit_verify(settings: Settings) -> int:
         await engine.dispose()
     print(result.describe())
     return 0 if result.ok else 1
+
+
+async def run_audit_contact(settings: Settings, contact_id: int) -> int:
+    """List the ledger entries about one Mautic contact: the ledger names contacts only by keyed refs, so
+    this needs BOT_SECRET_KEY to compute the ref of ``contact_id``."""
+    settings.require("bot_secret_key")
+    assert settings.bot_secret_key is not None
+    engine = _engine(settings)
+    try:
+        async with unit_of_work(make_session_factory(engine)) as session:
+            entries = await entries_naming_contact(session, contact_id)
+    finally:
+        await engine.dispose()
+    ref = contact_ref(derive_key(settings.bot_secret_key.get_secret_value()), contact_id)
+    print(f"{len(entries)} ledger entr{'y' if len(entries) == 1 else 'ies'} about Mautic contact {contact_id} "
+          f"(ref {ref})")
+    for entry in entries:
+        print(f"#{entry.seq} {entry.at.isoformat(timespec='seconds')} {entry.action} by {entry.actor}"
+              f"{f' on {entry.subject}' if entry.subject else ''}")
+    return 0
 
 
 def ropa_paths(out: str) -> tuple[Path, Path]:

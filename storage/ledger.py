@@ -276,3 +276,19 @@ async def entries_about(session: AsyncSession, subjects: list[str], *, limit: in
             .order_by(AuditEntry.seq.desc()).limit(limit))).all())  # type: ignore[attr-defined]
     found.sort(key=lambda entry: entry.seq)
     return found[-limit:]
+
+
+async def entries_naming_contact(session: AsyncSession, contact_id: int, *, batch: int = 1000) -> list[AuditEntry]:
+    """Every entry that names Mautic contact ``contact_id`` (by its ref, in the subject or anywhere in the
+    details), oldest first: "was contact 42 deleted?" for an auditor holding the key. Walks the whole ledger in
+    batches (an audit, not a hot path: details are JSON, not indexed)."""
+    ref = contact_ref(_key_for(session), contact_id)
+    subject = f"contact:{ref}"
+    found: list[AuditEntry] = []
+    after = 0
+    while rows := (await session.exec(
+            select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)  # type: ignore[arg-type]
+    )).all():
+        found.extend(row for row in rows if row.subject == subject or f'"{ref}"' in json.dumps(row.details))
+        after = rows[-1].seq
+    return found
