@@ -16,6 +16,7 @@ from sandbox.mautic import form_submission_event
 from storage import requests as store
 from storage.db import unit_of_work
 from storage.erasures import ErasedSubject, is_erased
+from storage.ledger import AuditEntry, entries_naming_contact
 from tests.helpers import ledger, text_of
 from tests.requests.helpers import (
     click,
@@ -94,6 +95,17 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
     assert not package_path.exists()  # noqa: ASYNC240 - a test reading a small local file
     status, _, _ = await download(box, package_reply)
     assert status == 410  # the earlier package went with the person
+    # The audit ledger, which outlives the erasure and cannot be edited, names her contacts only by keyed refs.
+    async with unit_of_work(box.services.sessions) as session:
+        entries = (await session.exec(select(AuditEntry))).all()
+        about_first = await entries_naming_contact(session, first)
+    for entry in entries:
+        held = json.dumps([entry.subject, entry.details])
+        for cid in (first, second):
+            assert f'"contact:{cid}"' not in held, entry
+            assert not any(f'"{name}": {cid}' in held for name in ("contact_id", "contact", "id")), entry
+    # The earlier access request's completion lists her contacts; an auditor with the key still finds it.
+    assert "request.complete" in {e.action for e in about_first}
     (purge,) = await ledger(box, "request.local_purge")
     assert purge.details["requests"] == 2 and purge.details["access_packages"] == 1
     assert "jane" not in json.dumps(purge.details)
