@@ -100,10 +100,10 @@ async def test_erasure_deletes_in_mautic_purges_locally_and_redacts(box: Sandbox
         entries = (await session.exec(select(AuditEntry))).all()
         about_first = await entries_naming_contact(session, first)
     for entry in entries:
-        held = json.dumps([entry.subject, entry.details])
+        stored = json.dumps([entry.subject, entry.details])
         for cid in (first, second):
-            assert f'"contact:{cid}"' not in held, entry
-            assert not any(f'"{name}": {cid}' in held for name in ("contact_id", "contact", "id")), entry
+            assert f'"contact:{cid}"' not in stored, entry
+            assert not any(f'"{name}": {cid}' in stored for name in ("contact_id", "contact", "id")), entry
     # The earlier access request's completion lists her contacts; an auditor with the key still finds it.
     assert "request.complete" in {e.action for e in about_first}
     (purge,) = await ledger(box, "request.local_purge")

@@ -17,7 +17,7 @@ on the entries as they were; ``ledger.rekeyed`` says how many entries had ids re
 The code below is frozen (not imported from storage.ledger), so later changes to the live ledger cannot
 change what this revision did. It needs the key only when there are entries: ``python -m bot migrate`` and
 the service register it from BOT_SECRET_KEY (storage.migrate hands it over as ``ledger_key``).
-Downgrading re-chains with plain SHA-256 again.
+Downgrading re-chains with plain SHA-256 again (the contact refs stay: the clear ids are gone for good).
 
 Revision ID: 0012_harden9
 Revises: 0011_erase11
