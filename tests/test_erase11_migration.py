@@ -15,7 +15,7 @@ from sqlmodel import SQLModel, col, select
 
 import storage.models  # noqa: F401  (every table on the metadata)
 from storage.db import make_engine, make_session_factory, unit_of_work
-from storage.ledger import GENESIS, AuditEntry, derive_key, use_key, verify
+from storage.ledger import GENESIS, AuditEntry, contact_ref, derive_key, use_key, verify
 from storage.migrate import MIGRATIONS, migrate, upgrade
 from tests.helpers.store_scan import find_in_store
 
@@ -37,7 +37,7 @@ def _plain_hash(**entry: Any) -> str:
 def old_entries() -> list[dict[str, Any]]:
     """Entries as the previous version wrote them: two carry text a person typed."""
     details = [
-        ("request.filed", {"kind": "erasure"}),
+        ("request.filed", {"kind": "erasure", "contact_ids": [41, 42]}),  # clear ids: 0012 makes them refs
         ("request.reject", {"from": "filed", "to": "rejected", "reason": TYPED}),
         ("request.verify", {"method": "other", "method_note": f"{TYPED} (callback)"}),
         ("request.approve", {"from": "verified", "to": "approved"}),
@@ -79,6 +79,8 @@ async def test_typed_text_leaves_the_ledger_and_the_chain_still_verifies(db_url:
             rows = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq)))).all()
         assert result.ok and result.entries == 6, result.describe()
         assert rows[-1].action == "ledger.rekeyed" and rows[-1].details["old_chain_ok"] is True
+        assert rows[-1].details["contact_ids_replaced"] == 1
+        assert rows[0].details["contact_ids"] == [contact_ref(derive_key(KEY), 41), contact_ref(derive_key(KEY), 42)]
         assert rows[1].details == {"from": "filed", "to": "rejected", "reason_given": True,
                                    "reason_scrubbed": "0011_erase11"}
         assert rows[2].details["method_note_given"] is True and rows[2].details["method"] == "other"
