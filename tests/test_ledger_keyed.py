@@ -1,5 +1,5 @@
 """The audit chain is keyed (HMAC under a key derived from BOT_SECRET_KEY): whoever can write the database
-but lacks the key cannot rebuild it over edited entries; revision 0008 re-keys an existing plain chain."""
+but lacks the key cannot rebuild it over edited entries; revision 0012_harden9 re-keys an existing plain chain."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ async def test_the_service_keys_its_chain_and_a_rebuilt_chain_without_the_key_fa
 
 
 def _plain_entries(n: int) -> list[dict[str, Any]]:
-    """Entries as the ledger wrote them before revision 0008: chained with plain SHA-256."""
+    """Entries as the ledger wrote them before revision 0012_harden9: chained with plain SHA-256."""
     prev, out = GENESIS, []
     for seq in range(1, n + 1):
         at = datetime(2026, 11, 1, 9, seq, tzinfo=UTC)
@@ -89,7 +89,7 @@ async def _old_ledger(db_url: str, entries: list[dict[str, Any]]):  # type: igno
 
 
 @pytest.mark.parametrize("tampered", [False, True], ids=["intact", "already-broken"])
-async def test_revision_0008_rekeys_an_existing_chain_and_says_how_the_old_one_stood(
+async def test_revision_0012_rekeys_an_existing_chain_and_says_how_the_old_one_stood(
     db_url: str, tampered: bool
 ) -> None:
     entries = _plain_entries(4)
