@@ -16,6 +16,7 @@ pytest.register_assert_rewrite("tests.helpers")
 
 if TYPE_CHECKING:
     from sandbox.harness import Sandbox
+    from sandbox.slack import FakeSlack
 
 BASE_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -125,6 +126,17 @@ async def box(db_url: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
 
     async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "exports") as running:
         yield running
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """The Slack stand-in alone, with the sandbox's workspace (people, channels, the DPO user group)."""
+    from sandbox.harness import seed_workspace
+    from sandbox.slack import FakeSlack
+
+    async with FakeSlack() as fake:
+        seed_workspace(fake)
+        yield fake
 
 
 @pytest.fixture

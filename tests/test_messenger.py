@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.messenger import SlackMessenger, SlackRefused, SlackUnavailable
-from sandbox.harness import PRIVACY_CHANNEL, seed_workspace
+from sandbox.harness import PRIVACY_CHANNEL
 from sandbox.slack import FakeSlack
 
 
@@ -23,13 +23,6 @@ class Waits:
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        seed_workspace(fake)
-        yield fake
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select
 
 from bot.slack.messenger import POST_EVENT_TYPE, SlackMessenger, SlackUnavailable
-from sandbox.harness import PRIVACY_CHANNEL, seed_workspace
+from sandbox.harness import PRIVACY_CHANNEL
 from sandbox.slack import FakeSlack
 from storage.db import SessionFactory, make_engine, make_session_factory, unit_of_work
 from storage.migrate import migrate
@@ -22,13 +22,6 @@ from storage.slack_posts import SlackPost
 
 async def _no_wait(_seconds: float) -> None:
     return None
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        seed_workspace(fake)
-        yield fake
 
 
 @pytest.fixture
