@@ -361,26 +361,12 @@ async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     if not rows:
         return {}
     table = InboxEvent.__table__  # type: ignore[attr-defined]
-    # Redeliveries come in bulk (Mautic resends a whole queue batch after a timeout, typically when we are
-    # busiest): one indexed look-up of the keys costs far less than binding and serialising every column of
-    # rows the INSERT would then skip. ON CONFLICT still settles a key stored concurrently after the look-up.
-    known = await _stored_keys(session, [row["dedupe_key"] for row in rows])
-    if known:
-        rows = [row for row in rows if row["dedupe_key"] not in known]
-        if not rows:
-            return {}
     statement = (
         _insert(session, InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(table.c.id, table.c.dedupe_key)
     )
     result = await session.exec(statement, params=list(rows))  # type: ignore[call-overload]
     return {key: row_id for row_id, key in result.all()}
-
-
-async def _stored_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
-    table = InboxEvent.__table__  # type: ignore[attr-defined]
-    query = sa_select(table.c.dedupe_key).where(table.c.dedupe_key.in_(keys))
-    return {key for (key,) in (await session.exec(query)).all()}  # type: ignore[call-overload]
 
 
 async def insert_consent_records(session: AsyncSession, records: Sequence[dict[str, Any]]) -> None:

@@ -1,5 +1,5 @@
-"""The cheaper intake storage paths keep their guarantees: redelivered events are skipped without being
-written again, and SQLite commits are fsync'd (durable before acknowledged, power loss included)."""
+"""The cheaper intake paths keep their guarantees: redelivered events are not stored twice, and SQLite
+commits are fsync'd (durable before acknowledged, power loss included)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _body(*submission_ids: int) -> bytes:
     ]}).encode()
 
 
-async def test_insert_inbox_skips_stored_keys_and_returns_only_new_ids(db_url: str) -> None:
+async def test_insert_inbox_returns_only_new_ids_for_a_redelivered_batch(db_url: str) -> None:
     engine = make_engine(db_url)
     await migrate(engine)
     sessions = make_session_factory(engine)
