@@ -78,6 +78,7 @@ class Run:
     warmup_s: float = 0.0
     load_before: float = 0.0  # 1-minute load average when the run started (the box may be shared)
     drained_s: float | None = None
+    cpu_ms: float | None = None  # CPU time of the target's processes (warm-up to drained), ms per delivery
 
     @property
     def sustained_per_s(self) -> float | None:
@@ -202,6 +203,7 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, stand_ins
     servers, url, database_url = await start(target, args, tmp, stand_ins)
     try:
         load_before = os.getloadavg()[0]
+        cpu_before = cpu_seconds(servers)
         warm = await wrk(url, 3, args.connections, body, signature, script)
         figures = await wrk(url, args.duration, args.connections, body, signature, script)
         run = Run(target, figures["requests"], figures["duration_us"] / 1e6, figures["errors"],
@@ -213,9 +215,32 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, stand_ins
             while await inbox_pending(database_url) and time.perf_counter() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.25)  # polling another process's database; there is no event to await
             run.drained_s = time.perf_counter() - started
+        cpu_after = cpu_seconds(servers)
+        if cpu_before is not None and cpu_after is not None:
+            run.cpu_ms = (cpu_after - cpu_before) * 1000 / (run.warmup_requests + run.requests)
         return run
     finally:
         await servers.stop()
+
+
+def cpu_seconds(servers: Servers) -> float | None:
+    """User + system CPU time of the target's processes and their children (web listeners it started), from
+    /proc (Linux); None where there is no /proc. Children count once they have been waited for, so the
+    WEB_PROCESSES listeners are read directly."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [p.pid for p in servers.processes]
+    with contextlib.suppress(OSError):
+        for pid in list(pids):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            pids.extend(int(child) for child in children)
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
 
 
 def report(runs: list[Run], args: argparse.Namespace) -> str:
@@ -224,8 +249,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
         f"Python {sys.version.split()[0]}, {args.runs} run(s) per target",
         "",
         "| target | req/s | events/s | vs bare | p50 ms | p99 ms | max ms | errors | inbox drained after load "
-        "| sustained req/s (load + drain) | load avg before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| sustained req/s (load + drain) | CPU ms per delivery | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     bare = [r.per_s for r in runs if r.target == "bare"]
     targets = list(dict.fromkeys(r.target for r in runs))
@@ -244,6 +269,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             f"{span([r.p50_ms for r in mine], '{:.1f}')} | {span([r.p99_ms for r in mine], '{:.1f}')} | "
             f"{span([r.max_ms for r in mine], '{:.1f}')} | {sum(r.errors for r in mine)} | {drained} | "
             f"{span(sustained) if (sustained := [v for r in mine if (v := r.sustained_per_s) is not None]) else 'n/a'}"
+            f" | {span(cpu, '{:.2f}') if (cpu := [r.cpu_ms for r in mine if r.cpu_ms is not None]) else 'n/a'}"
             f" | {span([r.load_before for r in mine], '{:.1f}')} |")
     return "\n".join(lines)
 
