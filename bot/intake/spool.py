@@ -272,7 +272,9 @@ class SpoolingIntake:
         """Keep one verified delivery durably; raises :class:`SpoolFull` when it cannot."""
         if self.degraded is None:
             try:
-                delivery = await asyncio.wait_for(self.writer.commit(body, received_at), self.commit_timeout)
+                # asyncio.timeout, not wait_for: wait_for wraps the commit in a task of its own per request.
+                async with asyncio.timeout(self.commit_timeout):
+                    delivery = await self.writer.commit(body, received_at)
                 return Receipt(delivery=delivery)
             except Exception as exc:
                 if not database_unavailable(exc):
