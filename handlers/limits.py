@@ -79,7 +79,7 @@ class BodyRefused(Exception):
     def __init__(self, response: web.Response, outcome: str) -> None:
         super().__init__(outcome)
         self.response = response
-        self.outcome = outcome  # too_large, timeout, busy, bad_signature
+        self.outcome = outcome  # too_large, timeout, busy, bad_signature, disconnected
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,10 @@ async def _read(request: web.Request, limits: BodyLimits, gate: ReadGate, signat
             try:
                 async with asyncio.timeout_at(deadline if slotted else min(grace_end, deadline)):
                     chunk = await content.readany()  # cancelled while waiting, it leaves the buffer intact
+            except ConnectionError:
+                # The sender hung up mid-body: nobody is left to answer, and it is no server error (aiohttp
+                # would log a traceback for each, which a flood of such senders would turn into log spam).
+                raise _refuse(400, "disconnected", "connection lost before the body was complete") from None
             except TimeoutError:
                 if slotted or loop.time() >= deadline:
                     raise _refuse(408, "timeout", "body not received in time") from None

@@ -134,3 +134,27 @@ async def test_slow_bodies_time_out_and_cannot_starve_whole_requests(
         idle_writer.close()
         await processed(box)
         assert len(await inbox(box)) == 1
+
+
+async def test_a_sender_hanging_up_mid_body_is_counted_not_logged_as_an_error(
+        box: Sandbox, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes: list[str] = []
+    recorded = asyncio.Event()
+    record = box.services.metrics.webhook_delivery
+
+    def watched(outcome: str, seconds: float) -> None:
+        record(outcome, seconds)
+        outcomes.append(outcome)
+        recorded.set()
+
+    monkeypatch.setattr(box.services.metrics, "webhook_delivery", watched)
+    secret = box.settings.mautic_webhook_secret.get_secret_value()  # type: ignore[union-attr]
+    _reader, writer = await _send_head(box, "/mautic/webhook", 100,
+                                       {"Webhook-Signature": sign_webhook(b"x" * 100, secret)})
+    writer.write(b"x" * 10)
+    await writer.drain()
+    writer.transport.abort()  # a reset, mid-body
+    await asyncio.wait_for(recorded.wait(), PATIENCE)
+    assert outcomes == ["disconnected"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert await deliveries(box) == []
