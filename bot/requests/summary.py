@@ -226,10 +226,9 @@ def _int(value: Any) -> int:
 
 
 def _wording(record: dict[str, Any]) -> str:
-    for key in ("label_text", "consent_label", "label", "wording", "labels"):
-        if record.get(key):
-            return _text(record[key])
-    return "not recorded"
+    """The consent box's label as the evidence job stored it (``ConsentRecord.label_text``)."""
+    label = record.get("label_text")
+    return _text(label) if label else "not recorded"
 
 
 def _bot_section(bot: dict[str, Any]) -> str:

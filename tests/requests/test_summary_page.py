@@ -62,7 +62,7 @@ def rich_contact() -> ContactSummary:
 
 BOT = {
     "consent_records": [{"form_name": "Newsletter sign-up", "form_id": 1, "submitted_at": "2025-01-05T10:00:00+00:00",
-                         "consent_label": "Yes, send me the monthly newsletter", "values": {"consent": "1"},
+                         "label_text": "Yes, send me the monthly newsletter", "values": {"consent": "1"},
                          "consent_given": True}],
     "requests": [{"id": 7, "type": "access", "state": "running", "received_at": "2026-03-01T09:00:00+00:00"}],
     "ledger_entries": [{"seq": 1, "at": "2026-03-01T09:00:00+00:00", "actor": "a member of our staff",
