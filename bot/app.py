@@ -191,7 +191,7 @@ def _services(tuning: Tuning, role: Role):  # type: ignore[no-untyped-def]
                                   job_backoff_base=tuning.job_backoff_base)
         app[SERVICES] = services
         app[BOLT] = build_bolt_app(services)
-        writer = app[INTAKE_WRITER] = DeliveryWriter(services)
+        writer = app[INTAKE_WRITER] = DeliveryWriter(services, serves_web=role != "worker")
         settings = services.settings
         intake = app[INTAKE] = SpoolingIntake(services, writer,
                                               DeliverySpool(settings.spool_dir, settings.spool_max_bytes))
@@ -202,11 +202,13 @@ def _services(tuning: Tuning, role: Role):  # type: ignore[no-untyped-def]
         services.messenger.observe(refresher.on_slack_call)
         refresher.start()
         await _sweep_exports(services)
-        if role != "web":  # a web process only enqueues; a worker claims and runs
+        if role != "web":  # a web process only stores and enqueues; a worker claims and runs
             services.jobs.start()
+            writer.start_watching(poll)  # finds deliveries stored by any process and queues their processing
         intake.start()  # moves spooled deliveries (this process's, or a dead one's) in once the database answers
         yield
         await intake.stop()
+        await writer.stop_watching()
         await refresher.stop()
         await services.jobs.stop()
 

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from bot.app import Tuning, create_app, server_options
 from bot.services import Services
 from bot.settings import Settings
-from handlers.appkeys import SERVICES
+from handlers.appkeys import INTAKE_WRITER, SERVICES
 from sandbox.jobs import JobWatcher
 from sandbox.mautic import FakeMautic, send_webhook
 from sandbox.slack import FakeSlack, SlackUserAgent
@@ -107,6 +107,9 @@ class Sandbox:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            # A delivery the webhook answered may still wait for the writer's watcher to queue its processing:
+            # queue it now, so "idle" cannot mean "not queued yet".
+            await self.app[INTAKE_WRITER].schedule_processing()
             # Counted before the query: a job that settles in between is then either gone from the
             # query or already past its count, so no wait can miss its notice.
             before = {job_id: self.jobs.seen(job_id) for job_id in self.jobs.outcomes}

@@ -337,6 +337,11 @@ async def take_deliveries(session: AsyncSession, ids: Sequence[int]) -> set[int]
     return {row_id for (row_id,) in result.all()}
 
 
+async def has_deliveries(session: AsyncSession) -> bool:
+    """Whether any delivery waits to be split (one index probe)."""
+    return (await session.exec(sa_select(_deliveries.c.id).limit(1))).first() is not None  # type: ignore[call-overload]
+
+
 async def oldest_delivery(session: AsyncSession) -> datetime | None:
     oldest: datetime | None = (await session.exec(sa_select(func.min(_deliveries.c.received_at)))).one()[0]  # type: ignore[call-overload]
     return oldest

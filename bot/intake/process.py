@@ -64,7 +64,7 @@ async def process_inbox(services: Services, writer: DeliveryWriter, run: JobRun)
                 if done < limit:
                     break
             if split < wanted:
-                break  # a delivery committed from here on finds no queued job and enqueues one
+                break  # a delivery committed from here on is found by the writer's watcher, which queues a job
     services.jobs.notify()
 
 

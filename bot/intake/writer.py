@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.intake.ids import IntakeJob
 from storage import intake as store
 from storage import jobs as job_queue
 from storage.db import unit_of_work
 from storage.types import utcnow
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,32 +33,40 @@ if TYPE_CHECKING:
 
 QUIET_GAP = 0.005  # seconds without a new delivery that count as a gap in intake
 PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often, however busy intake is
-CHUNK_SCALE = 4  # chunk size multiplier for a turn taken while intake is quiet
+# Chunk size multiplier for a turn taken while intake is quiet, in a process that runs no web listener. Where
+# processing shares the loop with intake, chunks stay at one unit: a chunk of four units held the loop for
+# 70-80 ms (bench/README.md, hostile load), and a webhook arriving meanwhile waits that long.
+CHUNK_SCALE = 4
 # Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
 PROCESS_DELAY = timedelta(milliseconds=200)
 # The same during a burst (a commit ended less than BURST_GAP ago): processing then only gets the floor's
 # chunks anyway, and a job due later lets more group commits skip the queued-job check.
 BURST_PROCESS_DELAY = timedelta(milliseconds=500)
 BURST_GAP = 0.1  # seconds
-# A delivery skips the queued-job check only if its commit ends at least this long before that job is due
-# (room for clock skew between replicas' runners).
+# The watcher trusts a known queued job only until this long before it is due (room for clock skew between
+# replicas' runners); after that it looks again.
 JOB_DUE_MARGIN = timedelta(milliseconds=50)
+WATCH_GAP = 0.05  # seconds: the watcher looks at most this often, however many commits poke it
 
 
 def process_max_attempts(services: Services) -> int:
     return max(services.settings.job_max_attempts, 5)
+
 
 class DeliveryWriter:
     """Group commit for the webhook view, and the signal processing reads to stay out of intake's way.
 
     Each request returns only after the transaction holding its delivery has committed (durable before
     acknowledged), but deliveries arriving while a commit is in flight share the next one: one
-    transaction, one executemany and one job check for all of them instead of one each. A short-lived
-    drain task does the commits, so no request queues on a lock behind requests already answered.
+    statement for all of them instead of one each. A short-lived drain task does the commits, so no
+    request queues on a lock behind requests already answered. The request path never touches the job
+    table: in a process that runs jobs, a watcher (:meth:`start_watching`) queues processing for what any
+    process stored, so a web-only process costs one INSERT per group commit and nothing else.
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, serves_web: bool = True) -> None:
         self.services = services
+        self._quiet_scale = 1 if serves_web else CHUNK_SCALE
         self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.last_arrival = -math.inf  # loop time of the latest delivery handed to commit()
@@ -63,6 +76,8 @@ class DeliveryWriter:
         self._job_due: datetime | None = None  # run_after of a process job seen queued (wall clock)
         self._sqlite = services.engine.dialect.name == "sqlite"
         self._last_commit = -math.inf  # loop time the latest group commit ended
+        self._committed = asyncio.Event()  # set by each group commit: the watcher looks at once
+        self._watcher: asyncio.Task[None] | None = None
 
     async def commit(self, body: bytes, received_at: datetime) -> int:
         """Store one raw delivery durably; returns its id once committed."""
@@ -97,30 +112,58 @@ class DeliveryWriter:
                     future.set_result(delivery_id)
 
     async def _commit(self, rows: list[dict[str, Any]]) -> list[int]:
+        # The request path only stores: one statement (PostgreSQL) or one call on the driver's thread
+        # (SQLite). Making sure a process job will see the rows is the watcher's work, off this path.
         services = self.services
-        # A queued process job whose run_after is still ahead cannot have been claimed by any runner (they
-        # claim by run_after <= their clock), so it will see these rows if they commit before then: no
-        # need to look for it again. Checked again after the commit, which is what correctness rests on.
-        due = self._job_due
-        known = due is not None and utcnow() < due - JOB_DUE_MARGIN
-        if known and self._sqlite:
+        if self._sqlite:
             ids = await store.commit_deliveries_sqlite(services.sessions, rows)
-        elif known and len(rows) <= store.INSERTMANY_ROWS:
+        elif len(rows) <= store.INSERTMANY_ROWS:
             ids = await store.commit_deliveries_autocommit(services.sessions, rows)
         else:
             async with unit_of_work(services.sessions) as session:
                 ids = await store.insert_deliveries(session, rows)
-                found = None if known else await self._ensure_job(session)
-            if found is not None:
-                self._job_due = found  # only once committed: a rolled-back enqueue leaves no job to count on
-        if known and due is not None and utcnow() >= due - JOB_DUE_MARGIN:
-            # The commit ended too close to the job's start (a slow commit): the job may already be past
-            # these rows, so look again now that they are visible.
-            async with unit_of_work(services.sessions) as session:
-                found = await self._ensure_job(session)
-            self._job_due = found
         self._last_commit = asyncio.get_running_loop().time()
+        self._committed.set()
         return ids
+
+    def start_watching(self, interval: float) -> None:
+        """Run the watcher in this process (one that runs jobs): every ``interval`` seconds, and right after
+        each of this process's own group commits, make sure a queued process job will see every stored
+        delivery. Deliveries committed by web-only processes are found by the poll."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(interval), name="intake-watcher")
+
+    async def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    async def _watch(self, interval: float) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._committed.wait(), interval)
+            self._committed.clear()
+            try:
+                await self.schedule_processing()
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                # The database is away: the spool holds what arrives, and the next look tries again.
+                log.warning("intake watcher: could not look for deliveries (%s)", type(exc).__name__)
+            # At most one look per WATCH_GAP however often commits poke it: a burst needs one job, not one
+            # query per group commit.
+            await asyncio.sleep(WATCH_GAP)
+
+    async def schedule_processing(self) -> None:
+        """If any delivery waits to be split, make sure a queued process job will see it."""
+        due = self._job_due
+        if due is not None and utcnow() < due - JOB_DUE_MARGIN:
+            # A queued job whose run_after is still ahead cannot have been claimed by any runner (they claim
+            # by run_after <= their clock), so it will see every delivery committed until now.
+            return
+        async with unit_of_work(self.services.sessions) as session:
+            found = await self._ensure_job(session) if await store.has_deliveries(session) else None
+        self._job_due = found  # only once committed: a rolled-back enqueue leaves no job to count on
 
     async def ensure_job(self, session: AsyncSession) -> datetime:
         """For deliveries stored outside :meth:`commit` (moved in from the webhook spool): make sure a queued
@@ -154,9 +197,9 @@ class DeliveryWriter:
         intake speed and worked off after it. The wait never exceeds
         PROCESSING_FLOOR since the previous chunk ended, so a flood without gaps still gets at least one
         chunk per floor and cannot starve processing. One turn at a time per process: chunks of
-        concurrent process jobs queue here. A turn taken in a quiet moment may do CHUNK_SCALE times the
-        work (fewer transactions per event, a faster drain); one forced by the floor does one unit, so it
-        holds the loop and SQLite's writer only briefly.
+        concurrent process jobs queue here. In a worker process (no listener) a turn may do CHUNK_SCALE
+        times the work (fewer transactions per event, a faster drain); where a listener shares the loop
+        every turn does one unit, so it holds the loop and SQLite's writer only briefly.
         """
         async with self._turn:
             loop = asyncio.get_running_loop()
@@ -169,7 +212,7 @@ class DeliveryWriter:
                     break
                 await asyncio.sleep(min(max(QUIET_GAP - quiet_for, QUIET_GAP / 5), floor_at - now))
             try:
-                yield CHUNK_SCALE if quiet else 1
+                yield self._quiet_scale if quiet else 1
             finally:
                 self._last_turn = loop.time()
 

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from bot.intake import writer
+from bot.intake import writer as writer_module
 from bot.intake.ids import IntakeJob
 from bot.intake.split import split_all_pending, split_deliveries
 from bot.privacy import subject_hash
+from handlers.appkeys import INTAKE_WRITER
 from sandbox.harness import Sandbox, sandbox
 from sandbox.mautic import encode_like_php, form_submission_event, merge_payloads, sign_webhook
 from storage import intake as store
@@ -263,13 +264,18 @@ async def queued_process_jobs(box: Sandbox) -> list[Job]:
             Job.kind == IntakeJob.PROCESS, Job.state == JobState.QUEUED))).all())
 
 
-async def test_deliveries_after_the_first_share_its_job_without_looking_for_it(box: Sandbox) -> None:
-    await box.services.jobs.stop()  # the job stays queued: every delivery must find it
+async def test_the_request_path_only_stores_and_the_watcher_queues_one_job_for_all(box: Sandbox) -> None:
+    await box.services.jobs.stop()  # the job stays queued where we can count it
+    writer = box.app[INTAKE_WRITER]
+    await writer.stop_watching()  # as in a web-only process: nothing but the request path runs
     answers = [await box.webhook(gap(n, f"p{n}@example.com")) for n in range(3)]
     answers += await asyncio.gather(*[box.webhook(gap(n, f"q{n}@example.com")) for n in range(3, 20)])
     assert [status for status, _ in answers] == [200] * 20
     assert len({json.loads(text)["delivery"] for _, text in answers}) == 20
-    assert len(await deliveries(box)) == 20 and len(await queued_process_jobs(box)) == 1
+    assert len(await deliveries(box)) == 20 and await queued_process_jobs(box) == []  # stored, nothing queued
+    await writer.schedule_processing()
+    await writer.schedule_processing()  # a second look finds the job it queued
+    assert len(await queued_process_jobs(box)) == 1
     await box.restart_bot()
     await processed(box)
     assert await deliveries(box) == [] and len(await inbox(box)) == 20
@@ -299,29 +305,24 @@ async def test_a_one_hop_group_commit_returns_each_rows_own_id(box: Sandbox) -> 
                                                                    row["received_at"])
 
 
-async def test_a_commit_ending_after_its_known_job_is_due_enqueues_another(
+async def test_a_delivery_stored_after_its_known_job_finished_gets_a_job_of_its_own(
         box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     await box.services.jobs.stop()
-    # Due in a second: the second delivery below surely comes while the job is known and not yet due.
-    monkeypatch.setattr(writer, "PROCESS_DELAY", timedelta(seconds=1))
+    writer = box.app[INTAKE_WRITER]
+    await writer.stop_watching()
+    # Jobs due at once: the watcher cannot count on a queued job it saw, it must look again every time.
+    monkeypatch.setattr(writer_module, "PROCESS_DELAY", timedelta(0))
+    monkeypatch.setattr(writer_module, "BURST_PROCESS_DELAY", timedelta(0))
     assert (await box.webhook(gap(1, "first@example.com")))[0] == 200
+    await writer.schedule_processing()
     (job,) = await queued_process_jobs(box)
-    sqlite = box.services.engine.dialect.name == "sqlite"
-    name = "commit_deliveries_sqlite" if sqlite else "commit_deliveries_autocommit"
-    fast_commit = getattr(store, name)
-
-    async def slow_commit(*args: Any) -> list[int]:
-        ids: list[int] = await fast_commit(*args)
-        # Meanwhile a runner elsewhere took the known job and finished before these rows were visible.
-        async with unit_of_work(box.services.sessions) as session:
-            await session.exec(update(Job).where(Job.id == job.id).values(state=JobState.DONE))  # type: ignore[call-overload, arg-type]
-        await asyncio.sleep((job.run_after - utcnow()).total_seconds())  # the commit ends after it was due
-        return ids
-
-    monkeypatch.setattr(store, name, slow_commit)
+    # Meanwhile a runner elsewhere took the job and finished before the next delivery was stored.
+    async with unit_of_work(box.services.sessions) as session:
+        await session.exec(update(Job).where(Job.id == job.id).values(state=JobState.DONE))  # type: ignore[call-overload, arg-type]
     assert (await box.webhook(gap(2, "second@example.com")))[0] == 200
+    await writer.schedule_processing()
     (again,) = await queued_process_jobs(box)
-    assert again.id != job.id  # the late commit enqueued a job of its own
+    assert again.id != job.id  # the watcher queued a job for the delivery the finished one never saw
     await box.restart_bot()
     await processed(box)
     assert await deliveries(box) == [] and {e.contact_id for e in await inbox(box)} == {1, 2}
