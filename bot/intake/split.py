@@ -51,11 +51,12 @@ async def split_deliveries(services: Services, limit: int = SPLIT_CHUNK) -> int:
     if not found:
         return 0
     split: list[Split] = []
+    seen: set[bytes] = set()
     for delivery_id, received_at, body in found:
         # Parsed outside any transaction (no writer held), yielding between deliveries so a webhook
         # request waiting for the loop gets it within one delivery's parse.
         split.append(await _split(bytes(body), delivery_id, received_at, services.hash_key,
-                                  services.settings.max_events_per_delivery))
+                                  services.settings.max_events_per_delivery, seen))
     async with unit_of_work(services.sessions) as session:
         await _store_split(session, split, services.hash_key)
     return len(found)
@@ -71,14 +72,21 @@ async def split_all_pending(session: AsyncSession, *, hash_key: str, max_events:
     """
     total = 0
     while found := await store.read_deliveries(session, limit=100, lock=True):
-        split = [await _split(bytes(body), delivery_id, received_at, hash_key, max_events)
+        seen: set[bytes] = set()
+        split = [await _split(bytes(body), delivery_id, received_at, hash_key, max_events, seen)
                  for delivery_id, received_at, body in found]
         total += await _store_split(session, split, hash_key)
     return total
 
 
 async def _split(body: bytes, delivery_id: int, received_at: datetime, hash_key: str,
-                 max_events: int | None) -> Split:
+                 max_events: int | None, seen: set[bytes]) -> Split:
+    if body in seen:
+        # A byte-identical redelivery in the same chunk (a Mautic retry, or a replayed signed body) yields
+        # the very rows of its first copy, which _store_together keeps over it by dedupe key: taken, not
+        # parsed again.
+        return Split(delivery_id, received_at, body, [])
+    seen.add(body)
     if len(body) > PARSE_OFF_LOOP_BYTES:
         rows = await asyncio.to_thread(events.inbox_rows, body, hash_key, received_at, max_events)
     else:

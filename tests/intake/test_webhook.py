@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
+from bot.intake import split as split_module
 from bot.intake import writer as writer_module
 from bot.intake.ids import IntakeJob
 from bot.intake.split import split_all_pending, split_deliveries
@@ -160,7 +161,16 @@ async def test_inbox_resumes_after_restart(box: Sandbox) -> None:
     assert len(box.slack.calls_to("chat.postMessage")) == 2  # each split and processed once
 
 
-async def test_same_delivery_twice_before_the_split_gives_one_set_of_events(box: Sandbox) -> None:
+async def test_same_delivery_twice_before_the_split_gives_one_set_of_events(
+        box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[bytes] = []
+    parse = split_module.events.inbox_rows
+
+    def counting_parse(raw: bytes, *args: Any) -> list[dict[str, Any]]:
+        parsed.append(raw)
+        return parse(raw, *args)
+
+    monkeypatch.setattr(split_module.events, "inbox_rows", counting_parse)
     await box.services.jobs.stop()  # both copies wait, unsplit, and are split together
     batch = merge_payloads(gap(1, "jane@example.com"), *[consented(10 + n, f"c{n}@example.com", sub=100 + n)
                                                          for n in range(4)])
@@ -172,6 +182,7 @@ async def test_same_delivery_twice_before_the_split_gives_one_set_of_events(box:
     await processed(box)
     assert await deliveries(box) == []
     assert len(await inbox(box)) == 5 and len(await records(box)) == 5
+    assert len(parsed) == 1  # the byte-identical copy in the same chunk was taken without parsing it again
     await box.jobs_idle()
     assert len(box.slack.calls_to("chat.postMessage")) == 1 and len(await alerts(box)) == 1
 
