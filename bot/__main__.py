@@ -135,12 +135,13 @@ async def _serve(settings: Settings, role: Role, *, spawn_listeners: bool = True
 
     from aiohttp import web
 
-    from bot.app import create_app, server_options
+    from bot.app import create_app, freeze_startup_heap, server_options
 
     log = logging.getLogger("bot.serve")
     runner = web.AppRunner(create_app(settings, role=role), access_log=None, shutdown_timeout=20,
                            **server_options(settings))
     await runner.setup()
+    freeze_startup_heap()
     listeners: list[asyncio.subprocess.Process] = []
     if role == "worker":
         # Where web and worker share CPUs, the kernel serves intake first and processing takes what is left:
