@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -130,5 +130,14 @@ async def insert_unless_duplicate(session: AsyncSession, row: Any) -> bool:
 
 
 async def ping(engine: AsyncEngine) -> None:
+    """One ``SELECT 1`` on the driver's connection, outside any transaction: through SQLAlchemy it would
+    begin one, and on SQLite every transaction begins IMMEDIATE (takes the write lock), so a health check
+    would queue behind every writer, waiting in SQLite's own sleep-and-retry busy handler."""
     async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        if engine.dialect.name == "sqlite":
+            async with driver.execute("SELECT 1") as cursor:
+                await cursor.fetchone()
+        else:
+            await driver.fetchval("SELECT 1")
