@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 ACTOR = "consent-evidence"
 EVIDENCE_KIND = store.EVIDENCE_JOB
 FORMS_PER_RUN = 50
+RECORD_CHUNK = 200  # records given their evidence per transaction
+RECORD_CHUNKS_PER_FORM = 25  # then the job queues itself again, so one busy form cannot hold a run forever
 # Who created or edited the form in Mautic: staff data, not what the visitor saw; left out of the stored
 # definition and its hash (so is the render cache's lock state).
 _NOT_SHOWN = frozenset({"createdBy", "createdByUser", "modifiedBy", "modifiedByUser", "checkedOut",
@@ -141,17 +143,24 @@ async def attach_form_evidence(services: Services, run: JobRun) -> None:
         async with unit_of_work(services.sessions) as session:
             if form is not None and form.get("id") is not None:
                 cached = await store.store_revision(session, revision_row(form, aliases_for(services, form), now))
-            pending = await store.pending_records(session, form_id)
-            more = more or len(pending) >= 1000
-            labels = cached.consent_labels if cached is not None else {}
-            by_label: dict[str | None, list[int]] = {}
-            for record_id, fields in pending:
-                by_label.setdefault(label_for(labels, fields), []).append(record_id)
-            # A form gone from Mautic has no revision to show: its records keep what intake stored.
-            for label, ids in by_label.items():
-                await store.attach_evidence(session, ids, revision_row=cached, label_text=label, now=now)
-            if cached is not None and cached.prechecked:
-                await _invalidate(session, cached, now, found_by="consent evidence")
+        labels = cached.consent_labels if cached is not None else {}
+        for _chunk in range(RECORD_CHUNKS_PER_FORM):
+            # Chunk by chunk, each its own transaction: a thousand records read and updated at once held
+            # the event loop for over 100 ms (bench/README.md, hostile load).
+            async with unit_of_work(services.sessions) as session:
+                pending = await store.pending_records(session, form_id, limit=RECORD_CHUNK)
+                by_label: dict[str | None, list[int]] = {}
+                for record_id, fields in pending:
+                    by_label.setdefault(label_for(labels, fields), []).append(record_id)
+                # A form gone from Mautic has no revision to show: its records keep what intake stored.
+                for label, ids in by_label.items():
+                    await store.attach_evidence(session, ids, revision_row=cached, label_text=label, now=now)
+                if cached is not None and cached.prechecked and pending:
+                    await _invalidate(session, cached, now, found_by="consent evidence")
+            if len(pending) < RECORD_CHUNK:
+                break
+        else:
+            more = True
     if more:
         async with unit_of_work(services.sessions) as session:
             await store.request_evidence(session)

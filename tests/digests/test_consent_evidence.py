@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from bot.digests.evidence import consent_labels, definition_hash, definition_of, label_for
@@ -164,3 +165,28 @@ async def test_the_intake_sweep_retries_evidence_whose_job_failed_for_good(sqlit
         await box.jobs_idle()
         [record] = await rows(box, ConsentRecord)
         assert record.evidence_at is not None and record.label_text == "Newsletter: Yes, send me the <b>newsletter</b>"
+
+
+async def test_one_run_gives_evidence_to_more_records_than_a_chunk_holds(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Records get their evidence a chunk per transaction (a thousand at once held the loop for over 100 ms);
+    # one run still reaches every waiting record of the form, and pre-ticked consent is invalid in each chunk.
+    import bot.digests.evidence as evidence
+
+    monkeypatch.setattr(evidence, "RECORD_CHUNK", 2)
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path / "x") as box:
+        box.mautic.add_form(2, "Webinar", alias="webinar", fields=[
+            {"alias": "email", "type": "email", "leadField": "email", "isRequired": True},
+            {**CONSENT_BOX, "defaultValue": "1"}])
+        await box.services.jobs.stop()  # the five records wait together for one evidence run
+        for n in range(5):
+            event = form_submission_event(contact_id=100 + n, email=f"fan{n}@example.com", submission_id=500 + n,
+                                          results={"email": f"fan{n}@example.com", "consent": "1"}, form_id=2,
+                                          form_name="Webinar", form_alias="webinar")
+            assert (await box.webhook(event))[0] == 200
+        await box.restart_bot()
+        await box.jobs_idle()
+        records = await rows(box, ConsentRecord)
+        assert len(records) == 5 and all(r.evidence_at is not None for r in records)
+        assert {r.invalid_reason for r in records} == {"prechecked"}
+        assert sum(entry.details["records"] for entry in await _invalidations(box)) == 5
