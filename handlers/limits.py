@@ -117,6 +117,14 @@ async def read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate
 
 async def _read(request: web.Request, limits: BodyLimits, gate: ReadGate, signature: StreamedSignature) -> bytes:
     content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (aiohttp's parser already saw its end, as for most webhook
+        # deliveries): nothing to wait for, so no timeout to arm and no slot to take.
+        body = content.read_nowait()
+        if len(body) > limits.max_bytes:
+            raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")
+        signature.update(body)
+        return _verified(request, body, signature)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limits.timeout
     grace_end = loop.time() + READ_GRACE_SECONDS
@@ -150,8 +158,11 @@ async def _read(request: web.Request, limits: BodyLimits, gate: ReadGate, signat
     finally:
         if slotted:
             gate.leave()
+    return _verified(request, b"".join(chunks), signature)  # one chunk is returned as is, without a copy
+
+
+def _verified(request: web.Request, body: bytes, signature: StreamedSignature) -> bytes:
     if not signature.matches():
         raise _refuse(401, "bad_signature", "invalid signature")
-    body = b"".join(chunks)  # only for a verified body; one chunk is returned as is, without a copy
     request._read_bytes = body  # aiohttp's own cache for read()/text()/json()
     return body
