@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 
 QUIET_GAP = 0.005  # seconds without a new delivery that count as a gap in intake
 PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often, however busy intake is
-# Chunk size multiplier for a turn taken while intake is quiet, in a process that runs no web listener. Where
-# processing shares the loop with intake, chunks stay at one unit: a chunk of four units held the loop for
-# 70-80 ms (bench/README.md, hostile load), and a webhook arriving meanwhile waits that long.
+# Chunk size multiplier for a turn taken while intake is quiet. Where processing shares the loop with a
+# listener, only once intake has been idle for IDLE_GAP: a chunk of four units held the loop for 70-80 ms
+# (bench/README.md, hostile load), and a delivery arriving meanwhile waits that long.
 CHUNK_SCALE = 4
+IDLE_GAP = 0.1  # seconds without a delivery after which a listener's process counts intake as idle
 # Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
 PROCESS_DELAY = timedelta(milliseconds=200)
 # The same during a burst (a commit ended less than BURST_GAP ago): processing then only gets the floor's
@@ -66,7 +67,7 @@ class DeliveryWriter:
 
     def __init__(self, services: Services, *, serves_web: bool = True) -> None:
         self.services = services
-        self._quiet_scale = 1 if serves_web else CHUNK_SCALE
+        self._serves_web = serves_web
         self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.last_arrival = -math.inf  # loop time of the latest delivery handed to commit()
@@ -197,9 +198,9 @@ class DeliveryWriter:
         intake speed and worked off after it. The wait never exceeds
         PROCESSING_FLOOR since the previous chunk ended, so a flood without gaps still gets at least one
         chunk per floor and cannot starve processing. One turn at a time per process: chunks of
-        concurrent process jobs queue here. In a worker process (no listener) a turn may do CHUNK_SCALE
-        times the work (fewer transactions per event, a faster drain); where a listener shares the loop
-        every turn does one unit, so it holds the loop and SQLite's writer only briefly.
+        concurrent process jobs queue here. In a worker process (no listener), or once intake has been idle
+        for IDLE_GAP, a turn may do CHUNK_SCALE times the work (fewer transactions per event, a faster
+        drain); otherwise it does one unit, so it holds the loop and SQLite's writer only briefly.
         """
         async with self._turn:
             loop = asyncio.get_running_loop()
@@ -211,8 +212,11 @@ class DeliveryWriter:
                 if quiet or now >= floor_at:
                     break
                 await asyncio.sleep(min(max(QUIET_GAP - quiet_for, QUIET_GAP / 5), floor_at - now))
+            # Without a listener nothing waits on the loop; with one, only after IDLE_GAP without a delivery
+            # (a burst has ended) is a long chunk unlikely to hold up a delivery that arrives meanwhile.
+            large = quiet and (not self._serves_web or quiet_for >= IDLE_GAP)
             try:
-                yield self._quiet_scale if quiet else 1
+                yield CHUNK_SCALE if large else 1
             finally:
                 self._last_turn = loop.time()
 

@@ -1,0 +1,30 @@
+"""How much work a processing turn may do at once: the chunk scale that keeps a listener's loop responsive."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from bot.intake.writer import CHUNK_SCALE, IDLE_GAP, DeliveryWriter
+
+
+def writer(*, serves_web: bool) -> DeliveryWriter:
+    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
+    return DeliveryWriter(services, serves_web=serves_web)
+
+
+async def scale_after(w: DeliveryWriter, quiet_for: float) -> int:
+    w.last_arrival = asyncio.get_running_loop().time() - quiet_for
+    async with w.processing_turn() as scale:
+        return scale
+
+
+async def test_a_worker_process_takes_large_chunks_whenever_intake_is_quiet() -> None:
+    assert await scale_after(writer(serves_web=False), 0.01) == CHUNK_SCALE
+
+
+async def test_a_listeners_process_takes_one_unit_until_intake_has_been_idle_a_while() -> None:
+    w = writer(serves_web=True)
+    assert await scale_after(w, 0.01) == 1  # a gap between deliveries: the next may come any moment
+    assert await scale_after(w, IDLE_GAP * 2) == CHUNK_SCALE  # the burst is over
