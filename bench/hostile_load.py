@@ -1,7 +1,7 @@
 """Signed intake and /healthz while attackers push unsigned bodies and hold connections open.
 
     .venv/bin/python -m bench.hostile_load [--seconds 20] [--targets sqlite,postgres]
-        [--postgres postgresql://postgres@127.0.0.1:5432/bench_hostile]
+        [--postgres postgresql://postgres@127.0.0.1:5432/bench_hostile] [--pin] [--no-attackers]
 
 The bot's real service (``create_app`` through the sandbox harness, Slack and Mautic stand-ins) runs
 in a child process with a loop-lag probe: a task that asks to wake every 5 ms and records how late it
@@ -20,6 +20,12 @@ woke, i.e. the longest time anything held the event loop. The parent, for ``--se
 Reported: signed p50/p99/max, /healthz p99/max, peak RSS of the server process (VmHWM), the longest
 loop stall, attacker answers by status, and signed deliveries lost: answered other than 200, or
 answered 200 but missing from the inbox once processing drained (events counted in the database).
+
+``--pin`` runs the server on CPU 0 and every load generator (this process and the attack) on CPU 1, so
+the generators' own CPU time no longer preempts the server (its stalls and latencies are then its own);
+PostgreSQL's processes stay unpinned. Diagnosis: ``BENCH_NAME_CALLBACK=1`` names each new longest
+callback, ``BENCH_GC_LOG=1`` prints every garbage collection over 5 ms, ``BENCH_SLOW_CALLBACKS=<s>``
+turns on asyncio debug, ``BENCH_PROFILE=<file>`` profiles the server.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ PROBE_EVERY = 0.005
 async def serve(database_url: str) -> None:
     import logging
 
-    from bot.app import Tuning
+    from bot.app import Tuning, freeze_startup_heap
     from sandbox.harness import sandbox
 
     logging.basicConfig(level=logging.ERROR)
@@ -90,8 +96,24 @@ async def serve(database_url: str) -> None:
     def reset() -> None:  # SIGUSR1: the measured window starts (warm-up stalls, first compiles, do not count)
         nonlocal longest, longest_callback
         longest = longest_callback = 0.0
+        if os.environ.get("BENCH_NAME_CALLBACK"):
+            print("callback: measured window starts", file=sys.stderr, flush=True)
 
     loop.add_signal_handler(signal.SIGUSR1, reset)
+    if os.environ.get("BENCH_GC_LOG"):  # diagnosis: print every garbage collection over 5 ms
+        import gc
+
+        gc_started = 0.0
+
+        def gc_timer(phase: str, info: dict[str, int]) -> None:
+            nonlocal gc_started
+            if phase == "start":
+                gc_started = time.perf_counter()
+            elif (took := time.perf_counter() - gc_started) > 0.005:
+                print(f"gc generation {info['generation']}: {took * 1000:.1f} ms, collected {info['collected']}",
+                      file=sys.stderr, flush=True)
+
+        gc.callbacks.append(gc_timer)
 
     async def probe() -> None:
         nonlocal longest
@@ -104,6 +126,7 @@ async def serve(database_url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with sandbox(database_url, tuning=tuning, export_dir=Path(tmp), mautic_webhook_secret=SECRET,
                            slack_signing_secret=SLACK_SECRET) as box:
+            freeze_startup_heap()  # as `python -m bot serve` does once started
             print(json.dumps({"url": box.url}), flush=True)
             prober = asyncio.create_task(probe())
             await stop.wait()
@@ -290,6 +313,11 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: i
         sys.executable, "-m", "bench.hostile_load", "--serve", "--database-url", database_url,
         stdout=asyncio.subprocess.PIPE, env=env)
     assert process.stdout is not None
+    if args.pin:
+        # The server on CPU 0, this process (signed senders, prober) and the attack on CPU 1: the load
+        # generators' own work then no longer preempts the server, whose lateness is what is measured.
+        os.sched_setaffinity(process.pid, {0})
+        os.sched_setaffinity(0, {1})
     try:
         url = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=60))["url"]
         bodies = SignedBodies(run_id)
@@ -406,6 +434,8 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", os.environ.get("TEST_POSTGRES_URL")))
     parser.add_argument("--no-attackers", dest="attackers", action="store_false",
                         help="the signed load alone, for comparison")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on CPU 0, load generators on CPU 1 (PostgreSQL's own processes unpinned)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--attack", help=argparse.SUPPRESS)

@@ -11,6 +11,8 @@ Targets (each its own processes, started fresh per run; the parent only starts t
   same process (the one-process layout SQLite is run with).
 - ``…-split``: ``python -m bot serve --no-worker`` plus ``python -m bot worker`` (the Procfile's web and
   worker lines): intake and processing on their own processes.
+- ``…-intake``: ``serve --no-worker`` alone, nothing processing: the request path's own ceiling (not a
+  production layout; the inbox is left unprocessed).
 - ``…-webN``: the split layout with ``WEB_PROCESSES=N`` web processes on one port (SO_REUSEPORT).
 - ``…-allN``: ``python -m bot serve`` with ``WEB_PROCESSES=N``: the first process runs jobs too, the
   other N-1 are web only.
@@ -177,7 +179,9 @@ async def start(target: str, args: argparse.Namespace, tmp: Path, stand_ins: tup
         out = Path(args.profile) / f"{target}-{'-'.join(command)}-{time.monotonic_ns()}.prof"
         return [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "bot", *command]
 
-    if layout == "split" or layout.startswith("web"):  # web-only listener(s) and one worker
+    if layout == "intake":  # the web process alone, no worker: the request path's own ceiling
+        servers.processes.append(await asyncio.create_subprocess_exec(*bot("serve", "--no-worker"), env=env))
+    elif layout == "split" or layout.startswith("web"):  # web-only listener(s) and one worker
         servers.processes.append(await asyncio.create_subprocess_exec(*bot("serve", "--no-worker"), env=env))
         servers.processes.append(await asyncio.create_subprocess_exec(*bot("worker"), env=env))
     else:  # one process does everything (allN: plus N-1 web-only listeners it starts itself)
@@ -209,7 +213,7 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, stand_ins
         run = Run(target, figures["requests"], figures["duration_us"] / 1e6, figures["errors"],
                   figures["p50_us"] / 1000, figures["p99_us"] / 1000, figures["max_us"] / 1000,
                   warmup_requests=warm["requests"], warmup_s=warm["duration_us"] / 1e6, load_before=load_before)
-        if database_url:
+        if database_url and not target.endswith("-intake"):
             started = time.perf_counter()
             deadline = started + 600
             while await inbox_pending(database_url) and time.perf_counter() < deadline:  # noqa: ASYNC110
