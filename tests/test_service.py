@@ -15,6 +15,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import make_url
 
 from sandbox.harness import ALICE, MALLORY, OTHER_CHANNEL, Sandbox, sandbox
+from sandbox.mautic import form_submission_event
 from sandbox.slack import sign_slack_request
 from tests.helpers import test_tuning
 
@@ -153,6 +154,23 @@ async def test_healthz_reports_the_database(box: Sandbox, monkeypatch: pytest.Mo
             assert (await response.json())["database"] == "down"
     finally:
         await dead.dispose()
+
+
+async def test_healthz_counts_a_fresh_webhook_commit_as_the_database_answering(
+        box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    import handlers.health
+
+    async def no_ping(_engine: object) -> None:
+        raise ConnectionRefusedError("pinged")
+
+    monkeypatch.setattr(handlers.health, "ping", no_ping)
+    assert (await box.webhook(form_submission_event(contact_id=1, email="a@example.com",
+                                                         results={"email": "a@example.com"})))[0] == 200
+    async with box.http.get(f"{box.url}/healthz") as response:  # the commit just now answered for the database
+        assert await response.json() == {"status": "ok", "database": "ok"}
+    monkeypatch.setattr(handlers.health, "FRESH_COMMIT_SECONDS", 0.0)  # too old now: it pings, and that fails
+    async with box.http.get(f"{box.url}/healthz") as response:
+        assert (await response.json())["database"] == "down"
 
 
 async def test_healthz_on_sqlite_does_not_queue_behind_a_writer(sqlite_url: str, tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ class DeliveryWriter:
         self._job_due: datetime | None = None  # run_after of a process job seen queued (wall clock)
         self._sqlite = services.engine.dialect.name == "sqlite"
         self._last_commit = -math.inf  # loop time the latest group commit ended
+        self._last_failure = -math.inf  # loop time the latest group commit failed
         self._committed = asyncio.Event()  # set by each group commit: the watcher looks at once
         self._watcher: asyncio.Task[None] | None = None
 
@@ -102,6 +103,7 @@ class DeliveryWriter:
             try:
                 ids = await self._commit([row for row, _future in batch])
             except BaseException as exc:
+                self._last_failure = asyncio.get_running_loop().time()
                 for _row, future in batch:
                     if not future.done():  # a request cancelled meanwhile has no one to tell
                         future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
@@ -126,6 +128,12 @@ class DeliveryWriter:
         self._last_commit = asyncio.get_running_loop().time()
         self._committed.set()
         return ids
+
+    def committed_within(self, seconds: float) -> bool:
+        """Whether a group commit succeeded in the last ``seconds`` with none failing since: the database
+        answered then."""
+        return (asyncio.get_running_loop().time() - self._last_commit <= seconds
+                and self._last_commit > self._last_failure)
 
     def start_watching(self, interval: float) -> None:
         """Run the watcher in this process (one that runs jobs): every ``interval`` seconds, and right after
