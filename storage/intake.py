@@ -268,11 +268,11 @@ async def commit_deliveries_sqlite(sessions: SessionFactory, rows: Sequence[dict
     waits behind HTTP work on the event loop; the webhook's group commit spent most of its time there.
     """
     engine: AsyncEngine = sessions.kw["bind"]
-    lock = sqlite_writer_lock(sessions)  # the same queue for the writer as unit_of_work's
+    lock = sqlite_writer_lock(sessions)  # the same queue for the writer as unit_of_work's, at its head
     assert lock is not None, "SQLite only"
     process = _deliveries.c.received_at.type.bind_processor(engine.dialect)
     params = [(process(row["received_at"]), row["body"], row["body_sha256"]) for row in rows]
-    async with lock, engine.connect() as conn:
+    async with lock.first(), engine.connect() as conn:
         raw = await conn.get_raw_connection()
         return await _on_sqlite_thread(raw.driver_connection, functools.partial(_insert_deliveries_sync, params))
 
