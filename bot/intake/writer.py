@@ -41,7 +41,7 @@ IDLE_GAP = 0.1  # seconds without a delivery after which a listener's process co
 # Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
 PROCESS_DELAY = timedelta(milliseconds=200)
 # The same during a burst (a commit ended less than BURST_GAP ago): processing then only gets the floor's
-# chunks anyway, and a job due later lets more group commits skip the queued-job check.
+# chunks anyway, and a job due later lets the watcher skip more of its looks.
 BURST_PROCESS_DELAY = timedelta(milliseconds=500)
 BURST_GAP = 0.1  # seconds
 # The watcher trusts a known queued job only until this long before it is due (room for clock skew between
