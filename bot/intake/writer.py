@@ -1,7 +1,8 @@
 """The webhook's group commit, and the processing turn that keeps splitting and processing out of its way.
 
 The webhook view stores each delivery raw (``inbox_deliveries``) through :class:`DeliveryWriter` and
-answers once it is committed; the writer makes sure a queued ``intake.process`` job will see it.
+answers once it is committed; in a process that runs jobs, the writer's watcher makes sure a queued
+``intake.process`` job will see it (the request path itself never touches the job table).
 Processing (``bot.intake.process``) takes its chunks through :meth:`DeliveryWriter.processing_turn`.
 """
 
@@ -38,7 +39,7 @@ PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often,
 # (bench/README.md, hostile load), and a delivery arriving meanwhile waits that long.
 CHUNK_SCALE = 4
 IDLE_GAP = 0.1  # seconds without a delivery after which a listener's process counts intake as idle
-# Processing starts this long after a commit, so deliveries arriving meanwhile share one job.
+# A job the watcher queues starts this long after it looked, so deliveries arriving meanwhile share it.
 PROCESS_DELAY = timedelta(milliseconds=200)
 # The same during a burst (a commit ended less than BURST_GAP ago): processing then only gets the floor's
 # chunks anyway, and a job due later lets the watcher skip more of its looks.
