@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,7 +45,39 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+# A pooled connection back in the pool for less than this was answered by the server that recently, so it
+# is handed out without a ping. SQLAlchemy's pool_pre_ping pings on every checkout: three round trips on
+# asyncpg (BEGIN, an empty query, ROLLBACK), which under sustained intake were a fifth of the worker's
+# socket writes and several of PostgreSQL's statements per transaction (bench/README.md, wrk). A connection
+# that dies within the window (a server restart) fails its statement instead; SQLAlchemy then invalidates
+# the pool, and every caller already handles a failed transaction (the webhook spools, jobs retry).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pre-ping only connections that sat in the pool for PING_AFTER_IDLE_SECONDS or more (SQLAlchemy's
+    documented pessimistic-disconnect recipe: a checkout listener raising DisconnectionError makes the pool
+    discard the connection and hand out a fresh one)."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+            return  # a brand-new connection (just connected) or one the server answered a moment ago
+        try:
+            dbapi_connection.ping()  # runs on the engine's greenlet, as pool_pre_ping's ping does
+        except Exception as exc:
+            raise DisconnectionError("pooled connection did not answer its ping") from exc
 
 
 def _private_sqlite_file(url: str) -> None:

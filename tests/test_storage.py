@@ -1,9 +1,14 @@
-"""Storage set-up: URL mapping to the async drivers, SQLite in WAL mode, and migrations to the one head."""
+"""Storage set-up: URL mapping to the async drivers, SQLite in WAL mode, migrations to the one head, and
+when a pooled PostgreSQL connection is pinged."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+import storage.db
 from storage.db import async_url, make_engine
 from storage.migrate import current_heads, migrate
 
@@ -36,3 +41,47 @@ async def test_migrations_reach_the_one_head(db_url: str) -> None:
     await engine.dispose()
     assert heads == set(ScriptDirectory.from_config(alembic_config()).get_heads())
     assert heads == {script_head()}  # one chain: the features' branches are merged
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(postgres_url: str, pid: int) -> None:
+    killer = make_engine(postgres_url)
+    async with killer.connect() as conn:
+        assert (await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
+    await killer.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_idle_past_the_window_is_pinged_and_replaced(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every pooled connection counts as idle
+    engine = make_engine(postgres_url)
+    try:
+        first = await _backend_pid(engine)
+        await _terminate(postgres_url, first)  # the server drops the connection the pool still holds
+        # The checkout's ping finds it dead, and the caller gets a fresh connection without an error.
+        assert await _backend_pid(engine) != first
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_connection_used_within_the_window_is_handed_out_without_a_ping(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    engine = make_engine(postgres_url)
+    try:
+        first = await _backend_pid(engine)
+        await _terminate(postgres_url, first)
+        # Not pinged: the statement itself meets the dead connection (the documented trade-off; callers
+        # handle a failed transaction), and SQLAlchemy invalidates the pool, so the next checkout is fresh.
+        with pytest.raises(DBAPIError) as failed:
+            await _backend_pid(engine)
+        assert failed.value.connection_invalidated
+        assert await _backend_pid(engine) != first
+    finally:
+        await engine.dispose()
