@@ -326,6 +326,27 @@ async def read_deliveries(session: AsyncSession, *, limit: int, lock: bool = Fal
     return list((await session.exec(query)).all())  # type: ignore[call-overload]
 
 
+async def read_delivery_chunk(session: AsyncSession, *, limit: int, max_bytes: int) -> tuple[list[Any], bool]:
+    """Up to ``limit`` of the oldest deliveries as plain rows (id, received_at, body), each read only while
+    the bodies before it total less than ``max_bytes`` (so the first is always read, and a chunk holds at
+    most ``max_bytes`` plus one body): ``limit`` bodies of the largest size allowed would otherwise all be
+    in memory at once. Also returns whether more deliveries wait (the limit or the budget cut it short)."""
+    oldest = (
+        sa_select(_deliveries.c.id, _deliveries.c.received_at, _deliveries.c.body)
+        .order_by(_deliveries.c.id).limit(limit).subquery()
+    )
+    size = func.length(oldest.c.body)  # bytes, for SQLite's BLOB and PostgreSQL's bytea alike
+    sized = sa_select(oldest, (func.sum(size).over(order_by=oldest.c.id) - size).label("before"),
+                      func.count().over().label("among")).subquery()
+    query = (
+        sa_select(sized.c.id, sized.c.received_at, sized.c.body, sized.c.among)
+        .where(sized.c.before < max_bytes).order_by(sized.c.id)
+    )
+    found = list((await session.exec(query)).all())  # type: ignore[call-overload]
+    among = found[0][3] if found else 0  # deliveries in the first `limit`, before the byte budget
+    return [row[:3] for row in found], among == limit or len(found) < among
+
+
 async def take_deliveries(session: AsyncSession, ids: Sequence[int]) -> set[int]:
     """Delete these deliveries; returns the ids this transaction removed (a concurrent splitter that got
     there first has taken the others, and their events with them)."""

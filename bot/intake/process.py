@@ -21,7 +21,7 @@ from bot.intake.alerts import WEBHOOK_ACTOR, raise_alert
 from bot.intake.ids import IntakeJob
 from bot.intake.inbox import InboxRow
 from bot.intake.rules import breaches_objection, evaluate
-from bot.intake.split import SPLIT_CHUNK, split_deliveries
+from bot.intake.split import SPLIT_CHUNK, SPLIT_CHUNK_BYTES, split_deliveries
 from bot.intake.writer import process_max_attempts
 from storage import erasures, ledger
 from storage import forms as form_store
@@ -57,13 +57,13 @@ async def process_inbox(services: Services, writer: DeliveryWriter, run: JobRun)
     else:
         while True:
             async with writer.processing_turn() as scale:
-                split, wanted = await split_deliveries(services, SPLIT_CHUNK * scale), SPLIT_CHUNK * scale
+                _read, more = await split_deliveries(services, SPLIT_CHUNK * scale, SPLIT_CHUNK_BYTES * scale)
             while True:
                 async with writer.processing_turn() as scale:
                     done, limit = await _process_chunk(services, None, PROCESS_CHUNK * scale), PROCESS_CHUNK * scale
                 if done < limit:
                     break
-            if split < wanted:
+            if not more:
                 break  # a delivery committed from here on is found by the writer's watcher, which queues a job
     services.jobs.notify()
 

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPLIT_CHUNK = 10  # deliveries per split transaction (up to ~100 events in queue mode)
+# Body bytes one unit of split chunk may read (at least one delivery is always read): with the largest
+# bodies WEBHOOK_MAX_BYTES allows, a chunk of many deliveries would otherwise hold them all in memory.
+SPLIT_CHUNK_BYTES = 256 * 1024
 # Bodies larger than this are parsed on a worker thread: the loop keeps answering webhooks meanwhile.
 PARSE_OFF_LOOP_BYTES = 64 * 1024
 INSERT_SLICE = 100  # inbox rows per INSERT statement
@@ -44,12 +47,14 @@ class Split:
     rows: list[dict[str, Any]]
 
 
-async def split_deliveries(services: Services, limit: int = SPLIT_CHUNK) -> int:
-    """Split up to ``limit`` of the oldest deliveries into inbox rows; returns how many were read."""
+async def split_deliveries(services: Services, limit: int = SPLIT_CHUNK,
+                           max_bytes: int = SPLIT_CHUNK_BYTES) -> tuple[int, bool]:
+    """Split up to ``limit`` of the oldest deliveries (and up to about ``max_bytes`` of their bodies) into
+    inbox rows; returns how many were read and whether more were waiting."""
     async with unit_of_work(services.sessions) as session:
-        found = await store.read_deliveries(session, limit=limit)
+        found, more = await store.read_delivery_chunk(session, limit=limit, max_bytes=max_bytes)
     if not found:
-        return 0
+        return 0, False
     split: list[Split] = []
     seen: set[bytes] = set()
     for delivery_id, received_at, body in found:
@@ -59,7 +64,7 @@ async def split_deliveries(services: Services, limit: int = SPLIT_CHUNK) -> int:
                                   services.settings.max_events_per_delivery, seen))
     async with unit_of_work(services.sessions) as session:
         await _store_split(session, split, services.hash_key)
-    return len(found)
+    return len(found), more
 
 
 async def split_all_pending(session: AsyncSession, *, hash_key: str, max_events: int | None = None) -> int:

@@ -6,7 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from bot.intake.writer import CHUNK_SCALE, IDLE_GAP, DeliveryWriter
+from bot.intake.writer import CHUNK_SCALE, IDLE_GAP, WORKER_CHUNK_SCALE, DeliveryWriter
 
 
 def writer(*, serves_web: bool) -> DeliveryWriter:
@@ -21,7 +21,7 @@ async def scale_after(w: DeliveryWriter, quiet_for: float) -> int:
 
 
 async def test_a_worker_process_takes_large_chunks_whenever_intake_is_quiet() -> None:
-    assert await scale_after(writer(serves_web=False), 0.01) == CHUNK_SCALE
+    assert await scale_after(writer(serves_web=False), 0.01) == WORKER_CHUNK_SCALE
 
 
 async def test_a_listeners_process_takes_one_unit_until_intake_has_been_idle_a_while() -> None:

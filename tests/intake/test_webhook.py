@@ -143,7 +143,7 @@ async def test_inbox_resumes_after_restart(box: Sandbox) -> None:
     status, _ = await box.webhook(gap(5, "late@example.com"))
     assert status == 200
     # Split but not processed (a crash between the two steps) ...
-    assert await split_deliveries(box.services) == 1
+    assert await split_deliveries(box.services) == (1, False)
     assert [e.state for e in await inbox(box)] == [InboxState.PENDING] and await deliveries(box) == []
     # ... and committed but not split: only the raw body is stored.
     status, _ = await box.webhook(gap(6, "later@example.com", form_id=9, form_name="Webinar", sub=14))
