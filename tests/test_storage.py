@@ -3,13 +3,15 @@ when a pooled PostgreSQL connection is pinged."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import storage.db
-from storage.db import async_url, make_engine
+from storage.db import async_url, make_engine, make_session_factory, unit_of_work
 from storage.migrate import current_heads, migrate
 
 
@@ -84,4 +86,23 @@ async def test_a_connection_used_within_the_window_is_handed_out_without_a_ping(
         assert failed.value.connection_invalidated
         assert await _backend_pid(engine) != first
     finally:
+        await engine.dispose()
+
+
+async def test_sqlite_connections_go_back_to_the_pool_with_no_transaction_open(sqlite_url: str) -> None:
+    # The pool does not roll back on return (storage.db), so a unit of work that fails must end its own
+    # transaction: otherwise the pooled connection would keep SQLite's one write lock.
+    engine = make_engine(sqlite_url)
+    await migrate(engine)
+    sessions = make_session_factory(engine)
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(sessions) as session:
+            await session.exec(text("DELETE FROM inbox_deliveries"))  # type: ignore[call-overload]
+            raise RuntimeError("fails mid-transaction")
+    other = sqlite3.connect(make_url(sqlite_url).database or "", timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock is free at once: SQLITE_BUSY otherwise
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
         await engine.dispose()
