@@ -59,8 +59,9 @@ async def test_renewals_keep_a_long_job_with_its_runner(sqlite_url: str) -> None
         started.set()
         await asyncio.sleep(2.5 * lease.total_seconds())  # the work itself: two and a half leases long
 
-    # Longer than SHORT: each renewal must land within lease / 4, which a loaded 2-core box needs room for.
-    lease = timedelta(seconds=1)
+    # Longer than SHORT: a renewal must land before the lease runs out. With 1 s, a full suite on a slow
+    # 2-core box (xdist, PostgreSQL beside it) once saw a renewal wait out the lease in SQLite's busy handler.
+    lease = timedelta(seconds=2)
     runner_a, watcher_a = _runner(sessions, lease=lease)
     runner_b, watcher_b = _runner(make_session_factory(engine_b))
     runner_a.register("long", long)
@@ -69,7 +70,7 @@ async def test_renewals_keep_a_long_job_with_its_runner(sqlite_url: str) -> None
     await asyncio.wait_for(started.wait(), 5)
     runner_b.register("long", long)
     runner_b.start()
-    await watcher_a.wait_for(job_id, "done", timeout=10)
+    await watcher_a.wait_for(job_id, "done", timeout=20)
     await runner_a.stop()
     await runner_b.stop()
     job = await _job(sessions, job_id)
