@@ -39,8 +39,8 @@ PROCESSING_FLOOR = 0.25  # seconds: processing gets a chunk at least this often,
 # (bench/README.md, hostile load), and a delivery arriving meanwhile waits that long.
 CHUNK_SCALE = 4
 # The same in a process with no listener (a worker), where a long chunk holds up no request. Each chunk
-# costs a fixed number of round trips and statements; ten units instead of four took the worker's CPU per
-# delivery under wrk from 0.4 to 0.25 ms and the drain after the load from 7.8 to 0.4 s (bench/README.md).
+# costs a fixed number of round trips and statements; ten units instead of four took web + worker CPU per
+# delivery under wrk from 0.73 to 0.60 ms and the drain after the load from 7.8 to 0.4 s (bench/README.md).
 WORKER_CHUNK_SCALE = 10
 IDLE_GAP = 0.1  # seconds without a delivery after which a listener's process counts intake as idle
 # A job the watcher queues starts this long after it looked, so deliveries arriving meanwhile share it.
