@@ -128,10 +128,19 @@ async def _store_split(session: AsyncSession, split: list[Split], hash_key: str)
                 raise
             problem = f"could not be stored ({type(exc).__name__})"
             log.warning("intake: delivery %s %s; kept as a dead letter", one.delivery_id, problem)
-        dead = events.dead_letter_row(one.body, hash_key, one.received_at, problem)
+        dead = await _dead_letter(one, hash_key, problem)
         async with session.begin_nested():
             taken += await _store_together(session, [Split(one.delivery_id, one.received_at, one.body, [dead])])
     return taken
+
+
+async def _dead_letter(one: Split, hash_key: str, problem: str) -> dict[str, Any]:
+    """The dead letter of a delivery the database refused. Finding its addresses reads the whole body (up
+    to WEBHOOK_MAX_BYTES; 200 ms a MiB for a body dense with ``@``), so a large one is read on a worker
+    thread, as parsing is."""
+    if len(one.body) > PARSE_OFF_LOOP_BYTES:
+        return await asyncio.to_thread(events.dead_letter_row, one.body, hash_key, one.received_at, problem)
+    return events.dead_letter_row(one.body, hash_key, one.received_at, problem)
 
 
 async def _store_together(session: AsyncSession, split: list[Split]) -> int:

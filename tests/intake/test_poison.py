@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 from bot.intake import events
-from bot.intake.split import split_all_pending
+from bot.intake.split import PARSE_OFF_LOOP_BYTES, split_all_pending
+from bot.privacy import subject_hash
 from sandbox.harness import sandbox
 from sandbox.mautic import encode_like_php, merge_payloads
 from storage import intake as store
@@ -19,7 +21,7 @@ from storage.intake import InboxState
 from storage.types import utcnow
 from tests.helpers import test_tuning
 from tests.intake.helpers import deliveries, inbox, processed, records
-from tests.intake.test_webhook import consented
+from tests.intake.test_webhook import consented, gap
 
 TWENTY_FIVE_NINES = int("9" * 25)
 
@@ -96,3 +98,33 @@ async def test_a_delivery_the_database_refuses_is_dead_lettered_alone(
         after = await inbox(box)
         assert any(r.contact_id == 10 and r.state == InboxState.PENDING for r in after)
         assert len([r for r in after if r.event_type == events.DEAD_LETTER]) == 2
+
+
+async def test_a_large_refused_delivery_is_searched_for_addresses_off_the_event_loop(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its dead letter's address search reads the whole body; on the loop, a body dense with "@" would hold
+    # every request for as long (200 ms a MiB on the bench box).
+    real_rows, real_dead_letter = events.inbox_rows, events.dead_letter_row
+    searched_on: list[str] = []
+
+    def rows_with_poison(raw: bytes, hash_key: str, received_at: datetime,
+                         max_events: int | None = None) -> list[dict[str, Any]]:
+        rows = real_rows(raw, hash_key, received_at, max_events)
+        return [{**row, "contact_id": TWENTY_FIVE_NINES} for row in rows] if b"poison@" in raw else rows
+
+    def dead_letter_row(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        searched_on.append(threading.current_thread().name)
+        return real_dead_letter(*args, **kwargs)
+
+    monkeypatch.setattr(events, "inbox_rows", rows_with_poison)
+    monkeypatch.setattr(events, "dead_letter_row", dead_letter_row)
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path) as box:
+        large = gap(8, "poison@example.com", results={"email": "poison@example.com", "consent": "1",
+                                                     "message": "a@" * (PARSE_OFF_LOOP_BYTES // 2 + 1)})
+        assert (await box.webhook(large))[0] == 200
+        await processed(box)
+        (dead,) = [r for r in await inbox(box) if r.state == InboxState.DEAD]
+        assert dead.note is not None and dead.note.startswith("could not be stored")
+        assert dead.subject_hashes is not None  # the address is still found, for erasure
+        assert subject_hash(box.services.hash_key, "poison@example.com") in dead.subject_hashes.split()
+    assert searched_on and threading.main_thread().name not in searched_on
