@@ -228,7 +228,8 @@ async def commit_deliveries_autocommit(sessions: SessionFactory, rows: Sequence[
     Sent with asyncpg directly, the rows as three arrays: at 50 concurrent senders the bot process is
     CPU-bound, and SQLAlchemy's executemany (insertmanyvalues: a statement rendered per group, ~75 bind
     parameters processed one by one) was a large share of each group commit. The connection still comes
-    from the engine's pool, so its ping of idle connections and its limits apply. Outside a transaction asyncpg autocommits.
+    from the engine's pool, so its ping of idle connections and its limits apply. Outside a transaction
+    asyncpg autocommits.
     """
     engine: AsyncEngine = sessions.kw["bind"]
     process = _deliveries.c.received_at.type.bind_processor(engine.dialect)
