@@ -55,16 +55,17 @@ async def process_inbox(services: Services, writer: DeliveryWriter, run: JobRun)
             async with writer.processing_turn():
                 await _process_chunk(services, ids[start:start + PROCESS_CHUNK])
     else:
-        while True:
-            async with writer.processing_turn() as scale:
-                _read, more = await split_deliveries(services, SPLIT_CHUNK * scale, SPLIT_CHUNK_BYTES * scale)
+        with writer.splitting():
             while True:
                 async with writer.processing_turn() as scale:
-                    done, limit = await _process_chunk(services, None, PROCESS_CHUNK * scale), PROCESS_CHUNK * scale
-                if done < limit:
-                    break
-            if not more:
-                break  # a delivery committed from here on is found by the writer's watcher, which queues a job
+                    _read, more = await split_deliveries(services, SPLIT_CHUNK * scale, SPLIT_CHUNK_BYTES * scale)
+                while True:
+                    async with writer.processing_turn() as scale:
+                        done = await _process_chunk(services, None, PROCESS_CHUNK * scale)
+                    if done < PROCESS_CHUNK * scale:
+                        break
+                if not more:
+                    break  # a delivery committed from here on is found by the writer's watcher, which queues a job
     services.jobs.notify()
 
 

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,7 @@ class DeliveryWriter:
         self._last_failure = -math.inf  # loop time the latest group commit failed
         self._committed = asyncio.Event()  # set by each group commit: the watcher looks at once
         self._watcher: asyncio.Task[None] | None = None
+        self._splitters = 0  # process jobs of this process splitting until no delivery waits
 
     async def commit(self, body: bytes, received_at: datetime) -> int:
         """Store one raw delivery durably; returns its id once committed."""
@@ -168,8 +169,24 @@ class DeliveryWriter:
             # query per group commit.
             await asyncio.sleep(WATCH_GAP)
 
+    @contextlib.contextmanager
+    def splitting(self) -> Iterator[None]:
+        """Held by a process job of this process while it splits until no delivery waits (it sees every
+        delivery committed before its last look), so the watcher need not look meanwhile: under sustained
+        intake its looks (a write transaction each, holding SQLite's one writer 14 ms at the median) kept
+        a tenth of the group commits waiting 17 ms or more. When the job ends, the watcher looks at once,
+        for what was committed after the job's last look."""
+        self._splitters += 1
+        try:
+            yield
+        finally:
+            self._splitters -= 1
+            self._committed.set()
+
     async def schedule_processing(self) -> None:
         """If any delivery waits to be split, make sure a queued process job will see it."""
+        if self._splitters:
+            return  # a job splitting here will see it (splitting())
         due = self._job_due
         if due is not None and utcnow() < due - JOB_DUE_MARGIN:
             # A queued job whose run_after is still ahead cannot have been claimed by any runner (they claim

@@ -317,6 +317,25 @@ async def test_a_one_hop_group_commit_returns_each_rows_own_id(box: Sandbox, mon
                                                                    row["received_at"])
 
 
+async def test_no_job_is_queued_while_one_splits_here_and_the_watcher_looks_once_it_ends(box: Sandbox) -> None:
+    await box.services.jobs.stop()
+    writer = box.app[INTAKE_WRITER]
+    await writer.stop_watching()
+    with writer.splitting():  # as a process job of this process holds it while it splits
+        assert (await box.webhook(gap(1, "during@example.com")))[0] == 200
+        await writer.schedule_processing()
+        assert await queued_process_jobs(box) == []  # the job splitting will see it: no look, no second job
+        writer._committed.clear()  # (the group commit above woke the watcher; it has looked since)
+    # The job has ended: the watcher is woken at once (its poll may be seconds away), and its look, no longer
+    # skipped, queues a job for whatever was committed after the job's last split.
+    assert writer._committed.is_set()
+    await writer.schedule_processing()
+    assert len(await queued_process_jobs(box)) == 1
+    await box.restart_bot()
+    await processed(box)
+    assert await deliveries(box) == [] and {e.contact_id for e in await inbox(box)} == {1}
+
+
 async def test_a_delivery_stored_after_its_known_job_finished_gets_a_job_of_its_own(
         box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     await box.services.jobs.stop()
