@@ -4,13 +4,15 @@ when a pooled PostgreSQL connection is pinged."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import storage.db
+from storage import intake as intake_store
 from storage.db import async_url, make_engine, make_session_factory, unit_of_work
 from storage.migrate import current_heads, migrate
 
@@ -105,4 +107,29 @@ async def test_sqlite_connections_go_back_to_the_pool_with_no_transaction_open(s
         other.execute("ROLLBACK")
     finally:
         other.close()
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_group_commit_on_a_connection_closed_since_its_last_use_fails_as_a_database_error(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The webhook's group commit talks to asyncpg directly. A pooled connection closed since its last use
+    # (an outage, met before the idle-only ping looks again) must fail as the DBAPI error callers handle
+    # (the webhook spools on it), not as asyncpg's own InterfaceError (a 500, which Mautic drops for good),
+    # and must not go back to the pool.
+    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    engine = make_engine(postgres_url)
+    try:
+        await migrate(engine)
+        sessions = make_session_factory(engine)
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.close()  # as asyncpg marks a connection whose socket it saw closed
+        row = {"received_at": datetime(2026, 12, 1, tzinfo=UTC), "body": b"{}", "body_sha256": "0" * 64}
+        with pytest.raises(OperationalError) as failed:
+            await intake_store.commit_deliveries_autocommit(sessions, [row])
+        assert failed.value.connection_invalidated
+        assert len(await intake_store.commit_deliveries_autocommit(sessions, [row])) == 1  # a fresh connection
+    finally:
         await engine.dispose()
