@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -218,13 +219,30 @@ async def insert_unless_duplicate(session: AsyncSession, row: Any) -> bool:
     return True
 
 
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The driver's own connection, from the engine's pool, for the few statements sent past SQLAlchemy.
+
+    SQLAlchemy turns a lost connection into its DBAPI error and throws the connection away; past it, that
+    is done here for asyncpg: a pooled connection closed since its last use (the pool pings only idle
+    ones) raises OperationalError (``connection_invalidated``), which callers handle as an outage (the
+    webhook spools), and is not pooled again, so the next checkout reconnects instead of meeting it again.
+    """
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            yield driver
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+            await conn.invalidate()
+            raise OperationalError(None, None, exc, connection_invalidated=True) from exc
+
+
 async def ping(engine: AsyncEngine) -> None:
     """One ``SELECT 1`` on the driver's connection, outside any transaction: through SQLAlchemy it would
     begin one, and on SQLite every transaction begins IMMEDIATE (takes the write lock), so a health check
     would queue behind every writer, waiting in SQLite's own sleep-and-retry busy handler."""
-    async with engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
+    async with driver_connection(engine) as driver:
         if engine.dialect.name == "sqlite":
             async with driver.execute("SELECT 1") as cursor:
                 await cursor.fetchone()

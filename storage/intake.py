@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
 from sqlalchemy import (
     Column,
     Index,
@@ -33,12 +32,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.db import SessionFactory, sqlite_writer_lock
+from storage.db import SessionFactory, driver_connection, sqlite_writer_lock
 from storage.erasures import ErasedSubject, is_erased
 from storage.jobs import Job, JobState
 from storage.types import JSONType, UTCDateTime
@@ -240,18 +238,8 @@ async def commit_deliveries_autocommit(sessions: SessionFactory, rows: Sequence[
         received = [process(value) for value in received]
     bodies = [row["body"] for row in rows]
     hashes = [row["body_sha256"] for row in rows]
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        try:
-            records = await driver.fetch(_INSERT_DELIVERIES_UNNEST, received, bodies, hashes)
-        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
-            # What SQLAlchemy does for the statements it sends itself: a connection that died since its
-            # last use (the pool pings only idle ones, storage.db) is thrown away rather than pooled again,
-            # and the error is the DBAPI one callers know (the webhook then spools the delivery).
-            await conn.invalidate()
-            raise OperationalError(_INSERT_DELIVERIES_UNNEST, None, exc, connection_invalidated=True) from exc
+    async with driver_connection(engine) as driver:  # a lost connection: OperationalError, not pooled again
+        records = await driver.fetch(_INSERT_DELIVERIES_UNNEST, received, bodies, hashes)
     # Ids come from the sequence in the order the SELECT yields the rows (ORDER BY n), so sorted ids
     # follow the rows (the same assumption SQLAlchemy's sort_by_parameter_order makes for serial keys).
     return sorted(record[0] for record in records)

@@ -133,3 +133,22 @@ async def test_a_group_commit_on_a_connection_closed_since_its_last_use_fails_as
         assert len(await intake_store.commit_deliveries_autocommit(sessions, [row])) == 1  # a fresh connection
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_health_ping_on_a_closed_pooled_connection_fails_once_and_the_next_reconnects(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The spool's mover probes with this ping every interval; a closed connection handed back to the pool
+    # unpinged would otherwise fail every probe after an outage, and the spool would never be moved in.
+    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    engine = make_engine(postgres_url)
+    try:
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.close()
+        with pytest.raises(OperationalError):
+            await storage.db.ping(engine)
+        await storage.db.ping(engine)  # the closed connection was thrown away: a fresh one answers
+    finally:
+        await engine.dispose()
