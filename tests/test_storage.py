@@ -110,6 +110,18 @@ async def test_sqlite_connections_go_back_to_the_pool_with_no_transaction_open(s
         await engine.dispose()
 
 
+async def _engine_with_a_closed_pooled_connection(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncEngine:
+    """An engine whose one pooled connection was closed after its last use, and that is handed out unpinged
+    (as within the idle window of storage.db's ping)."""
+    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    engine = make_engine(postgres_url)
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.close()  # as asyncpg marks a connection whose socket it saw closed
+    return engine
+
+
 @pytest.mark.postgres
 async def test_a_group_commit_on_a_connection_closed_since_its_last_use_fails_as_a_database_error(
         postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,15 +129,12 @@ async def test_a_group_commit_on_a_connection_closed_since_its_last_use_fails_as
     # (an outage, met before the idle-only ping looks again) must fail as the DBAPI error callers handle
     # (the webhook spools on it), not as asyncpg's own InterfaceError (a 500, which Mautic drops for good),
     # and must not go back to the pool.
-    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    engine = make_engine(postgres_url)
+    schema = make_engine(postgres_url)
+    await migrate(schema)
+    await schema.dispose()
+    engine = await _engine_with_a_closed_pooled_connection(postgres_url, monkeypatch)
     try:
-        await migrate(engine)
         sessions = make_session_factory(engine)
-        async with engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.close()  # as asyncpg marks a connection whose socket it saw closed
         row = {"received_at": datetime(2026, 12, 1, tzinfo=UTC), "body": b"{}", "body_sha256": "0" * 64}
         with pytest.raises(OperationalError) as failed:
             await intake_store.commit_deliveries_autocommit(sessions, [row])
@@ -140,13 +149,8 @@ async def test_a_health_ping_on_a_closed_pooled_connection_fails_once_and_the_ne
         postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The spool's mover probes with this ping every interval; a closed connection handed back to the pool
     # unpinged would otherwise fail every probe after an outage, and the spool would never be moved in.
-    monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    engine = make_engine(postgres_url)
+    engine = await _engine_with_a_closed_pooled_connection(postgres_url, monkeypatch)
     try:
-        async with engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.close()
         with pytest.raises(OperationalError):
             await storage.db.ping(engine)
         await storage.db.ping(engine)  # the closed connection was thrown away: a fresh one answers
