@@ -272,9 +272,8 @@ async def commit_deliveries_sqlite(sessions: SessionFactory, rows: Sequence[dict
     assert lock is not None, "SQLite only"
     process = _deliveries.c.received_at.type.bind_processor(engine.dialect)
     params = [(process(row["received_at"]), row["body"], row["body_sha256"]) for row in rows]
-    async with lock.first(), engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        return await _on_sqlite_thread(raw.driver_connection, functools.partial(_insert_deliveries_sync, params))
+    async with lock.first(), driver_connection(engine) as driver:
+        return await _on_sqlite_thread(driver, functools.partial(_insert_deliveries_sync, params))
 
 
 def _insert_deliveries_sync(params: list[tuple[Any, ...]], db: sqlite3.Connection) -> list[int]:
@@ -300,13 +299,13 @@ def _insert_deliveries_sync(params: list[tuple[Any, ...]], db: sqlite3.Connectio
     return ids
 
 
-async def _on_sqlite_thread(driver_connection: Any, fn: Callable[[sqlite3.Connection], list[int]]) -> list[int]:
+async def _on_sqlite_thread(driver: Any, fn: Callable[[sqlite3.Connection], list[int]]) -> list[int]:
     """Run ``fn(sqlite3 connection)`` on aiosqlite's worker thread as one queued call.
 
     Private aiosqlite API (``_execute``, ``_conn``), kept to this one function: its public methods are one
     statement per call, and the whole point is one trip for the whole transaction.
     """
-    result: list[int] = await driver_connection._execute(fn, driver_connection._conn)
+    result: list[int] = await driver._execute(fn, driver._conn)
     return result
 
 
