@@ -272,9 +272,7 @@ class SpoolingIntake:
         """Keep one verified delivery durably; raises :class:`SpoolFull` when it cannot."""
         if self.degraded is None:
             try:
-                # asyncio.timeout, not wait_for: wait_for wraps the commit in a task of its own per request.
-                async with asyncio.timeout(self.commit_timeout):
-                    delivery = await self.writer.commit(body, received_at)
+                delivery = await self.writer.commit(body, received_at, timeout=self.commit_timeout)
                 return Receipt(delivery=delivery)
             except Exception as exc:
                 if not database_unavailable(exc):

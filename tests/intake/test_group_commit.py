@@ -1,0 +1,42 @@
+"""The webhook's group commit gives up at the earliest deadline of the deliveries it holds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bot.intake.writer import DeliveryWriter
+
+
+async def test_a_commit_that_outlives_its_earliest_deadline_is_cancelled_and_fails_every_delivery_in_it() -> None:
+    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
+    writer = DeliveryWriter(services)
+    batches: list[list[bytes]] = []
+    cancelled = asyncio.Event()
+
+    async def commit(rows: list[dict[str, Any]]) -> list[int]:
+        batches.append([row["body"] for row in rows])
+        if len(batches) == 1:  # the database hangs on the first group commit
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return list(range(100, 100 + len(rows)))
+
+    writer._commit = commit  # type: ignore[method-assign]
+    now = datetime.now(UTC)
+    hurried = asyncio.create_task(writer.commit(b"a", now, timeout=0.05))
+    patient = asyncio.create_task(writer.commit(b"b", now, timeout=60))
+    for delivery in (hurried, patient):  # one group commit, held to the earlier deadline
+        with pytest.raises(TimeoutError):
+            await delivery
+    assert batches == [[b"a", b"b"]]
+    assert cancelled.is_set()
+    # The writer goes on: the next delivery gets a commit of its own.
+    assert await writer.commit(b"c", now, timeout=60) == 100
+    assert batches == [[b"a", b"b"], [b"c"]]
