@@ -23,9 +23,10 @@ answered 200 but missing from the inbox once processing drained (events counted 
 
 ``--pin`` runs the server on CPU 0 and every load generator (this process and the attack) on CPU 1, so
 the generators' own CPU time no longer preempts the server (its stalls and latencies are then its own);
-PostgreSQL's processes stay unpinned. Diagnosis: ``BENCH_NAME_CALLBACK=1`` names each new longest
-callback, ``BENCH_GC_LOG=1`` prints every garbage collection over 5 ms, ``BENCH_SLOW_CALLBACKS=<s>``
-turns on asyncio debug, ``BENCH_PROFILE=<file>`` profiles the server.
+a local PostgreSQL's processes go to CPU 1 as well (root only; their affinity is restored after).
+Diagnosis: ``BENCH_NAME_CALLBACK=1`` names each new longest callback, ``BENCH_GC_LOG=1`` prints every
+garbage collection over 5 ms, ``BENCH_SLOW_CALLBACKS=<s>`` turns on asyncio debug, ``BENCH_PROFILE=<file>``
+profiles the server.
 """
 
 from __future__ import annotations
@@ -293,6 +294,37 @@ async def inbox_events(database_url: str) -> tuple[int, int]:
         await engine.dispose()
 
 
+async def pin_postgres(database_url: str, cpus: set[int]) -> list[int]:
+    """Move a local PostgreSQL server (its postmaster, so backends forked later too, and every process it has
+    now) onto ``cpus``, off the bot's; the pids moved. Only where the server runs on this machine and this
+    user may (root): otherwise says so and moves nothing, and PostgreSQL's work shares the bot's CPU."""
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            backend = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+    finally:
+        await engine.dispose()
+    try:
+        return _pin_server_of(backend, cpus)
+    except (OSError, StopIteration) as exc:
+        print(f"--pin: PostgreSQL left unpinned ({exc})", file=sys.stderr)
+        return []
+
+
+def _pin_server_of(backend: int, cpus: set[int]) -> list[int]:
+    status = Path(f"/proc/{backend}/status").read_text()
+    postmaster = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    pids = [postmaster, *map(int, Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split())]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+            os.sched_setaffinity(pid, cpus)
+    return pids
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -313,11 +345,14 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: i
         sys.executable, "-m", "bench.hostile_load", "--serve", "--database-url", database_url,
         stdout=asyncio.subprocess.PIPE, env=env)
     assert process.stdout is not None
+    pinned_postgres: list[int] = []
     if args.pin:
         # The server on CPU 0, this process (signed senders, prober) and the attack on CPU 1: the load
         # generators' own work then no longer preempts the server, whose lateness is what is measured.
         os.sched_setaffinity(process.pid, {0})
         os.sched_setaffinity(0, {1})
+        if target != "sqlite":
+            pinned_postgres = await pin_postgres(database_url, {1})
     try:
         url = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=60))["url"]
         bodies = SignedBodies(run_id)
@@ -368,6 +403,9 @@ async def run_target(target: str, args: argparse.Namespace, tmp: Path, run_id: i
             "slow_closed": figures.slow_closed,
         }
     finally:
+        for pid in pinned_postgres:  # PostgreSQL outlives the bench: give it every CPU back
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, range(os.cpu_count() or 1))
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -435,7 +473,7 @@ def main() -> int:
     parser.add_argument("--no-attackers", dest="attackers", action="store_false",
                         help="the signed load alone, for comparison")
     parser.add_argument("--pin", action="store_true",
-                        help="server on CPU 0, load generators on CPU 1 (PostgreSQL's own processes unpinned)")
+                        help="server on CPU 0, load generators (and a local PostgreSQL, as root) on CPU 1")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--attack", help=argparse.SUPPRESS)
