@@ -61,6 +61,7 @@ async def serve(database_url: str) -> None:
     import logging
 
     from bot.app import Tuning, freeze_startup_heap
+    from bot.settings import Settings
     from sandbox.harness import sandbox
 
     logging.basicConfig(level=logging.ERROR)
@@ -125,8 +126,10 @@ async def serve(database_url: str) -> None:
 
     tuning = Tuning(job_poll_interval=0.5, start_scheduler=False, migrate_on_start=True)
     with tempfile.TemporaryDirectory() as tmp:
+        # The production refusal delay (the sandbox answers refusals at once, for tests).
         async with sandbox(database_url, tuning=tuning, export_dir=Path(tmp), mautic_webhook_secret=SECRET,
-                           slack_signing_secret=SLACK_SECRET) as box:
+                           slack_signing_secret=SLACK_SECRET,
+                           refusal_delay=Settings.model_fields["refusal_delay"].default) as box:
             freeze_startup_heap()  # as `python -m bot serve` does once started
             print(json.dumps({"url": box.url}), flush=True)
             prober = asyncio.create_task(probe())

@@ -73,7 +73,8 @@ def create_app(settings: Settings, tuning: Tuning | None = None, *, role: Role =
     settings.require_for_serve()
     app = web.Application(client_max_size=max(settings.webhook_max_bytes, settings.slack_max_bytes))
     app[SETTINGS] = settings
-    app[READ_GATE] = ReadGate(settings.max_concurrent_reads, settings.max_concurrent_large_reads)
+    app[READ_GATE] = ReadGate(settings.max_concurrent_reads, settings.max_concurrent_large_reads,
+                              refusal_delay=settings.refusal_delay)
     app.cleanup_ctx.append(_database(settings, tuning))
     app.cleanup_ctx.append(_http_session)
     app.cleanup_ctx.append(_services(tuning, role))

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     max_concurrent_reads: int = Field(default=32, ge=1)
     # Bodies over 64 KiB (or of undeclared size) read at once, across both routes (503 + Retry-After beyond).
     max_concurrent_large_reads: int = Field(default=4, ge=1)
+    # Seconds a request refused before its body was verified (413, 401, 503 busy) is held, unread, before
+    # its answer, for at most 100 such requests at once (beyond that they are answered at once). A flood
+    # from a fixed number of connections then costs a refusal per connection per delay, not as many as the
+    # loop can turn away; Slack and Mautic, correctly configured, are never refused.
+    refusal_delay: float = Field(default=0.5, ge=0, le=10)
     # Seconds an idle HTTP connection (or one that has not finished its headers) stays open.
     keepalive_timeout: float = Field(default=15.0, gt=0)
     # Events taken from one delivery (Mautic sends ``webhook_limit``, default 10, per POST); the rest of

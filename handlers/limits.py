@@ -7,7 +7,9 @@ is refused before reading), reading the body has a deadline (408), and reads tha
 network for longer than a short grace share a fixed number of slots (503 with ``Retry-After`` when they
 are all taken). Slack and Mautic send their bodies at network speed, within the grace, so they take no
 slot: slow or stalled attackers filling every slot cannot starve them. Large bodies (over 64 KiB) are
-read only a few at a time, so a flood of them cannot take all of the loop's time either.
+read only a few at a time, so a flood of them cannot take all of the loop's time either. A refusal is
+answered after a short delay, the connection left unread meanwhile, so an attacker's connections each
+cost a refusal per delay instead of as many as the loop can turn away.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ READ_GRACE_SECONDS = 1.0
 # bodies are smaller (a 10-event Mautic delivery is ~10 KB); reading and hashing a large unsigned body is
 # the costliest thing an attacker can make us do, so only MAX_CONCURRENT_LARGE_READS happen at once.
 LARGE_BODY_BYTES = 64 * 1024
+# Refusals held for their delay at once; beyond that they are answered at once. Each held connection keeps
+# what aiohttp buffered of its body before pausing the socket (a few hundred KiB at most).
+MAX_HELD_REFUSALS = 100
+# Refusals worth holding: the sender is still there and its request was cheap to make. A timed-out read
+# has been slow already, and a sender that hung up has no one left to answer.
+HELD_OUTCOMES = frozenset({"too_large", "bad_signature", "busy"})
 
 
 class StreamedSignature(Protocol):
@@ -47,9 +55,11 @@ class ReadGate:
 
     slots: int
     large_slots: int
+    refusal_delay: float = 0.0
     busy: int = 0
     large_busy: int = 0
     refused: int = 0  # reads turned away because every slot was taken (for tests and the bench)
+    held: int = 0  # refusals being held for their delay now
 
     def try_enter(self) -> bool:
         if self.busy >= self.slots:
@@ -70,6 +80,16 @@ class ReadGate:
 
     def leave_large(self) -> None:
         self.large_busy -= 1
+
+    async def hold_refusal(self) -> None:
+        """Wait ``refusal_delay`` before a refusal is answered, unless MAX_HELD_REFUSALS are waiting already."""
+        if self.refusal_delay <= 0 or self.held >= MAX_HELD_REFUSALS:
+            return
+        self.held += 1
+        try:
+            await asyncio.sleep(self.refusal_delay)
+        finally:
+            self.held -= 1
 
 
 class BodyRefused(Exception):
@@ -96,10 +116,21 @@ def _refuse(status: int, outcome: str, error: str, headers: dict[str, str] | Non
 
 async def read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate,
                         signature: StreamedSignature) -> bytes:
-    """The whole body once its signature matched; raises :class:`BodyRefused` otherwise.
+    """The whole body once its signature matched; raises :class:`BodyRefused` otherwise (after the gate's
+    refusal delay).
 
     aiohttp caches the bytes, so later ``request.text()``/``read()`` calls reuse them.
     """
+    try:
+        return await _read_verified(request, limits, gate, signature)
+    except BodyRefused as refused:
+        if refused.outcome in HELD_OUTCOMES:
+            await gate.hold_refusal()
+        raise
+
+
+async def _read_verified(request: web.Request, limits: BodyLimits, gate: ReadGate,
+                         signature: StreamedSignature) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limits.max_bytes:
         raise _refuse(413, "too_large", f"body larger than {limits.max_bytes} bytes")

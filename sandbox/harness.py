@@ -151,6 +151,8 @@ def sandbox_settings(
         "database_url": database_url,
         "bot_secret_key": secrets.token_hex(32),
         "mautic_timeout_seconds": 10.0,
+        # Refusals answered at once: tests send many on purpose; tests/intake/test_hostile_bodies.py holds them.
+        "refusal_delay": 0.0,
         # Never the working directory's ./spool (a real instance's): a fresh path, created only if used.
         "spool_dir": Path(tempfile.gettempdir()) / f"privacy-bot-sandbox-spool-{secrets.token_hex(8)}",
     }

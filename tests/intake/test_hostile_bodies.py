@@ -158,3 +158,36 @@ async def test_a_sender_hanging_up_mid_body_is_counted_not_logged_as_an_error(
     assert outcomes == ["disconnected"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert await deliveries(box) == []
+
+
+async def test_a_refusal_is_held_for_its_delay_and_beyond_the_cap_answered_at_once(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_HELD_REFUSALS", 1)
+    delay = 1.0
+    async with sandbox(db_url, tuning=test_tuning(), export_dir=tmp_path, refusal_delay=delay) as box:
+        gate = box.app[READ_GATE]
+        entered = asyncio.Event()
+        hold_refusal = gate.hold_refusal
+
+        async def watched() -> None:
+            holding = hold_refusal()
+            entered.set()  # the wait below counts itself as held before anything else runs
+            await holding
+
+        gate.hold_refusal = watched  # type: ignore[method-assign]
+
+        async def refused(path: str) -> tuple[int, float]:
+            started = time.perf_counter()
+            reader, writer = await _send_head(box, path, 1000, {})  # no signature: nothing could match
+            status, _head = await _status(reader)
+            writer.close()
+            return status, time.perf_counter() - started
+
+        held = asyncio.create_task(refused("/mautic/webhook"))
+        await asyncio.wait_for(entered.wait(), PATIENCE)
+        assert gate.held == 1
+        assert (await refused("/slack/events"))[0] == 401  # the cap is reached: answered without waiting
+        assert not held.done()
+        status, took = await held
+        assert status == 401 and took >= delay
+        assert gate.held == 0
