@@ -86,6 +86,7 @@ class DeliveryWriter:
         self._last_failure = -math.inf  # loop time the latest group commit failed
         self._committed = asyncio.Event()  # set by each group commit: the watcher looks at once
         self._watcher: asyncio.Task[None] | None = None
+        self._watch_stopping = False
         self._splitters = 0  # process jobs of this process splitting until no delivery waits
 
     async def commit(self, body: bytes, received_at: datetime, *, timeout: float = math.inf) -> int:
@@ -157,15 +158,21 @@ class DeliveryWriter:
 
     async def stop_watching(self) -> None:
         if self._watcher is not None:
+            self._watch_stopping = True  # ends the loop even if the cancellation below is lost
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+            self._watch_stopping = False
 
     async def _watch(self, interval: float) -> None:
-        while True:
+        while not self._watch_stopping:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns the event's result instead of
+            # raising when it is cancelled just as the event is set (a commit poking the watcher as the
+            # service stops), and stop_watching() then waited forever for a watcher that went on looking.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._committed.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._committed.wait()
             self._committed.clear()
             try:
                 await self.schedule_processing()

@@ -40,3 +40,21 @@ async def test_a_commit_that_outlives_its_earliest_deadline_is_cancelled_and_fai
     # The writer goes on: the next delivery gets a commit of its own.
     assert await writer.commit(b"c", now, timeout=60) == 100
     assert batches == [[b"a", b"b"], [b"c"]]
+
+
+async def test_the_watcher_stops_even_when_a_commit_pokes_it_as_it_is_cancelled() -> None:
+    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
+    writer = DeliveryWriter(services)
+    looks = 0
+
+    async def look() -> None:
+        nonlocal looks
+        looks += 1
+
+    writer.schedule_processing = look  # type: ignore[method-assign]
+    writer.start_watching(0.2)
+    await asyncio.sleep(0)  # one turn: the watcher starts waiting for a poke
+    writer._committed.set()  # a group commit pokes it in the same turn as the stop cancels it
+    async with asyncio.timeout(5):  # inline, so the cancellation comes in this very turn
+        await writer.stop_watching()  # on Python 3.11 wait_for lost that cancellation: this never returned
+    assert writer._watcher is None and looks == 0
