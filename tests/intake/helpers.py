@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from bot.intake.ids import IntakeJob
+from bot.intake.writer import DeliveryWriter
 from sandbox.harness import Sandbox
 from sandbox.slack import Message
 from storage.intake import ConsentAlert, ConsentRecord, InboxDelivery, InboxEvent, Withdrawal
 from tests.helpers import rows
+
+
+def offline_writer(*, serves_web: bool = True) -> DeliveryWriter:
+    """A DeliveryWriter with no database behind it, for what it decides on its own (SQLite's rules)."""
+    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
+    return DeliveryWriter(services, serves_web=serves_web)
 
 
 async def inbox(box: Sandbox) -> list[InboxEvent]:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from bot.intake.writer import DeliveryWriter
+from tests.intake.helpers import offline_writer
 
 
 async def test_a_commit_that_outlives_its_earliest_deadline_is_cancelled_and_fails_every_delivery_in_it() -> None:
-    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
-    writer = DeliveryWriter(services)
+    writer = offline_writer()
     batches: list[list[bytes]] = []
     cancelled = asyncio.Event()
 
@@ -43,8 +41,7 @@ async def test_a_commit_that_outlives_its_earliest_deadline_is_cancelled_and_fai
 
 
 async def test_the_watcher_stops_even_when_a_commit_pokes_it_as_it_is_cancelled() -> None:
-    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
-    writer = DeliveryWriter(services)
+    writer = offline_writer()
     looks = 0
 
     async def look() -> None:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any
 
 from bot.intake.writer import CHUNK_SCALE, IDLE_GAP, WORKER_CHUNK_SCALE, DeliveryWriter
-
-
-def writer(*, serves_web: bool) -> DeliveryWriter:
-    services: Any = SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")))
-    return DeliveryWriter(services, serves_web=serves_web)
+from tests.intake.helpers import offline_writer as writer
 
 
 async def scale_after(w: DeliveryWriter, quiet_for: float) -> int:
